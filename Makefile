@@ -1,0 +1,24 @@
+# The lab's single entry point. Each target does its own set-up, idempotently.
+.PHONY: setup study test lint up down status clean-stack
+
+setup:
+	@./scripts/setup.sh
+
+study: setup
+	.venv/bin/lab study
+
+test: setup
+	.venv/bin/lab engine
+	.venv/bin/python -m pytest -q -ra
+
+lint: setup
+	.venv/bin/ruff check lab tests
+
+up: setup
+	.venv/bin/lab up
+
+down: setup
+	.venv/bin/lab down
+
+status: setup
+	.venv/bin/lab status

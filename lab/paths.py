@@ -1,0 +1,36 @@
+"""Where the lab keeps things: one place, so nothing else hard-codes a path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_DIR = ROOT / "stack"
+COMPOSE_FILE = STACK_DIR / "compose.yaml"
+IMAGES_DIR = STACK_DIR / "images"
+CONFIG_DIR = STACK_DIR / "config"
+
+
+def var_dir() -> Path:
+    """Machine-local state (git-ignored); PRETIX_LAB_VAR moves it, e.g. for tests."""
+    return Path(os.environ.get("PRETIX_LAB_VAR", ROOT / "var"))
+
+
+def deploy_dir() -> Path:
+    """Per-deployment secrets, CA and tokens: created by `lab up`, removed by `lab down --volumes`."""
+    return var_dir() / "deploy"
+
+
+def cache_dir() -> Path:
+    """Survives deployments: base image tarball, migrated-database template."""
+    return var_dir() / "cache"
+
+
+def data_dir() -> Path:
+    """Run folders (raw, immutable measurement data)."""
+    return Path(os.environ.get("PRETIX_LAB_DATA", ROOT / "data"))
+
+
+def reports_dir() -> Path:
+    return Path(os.environ.get("PRETIX_LAB_REPORTS", ROOT / "reports"))

@@ -1,0 +1,40 @@
+"""The deployment's proof of life: one order through the proxy, found in the primary's database."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+
+from lab.pretix.bootstrap import PretixAccess
+from lab.pretix.client import PretixClient
+from lab.seed import Catalogue, ensure_catalogue
+
+
+def primary_sql(client, query: str) -> str:
+    """Run one read-only query on the PostgreSQL primary (via docker exec; nothing is published)."""
+    from lab.stack.deploy import container
+
+    primary = container(client, "postgres-primary")
+    out = subprocess.run(
+        ["docker", "exec", primary.id, "psql", "-U", "postgres", "-d", "pretix", "-At", "-c", query],
+        check=True, capture_output=True, text=True,
+    )
+    return out.stdout.strip()
+
+
+def place_one_order(access: PretixAccess) -> dict:
+    """Seed a tiny catalogue and buy one ticket with an idempotency key; return the order."""
+    cat = Catalogue()
+    with PretixClient(access) as api:
+        made = ensure_catalogue(api, cat)
+        item = made[cat.products[0].name]["item"]
+        key = str(uuid.uuid4())
+        response = api.request(
+            "POST", api.event(cat.slug, "orders/"),
+            json={"email": "comprador@pretix-lab.invalid", "locale": "pt-pt",
+                  "positions": [{"item": item}]},
+            headers={"X-Idempotency-Key": key},
+        )
+        order = response.json()
+        order["_served_by"] = response.headers.get("x-upstream-instance", "?")
+        return order

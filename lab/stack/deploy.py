@@ -1,0 +1,322 @@
+"""Bring the stack up and down, and say how it is: the lab's handle on the one compose project."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+import httpx
+import yaml
+
+from lab.paths import cache_dir, deploy_dir
+from lab.pretix.bootstrap import PretixAccess, bootstrap
+from lab.stack import secrets
+from lab.stack.compose import Compose
+from lab.stack.engine import ensure_engine
+from lab.stack.images import ensure_images
+from lab.stack.params import StackParams, parse_memory
+from lab.stack.topology import PROJECT, long_running
+
+LABEL_PROJECT = "com.docker.compose.project"
+LABEL_SERVICE = "com.docker.compose.service"
+Log = Callable[[str], None]
+
+
+class DeployError(RuntimeError):
+    """The stack cannot be brought up as asked; the message says why and what to do."""
+
+
+@dataclass
+class UpReport:
+    cold: bool
+    phases: dict[str, float] = field(default_factory=dict)
+    access: PretixAccess | None = None
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+    def describe(self) -> str:
+        kind = "cold (migrations from scratch)" if self.cold else "warm (migrated state reused)"
+        parts = ", ".join(f"{name} {secs:.1f}s" for name, secs in self.phases.items())
+        return f"deploy {kind}: {self.total:.1f}s total ({parts})"
+
+
+@contextmanager
+def _phase(report: UpReport, name: str, log: Log) -> Iterator[None]:
+    log(f"[{name}] ...")
+    start = time.monotonic()
+    yield
+    report.phases[name] = time.monotonic() - start
+
+
+def project_containers(client: docker.DockerClient, service: str | None = None) -> list:
+    filters = {"label": [f"{LABEL_PROJECT}={PROJECT}"]}
+    if service:
+        filters["label"].append(f"{LABEL_SERVICE}={service}")
+    return client.containers.list(all=True, filters=filters)
+
+
+def container(client: docker.DockerClient, service: str):
+    found = [c for c in project_containers(client, service) if c.status == "running"]
+    if not found:
+        raise DeployError(f"service {service!r} has no running container; is the stack up (`lab status`)?")
+    return found[0]
+
+
+def _volume_exists(client: docker.DockerClient, name: str) -> bool:
+    return bool(client.volumes.list(filters={"name": f"^{PROJECT}_{name}$"}))
+
+
+def saved_params(directory: Path | None = None) -> StackParams | None:
+    path = (directory or deploy_dir()) / "params.json"
+    return StackParams.model_validate_json(path.read_text()) if path.exists() else None
+
+
+def compose_for(params: StackParams, directory: Path | None = None, template: str = "") -> Compose:
+    directory = directory or deploy_dir()
+    env = {
+        "LAB_DEPLOY_DIR": str(directory),
+        "LAB_HTTPS_PORT": str(params.https_port),
+        "LAB_HTTP_PORT": str(params.http_port),
+        "LAB_WEB_WORKERS": str(params.web_workers),
+        "LAB_WORKER_CONCURRENCY": str(params.worker_concurrency),
+        "LAB_PG_REPLICATION_MODE": params.replication,
+        "LAB_EDGE_SUBNET": params.edge_subnet,
+        "LAB_PROXY_ADDR": params.address(10),
+        "LAB_WEB_1_ADDR": params.address(11),
+        "LAB_WEB_2_ADDR": params.address(12),
+        "LAB_PG_TEMPLATE_DIR": str(template_dir()),
+        "LAB_PG_TEMPLATE_DUMP": template,
+    }
+    return Compose(env, override=directory / "compose.limits.yaml")
+
+
+def template_dir() -> Path:
+    path = cache_dir() / "pg-template"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_limits(params: StackParams, path: Path) -> None:
+    """The chosen limits as a compose override: compose.yaml stays the one topology."""
+    services = {}
+    for name in params.limits:
+        limits = params.effective_limits(name)
+        entry = {}
+        if limits.cpus is not None:
+            entry["cpus"] = str(limits.cpus)
+        if limits.memory is not None:
+            entry["memory"] = f"{parse_memory(limits.memory)}b"
+        services[name] = {"deploy": {"resources": {"limits": entry}}}
+    secrets.write_private(path, yaml.safe_dump({"services": services} if services else {"services": {}}))
+
+
+def _port_owner(client: docker.DockerClient, port: int) -> str | None:
+    for c in client.containers.list(filters={"publish": str(port)}):
+        return c.name
+    return None
+
+
+def check_ports(client: docker.DockerClient, params: StackParams) -> None:
+    """A published port already taken by something else stops us before anything changes."""
+    for name in ("https_port", "http_port"):
+        port = getattr(params, name)
+        owner = _port_owner(client, port)
+        if owner is not None:
+            if owner.startswith(f"{PROJECT}-proxy"):
+                continue
+            raise DeployError(
+                f"{name}={port}: 127.0.0.1:{port} is already published by container {owner}; "
+                f"choose another port (e.g. --{name.replace('_', '-')} {port + 1}) or stop that container")
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise DeployError(
+                    f"{name}={port}: 127.0.0.1:{port} is already in use by another program; "
+                    f"choose another port (e.g. --{name.replace('_', '-')} {port + 1}) or stop that program"
+                ) from None
+
+
+def _wait_https(access: PretixAccess, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{access.base_url}/healthcheck/", verify=access.ca_file, timeout=5)
+            if r.status_code == 200:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as error:
+            last = repr(error)
+        time.sleep(1)
+    raise DeployError(f"pretix did not answer /healthcheck/ through the proxy within {timeout:.0f}s: {last}")
+
+
+def _dump_template(client: docker.DockerClient, target: Path) -> None:
+    """Keep the freshly migrated (still empty) database so later deployments skip migrations."""
+    primary = container(client, "postgres-primary")
+    partial = target.with_suffix(".partial")
+    with partial.open("wb") as out:
+        subprocess.run(["docker", "exec", primary.id, "pg_dump", "-Fc", "-U", "postgres", "pretix"],
+                       stdout=out, check=True)
+    partial.rename(target)
+
+
+def up(params: StackParams, log: Log = print) -> UpReport:
+    """Deploy (or converge) the stack: engine, images, secrets, database, migrations, services, pretix."""
+    report = UpReport(cold=False)
+    with _phase(report, "engine", log):
+        client = ensure_engine(log=log)
+        check_ports(client, params)
+        directory = deploy_dir()
+        fresh_db = not _volume_exists(client, "pg-primary")
+        if not fresh_db and not (directory / "secrets.json").exists():
+            raise DeployError(
+                "the database volume of an earlier deployment exists but its secrets are gone "
+                f"({directory}); remove it with `lab down --volumes` and deploy again")
+    with _phase(report, "images", log):
+        image_ids = ensure_images(client, log)
+    with _phase(report, "secrets", log):
+        found = secrets.load_or_create(directory)
+        secrets.write_env_files(found, directory)
+        tls = secrets.ensure_tls(directory)
+        secrets.write_private(directory / "params.json", params.model_dump_json(indent=2))
+        _write_limits(params, directory / "compose.limits.yaml")
+        pretix_id = image_ids["pretix-lab/pretix:local"].split(":")[-1][:16]
+        template = template_dir() / f"pretix-{pretix_id}.dump"
+        use_template = fresh_db and template.exists()
+        report.cold = fresh_db and not use_template
+        compose = compose_for(params, directory, f"/template/{template.name}" if use_template else "")
+    with _phase(report, "database", log):
+        compose.run("up", "-d", "--wait", "--wait-timeout", "300", "postgres-primary", "redis")
+    with _phase(report, "migrate", log):
+        compose.run("run", "--rm", "--no-deps", "pretix-migrate")
+        if report.cold:
+            _dump_template(client, template)
+    with _phase(report, "services", log):
+        compose.run("up", "-d", "--wait", "--wait-timeout", "300", *long_running())
+    with _phase(report, "bootstrap", log):
+        base_url = f"https://127.0.0.1:{params.https_port}"
+        report.access = bootstrap(container(client, "pretix-web-1"), base_url, tls / "ca.crt", directory)
+        _wait_https(report.access)
+    return report
+
+
+def down(volumes: bool = False, log: Log = print) -> list[str]:
+    """Stop and remove this project's containers and networks (and volumes and secrets with volumes).
+
+    Returns what of the project is still left (empty when clean).
+    """
+    client = ensure_engine(log=log)
+    directory = deploy_dir()
+    params = saved_params(directory) or StackParams()
+    scratch = None
+    if not (directory / "pretix.env").exists():  # never deployed here: compose still needs the files
+        scratch = directory.parent / "deploy-scratch"
+        secrets.write_env_files(secrets.load_or_create(scratch), scratch)
+        directory = scratch
+    compose = compose_for(params, directory)
+    args = ["down", "--remove-orphans", "--timeout", "20"] + (["--volumes"] if volumes else [])
+    compose.run("--profile", "jobs", *args)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if volumes:
+        shutil.rmtree(deploy_dir(), ignore_errors=True)
+    return leftovers(client, volumes)
+
+
+def leftovers(client: docker.DockerClient, volumes: bool = True) -> list[str]:
+    label = {"label": f"{LABEL_PROJECT}={PROJECT}"}
+    left = [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
+    left += [f"network {n.name}" for n in client.networks.list(filters=label)]
+    if volumes:
+        left += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
+    return left
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    container: str
+    state: str
+    health: str
+    cpu_percent: float | None
+    memory_mib: float | None
+    memory_limit_mib: float | None
+    addresses: dict[str, str]
+
+
+def _cpu_percent(stats: dict) -> float | None:
+    try:
+        now, before = stats["cpu_stats"], stats["precpu_stats"]
+        cpu = now["cpu_usage"]["total_usage"] - before["cpu_usage"]["total_usage"]
+        system = stats["cpu_stats"]["system_cpu_usage"] - stats["precpu_stats"]["system_cpu_usage"]
+        cores = stats["cpu_stats"].get("online_cpus") or 1
+        return round(100.0 * cpu / system * cores, 1) if system > 0 else 0.0
+    except KeyError:
+        return None
+
+
+def _status_of(c) -> ServiceStatus:
+    attrs = c.attrs
+    health = (attrs["State"].get("Health") or {}).get("Status", "-")
+    cpu = mem = limit = None
+    if c.status == "running":
+        stats = c.stats(stream=False)
+        cpu = _cpu_percent(stats)
+        usage = stats.get("memory_stats", {})
+        if "usage" in usage:
+            cache = usage.get("stats", {}).get("cache", 0)
+            mem = round((usage["usage"] - cache) / 2**20, 1)
+            limit = round(usage.get("limit", 0) / 2**20, 1)
+    nets = attrs["NetworkSettings"]["Networks"] or {}
+    return ServiceStatus(
+        service=c.labels.get(LABEL_SERVICE, "?"), container=c.name, state=c.status, health=health,
+        cpu_percent=cpu, memory_mib=mem, memory_limit_mib=limit,
+        addresses={name.removeprefix(f"{PROJECT}_"): n.get("IPAddress", "") for name, n in nets.items()},
+    )
+
+
+def status(client: docker.DockerClient | None = None) -> list[ServiceStatus]:
+    """Each container of the project: state, health, CPU, memory (sampled in parallel)."""
+    client = client or ensure_engine()
+    found = project_containers(client)
+    with ThreadPoolExecutor(max_workers=max(1, len(found))) as pool:
+        rows = list(pool.map(_status_of, found))
+    return sorted(rows, key=lambda s: s.service)
+
+
+def logs(service: str, tail: int = 200, since: float | None = None) -> str:
+    client = ensure_engine()
+    found = project_containers(client, service)
+    if not found:
+        raise DeployError(f"no container for service {service!r}")
+    parts = []
+    for c in found:
+        kwargs = {"tail": tail} if since is None else {"since": int(since)}
+        parts.append(c.logs(timestamps=True, **kwargs).decode(errors="replace"))
+    return "".join(parts)
+
+
+def environment_record(client: docker.DockerClient) -> dict:
+    """What a run records about the deployment it measured (no secrets)."""
+    from lab.stack.images import digests
+
+    params = saved_params()
+    return {
+        "images": digests(client),
+        "engine": client.version().get("Version"),
+        "stack_params": json.loads(params.model_dump_json()) if params else None,
+    }

@@ -1,0 +1,170 @@
+"""Stack parameters, validated once and up front: a bad value stops here, before anything changes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lab.stack.topology import services
+
+MIB = 1024 * 1024
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_UNIT = {"b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
+
+
+class ParamsError(ValueError):
+    """A parameter a user gave is wrong; the message names the field and what is allowed."""
+
+
+def parse_memory(text: str | int) -> int:
+    """'1536M', '1.5G', '512MiB' or bytes -> bytes (compose's binary units)."""
+    if isinstance(text, int):
+        return text
+    match = _MEMORY.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a memory size; use e.g. 512M, 1536M or 2G")
+    number, unit = match.groups()
+    return int(float(number) * _UNIT[(unit or "b")[0].lower()])
+
+
+def format_memory(size: int) -> str:
+    return f"{size // MIB}M"
+
+
+def minimum_memory(service: str, web_workers: int, worker_concurrency: int) -> int:
+    """What pretix needs to start and serve (measured: ~280 MB per gunicorn worker, ~250 MB per celery)."""
+    if service.startswith("pretix-web"):
+        return (128 + 256 * web_workers) * MIB
+    if service.startswith("pretix-worker"):
+        return (256 + 64 * worker_concurrency) * MIB
+    if service.startswith("pretix-"):
+        return 320 * MIB
+    if service.startswith("postgres"):
+        return 128 * MIB
+    if service == "redis":
+        return 64 * MIB
+    return 32 * MIB
+
+
+class ServiceLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpus: float | None = Field(default=None, gt=0)
+    memory: str | None = None
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_a_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_memory(value)
+        return value
+
+
+class StackParams(BaseModel):
+    """Everything `lab up` can be told. Defaults are the seed's plan (about 8 GB in all)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    https_port: int = Field(default=8443, ge=1024, le=65535)
+    http_port: int = Field(default=8080, ge=1024, le=65535)
+    web_workers: int = Field(default=2, ge=1, le=16, description="gunicorn workers per web instance")
+    worker_concurrency: int = Field(default=2, ge=1, le=16, description="celery processes per worker")
+    replication: Literal["async", "sync"] = "async"
+    edge_subnet: str = "10.213.0.0/24"
+    limits: dict[str, ServiceLimits] = Field(default_factory=dict)
+
+    @field_validator("edge_subnet")
+    @classmethod
+    def _subnet(cls, value: str) -> str:
+        net = ipaddress.ip_network(value, strict=True)
+        if net.version != 4 or not net.is_private or net.prefixlen > 28:
+            raise ValueError("must be a private IPv4 network of /28 or larger, e.g. 10.213.0.0/24")
+        return str(net)
+
+    @field_validator("limits")
+    @classmethod
+    def _known_services(cls, value: dict[str, ServiceLimits]) -> dict[str, ServiceLimits]:
+        known = services()
+        for name in value:
+            if name not in known:
+                raise ValueError(f"unknown service {name!r}; the services are: {', '.join(known)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackParams:
+        if self.https_port == self.http_port:
+            raise ValueError("https_port and http_port must differ")
+        cores = os.cpu_count() or 1
+        for name, spec in services().items():
+            limits = self.effective_limits(name)
+            cpus, memory = limits.cpus, limits.memory
+            if cpus is not None and cpus > cores:
+                raise ValueError(f"limits.{name}.cpus={cpus} exceeds the {cores} cores of this machine")
+            if memory is not None:
+                floor = minimum_memory(name, self.web_workers, self.worker_concurrency)
+                if parse_memory(memory) < floor:
+                    raise ValueError(
+                        f"limits.{name}.memory={memory} is below what it needs "
+                        f"({format_memory(floor)} with web_workers={self.web_workers}, "
+                        f"worker_concurrency={self.worker_concurrency}); give at least {format_memory(floor)}"
+                    )
+            del spec
+        return self
+
+    def effective_limits(self, service: str) -> ServiceLimits:
+        """The parameter where one is given, else compose.yaml's default."""
+        spec = services()[service]
+        given = self.limits.get(service, ServiceLimits())
+        return ServiceLimits(
+            cpus=given.cpus if given.cpus is not None else spec.default_cpus,
+            memory=given.memory if given.memory is not None else spec.default_memory,
+        )
+
+    def address(self, host: int) -> str:
+        """A fixed address on the edge network (the proxy maps instances by address)."""
+        return str(ipaddress.ip_network(self.edge_subnet)[host])
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "stack"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown parameter; allowed: {', '.join(StackParams.model_fields)}"
+        elif item["type"] == "literal_error":
+            message = f"{message} (got {item.get('input')!r})"
+        lines.append(f"  {field}: {message}")
+    return "invalid stack parameters:\n" + "\n".join(lines)
+
+
+def validate(raw: dict[str, Any]) -> StackParams:
+    """Raw mapping -> StackParams, or ParamsError with one readable line per bad field."""
+    try:
+        return StackParams.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_describe(error)) from None
+
+
+def load(path: Path | None, overrides: dict[str, Any] | None = None) -> StackParams:
+    """Parameters from a YAML file (its `stack:` section, or the whole file), then overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(doc, dict):
+            raise ParamsError(f"{path}: expected a mapping of parameters")
+        raw = dict(doc.get("stack", doc))
+    for key, value in (overrides or {}).items():
+        if key == "limits":
+            merged = dict(raw.get("limits") or {})
+            for service, limit in value.items():
+                merged[service] = {**(merged.get(service) or {}), **limit}
+            raw["limits"] = merged
+        elif value is not None:
+            raw[key] = value
+    return validate(raw)

@@ -1,0 +1,65 @@
+"""Stack parameters: bad values are refused with the field and the allowed values named."""
+
+import pytest
+
+from lab.stack import params
+from lab.stack.params import ParamsError, parse_memory
+from lab.stack.topology import long_running, services
+
+
+def test_defaults_follow_compose_yaml():
+    p = params.validate({})
+    assert p.effective_limits("pretix-web-1").memory == services()["pretix-web-1"].default_memory
+    assert p.address(11) == "10.213.0.11"
+
+
+def test_topology_has_two_of_each_pretix_module_and_replication():
+    names = set(long_running())
+    assert {"pretix-web-1", "pretix-web-2", "pretix-worker-1", "pretix-worker-2"} <= names
+    assert {"postgres-primary", "postgres-replica", "redis", "proxy"} <= names
+    assert services()["pretix-migrate"].one_shot
+
+
+def test_default_memory_is_the_seeds_8_gb_plan():
+    total = sum(parse_memory(s.default_memory) for s in services().values() if not s.one_shot)
+    assert 6 * 2**30 <= total <= 8 * 2**30
+
+
+@pytest.mark.parametrize("text,size", [("512M", 512 * 2**20), ("1.5G", 1536 * 2**20), ("2GiB", 2 * 2**30),
+                                       ("1024", 1024), (2048, 2048)])
+def test_parse_memory(text, size):
+    assert parse_memory(text) == size
+
+
+@pytest.mark.parametrize("raw,words", [
+    ({"limits": {"pretix-web-9": {"cpus": 1}}}, ["pretix-web-9", "pretix-web-1", "the services are"]),
+    ({"limits": {"pretix-web-1": {"memory": "200M"}}}, ["pretix-web-1", "200M", "at least"]),
+    ({"limits": {"pretix-worker-1": {"memory": "lots"}}}, ["memory", "512M"]),
+    ({"limits": {"redis": {"cpus": 64}}}, ["redis", "cores"]),
+    ({"limits": {"redis": {"cpus": 0}}}, ["cpus", "greater than 0"]),
+    ({"replication": "semi"}, ["replication", "'async' or 'sync'", "semi"]),
+    ({"https_port": 80}, ["https_port", "1024"]),
+    ({"https_port": 9000, "http_port": 9000}, ["must differ"]),
+    ({"edge_subnet": "8.8.8.0/24"}, ["edge_subnet", "private"]),
+    ({"web_workers": 0}, ["web_workers"]),
+    ({"colour": "blue"}, ["colour", "allowed", "https_port"]),
+])
+def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
+    with pytest.raises(ParamsError) as caught:
+        params.validate(raw)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_memory_floor_rises_with_workers():
+    params.validate({"web_workers": 2, "limits": {"pretix-web-1": {"memory": "700M"}}})
+    with pytest.raises(ParamsError, match="web_workers=4"):
+        params.validate({"web_workers": 4, "limits": {"pretix-web-1": {"memory": "700M"}}})
+
+
+def test_load_merges_file_and_overrides(tmp_path):
+    f = tmp_path / "study.yaml"
+    f.write_text("stack:\n  https_port: 9443\n  limits:\n    redis: {cpus: 0.5}\n")
+    p = params.load(f, {"http_port": 9080, "limits": {"redis": {"memory": "128M"}}})
+    assert (p.https_port, p.http_port) == (9443, 9080)
+    assert p.effective_limits("redis").cpus == 0.5 and p.effective_limits("redis").memory == "128M"

@@ -1,0 +1,190 @@
+"""The deployed stack, for real: health, HTTPS, balancing, replication, API, orders, clean teardown."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+import uuid
+
+import httpx
+import pytest
+
+from lab.paths import deploy_dir
+from lab.smoke import place_one_order, primary_sql
+from lab.stack import deploy, images
+from lab.stack.engine import EngineError, ensure_engine
+from lab.stack.params import StackParams
+from lab.stack.topology import long_running
+
+pytestmark = pytest.mark.stack
+
+
+def _sql(client, service: str, query: str) -> str:
+    import subprocess
+
+    c = deploy.container(client, service)
+    out = subprocess.run(["docker", "exec", c.id, "psql", "-U", "postgres", "-d", "pretix", "-At", "-c", query],
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+# --- bad input: refused before anything is deployed or changed -------------------------------------
+
+def test_port_in_use_is_refused_before_anything_changes(docker_client):
+    before = {c.id for c in deploy.project_containers(docker_client)}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(deploy.DeployError, match=f"https_port={port}.*in use.*choose another port"):
+            deploy.up(StackParams(https_port=port))
+    assert {c.id for c in deploy.project_containers(docker_client)} == before
+
+
+def test_missing_engine_without_root_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(EngineError, match="not running as root.*install and start Docker"):
+        ensure_engine(is_root=False)
+
+
+# --- the deployed stack ------------------------------------------------------------------------------
+
+def test_every_service_is_running_and_healthy(stack, docker_client):
+    rows = {r.service: r for r in deploy.status(docker_client)}
+    for service in long_running():
+        assert rows[service].state == "running", service
+        assert rows[service].health == "healthy", service
+        assert rows[service].memory_limit_mib and rows[service].memory_limit_mib < 4096, service
+
+
+def test_healthcheck_through_the_proxy_over_verified_https(stack):
+    access = stack.access
+    r = httpx.get(f"{access.base_url}/healthcheck/", verify=access.ca_file)
+    assert r.status_code == 200
+    with pytest.raises(httpx.ConnectError):  # not trusted without the deployment's own CA
+        httpx.get(f"{access.base_url}/healthcheck/")
+
+
+def test_http_redirects_to_https(stack):
+    params = deploy.saved_params()
+    r = httpx.get(f"http://127.0.0.1:{params.http_port}/healthcheck/", follow_redirects=False)
+    assert r.status_code == 301
+    assert r.headers["location"].startswith(f"https://127.0.0.1:{params.https_port}/")
+
+
+def test_both_web_instances_answer(stack):
+    served = []
+    with httpx.Client(verify=stack.access.ca_file) as http:
+        for _ in range(12):
+            r = http.get(f"{stack.access.base_url}/healthcheck/")
+            assert r.status_code == 200
+            served.append(r.headers["x-upstream-instance"])
+    print("served by:", served)
+    assert set(served) == {"web-1", "web-2"}
+
+
+def test_static_files_are_served_by_the_proxy(stack):
+    r = httpx.get(f"{stack.access.base_url}/static/pretixbase/img/pretix-logo.svg", verify=stack.access.ca_file)
+    assert r.status_code == 200
+    assert "x-upstream-instance" not in r.headers or r.headers["x-upstream-instance"] in ("", "-")
+
+
+def test_replica_streams_and_sees_primary_writes(stack, docker_client):
+    rows = _sql(docker_client, "postgres-primary",
+                "select application_name, state from pg_stat_replication")
+    assert "streaming" in rows, rows
+    marker = uuid.uuid4().hex
+    _sql(docker_client, "postgres-primary",
+         "create table if not exists lab_replication_probe (marker text primary key)")
+    _sql(docker_client, "postgres-primary", f"insert into lab_replication_probe values ('{marker}')")
+    deadline = time.monotonic() + 10
+    seen = ""
+    while time.monotonic() < deadline and seen != "1":
+        seen = _sql(docker_client, "postgres-replica",
+                    f"select count(*) from lab_replication_probe where marker = '{marker}'")
+        time.sleep(0.2)
+    assert seen == "1"
+    assert _sql(docker_client, "postgres-replica", "select pg_is_in_recovery()") == "t"
+
+
+def test_api_token_works_and_an_order_lands_in_the_primary(stack, docker_client):
+    with httpx.Client(verify=stack.access.ca_file) as http:
+        r = http.get(f"{stack.access.base_url}/api/v1/organizers/",
+                     headers={"Authorization": f"Token {stack.access.api_token}"})
+        assert r.status_code == 200
+        assert stack.access.organizer in [o["slug"] for o in r.json()["results"]]
+        bad = http.get(f"{stack.access.base_url}/api/v1/organizers/",
+                       headers={"Authorization": "Token not-a-token"})
+        assert bad.status_code == 401
+    order = place_one_order(stack.access)
+    assert order["status"] == "n"
+    found = primary_sql(docker_client, f"select count(*) from pretixbase_order where code = '{order['code']}'")
+    assert found == "1"
+
+
+def test_metrics_are_behind_basic_auth(stack):
+    import json
+
+    doc = json.loads((deploy_dir() / "secrets.json").read_text())
+    url = f"{stack.access.base_url}/metrics"
+    assert httpx.get(url, verify=stack.access.ca_file).status_code == 401
+    r = httpx.get(url, verify=stack.access.ca_file, auth=(doc["metrics_user"], doc["metrics_password"]))
+    assert r.status_code == 200
+
+
+def test_default_admin_is_disabled_and_secrets_are_private(stack, docker_client):
+    assert primary_sql(docker_client,
+                       "select count(*) from pretixbase_user where email='admin@localhost' and is_active") == "0"
+    for name in ("secrets.json", "pretix.json", "pretix.env", "postgres.env", "redis.env"):
+        assert stat.S_IMODE((deploy_dir() / name).stat().st_mode) == 0o600, name
+
+
+def test_second_image_build_with_unchanged_inputs_does_nothing(stack, docker_client):
+    for spec in images.specs():
+        _, built = images.build(docker_client, spec)
+        assert not built, spec.tag
+
+
+def test_status_and_logs_name_each_instance(stack, docker_client):
+    rows = deploy.status(docker_client)
+    webs = sorted(r.service for r in rows if r.service.startswith("pretix-web"))
+    assert webs == ["pretix-web-1", "pretix-web-2"]
+    assert all(r.cpu_percent is not None for r in rows)
+    assert "GET" in deploy.logs("proxy", tail=50)
+
+
+# --- teardown and warm redeploy (last: they consume the session's stack) -----------------------------
+
+def test_down_volumes_removes_the_project_and_nothing_else(stack, docker_client):
+    tag = uuid.uuid4().hex[:8]
+    bystanders = [
+        docker_client.volumes.create(f"lab-test-bystander-{tag}"),
+        docker_client.networks.create(f"lab-test-bystander-{tag}"),
+        docker_client.containers.create("pretix-lab/base:bookworm", ["sleep", "1"], name=f"lab-test-bystander-{tag}"),
+    ]
+    try:
+        left = deploy.down(volumes=True)
+        assert left == []
+        assert deploy.leftovers(docker_client) == []
+        assert not deploy_dir().exists()  # the deployment's secrets went with it
+        for thing in bystanders:
+            thing.reload()  # raises NotFound if the teardown touched it
+    finally:
+        bystanders[2].remove(force=True)
+        bystanders[1].remove()
+        bystanders[0].remove()
+
+
+def test_redeploy_reuses_the_migrated_state(docker_client):
+    """After a teardown with volumes, a new deployment starts from the migrated template (no cold migrate)."""
+    report = deploy.up(StackParams())
+    try:
+        print(report.describe())
+        assert not report.cold
+        r = httpx.get(f"{report.access.base_url}/healthcheck/", verify=report.access.ca_file)
+        assert r.status_code == 200
+    finally:
+        if not os.environ.get("PRETIX_LAB_KEEP_STACK"):
+            assert deploy.down(volumes=True) == []
