@@ -53,6 +53,8 @@ def ensure_catalogue(client: PretixClient, cat: Catalogue) -> dict[str, dict]:
             "location": {"pt-pt": cat.location, "en": cat.location}, "live": False,
             "is_public": True, "plugins": ["pretix.plugins.manualpayment"],
         })
+        # Portuguese first: the shop speaks to the Portuguese tech community.
+        client.patch(client.event(cat.slug, "settings/"), {"locales": ["pt-pt", "en"], "locale": "pt-pt"})
     items = list(client.paginate(client.event(cat.slug, "items/")))
     quotas = list(client.paginate(client.event(cat.slug, "quotas/")))
     made: dict[str, dict] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,6 +36,12 @@ with scopes_disabled():
         admin = User.objects.create_superuser(os.environ["LAB_ADMIN_EMAIL"], os.environ["LAB_ADMIN_PASSWORD"])
     org, _ = Organizer.objects.get_or_create(
         slug=os.environ["LAB_ORGANIZER"], defaults={"name": os.environ["LAB_ORGANIZER_NAME"]})
+    # Organizer-level defaults that events inherit: the settings API cannot enable a payment method,
+    # and pretix refuses to take an event with paid products live without one.
+    if not org.settings.get("payment_manual__enabled", as_type=bool):
+        org.settings.set("payment_manual__enabled", True)
+        org.settings.set("payment_manual_public_name", "Transferência bancária")
+        org.settings.set("payment_manual_information", "Pague por transferência bancária (evento simulado).")
     team, _ = Team.objects.get_or_create(organizer=org, name="pretix-lab", defaults={
         "all_events": True, "all_event_permissions": True, "all_organizer_permissions": True})
     team.members.add(admin)
@@ -61,6 +68,10 @@ class PretixAccess:
     admin_email: str
     admin_password: str
     ca_file: str
+
+    def tls(self) -> ssl.SSLContext:
+        """Verify the proxy against this deployment's own CA (never switch verification off)."""
+        return ssl.create_default_context(cafile=self.ca_file)
 
     @classmethod
     def load(cls, directory: Path | None = None) -> PretixAccess:

@@ -27,7 +27,7 @@ class PretixClient:
         self.http = httpx.Client(
             base_url=f"{access.base_url}/api/v1/",
             headers={"Authorization": f"Token {access.api_token}", "Accept": "application/json"},
-            verify=access.ca_file, timeout=timeout,
+            verify=access.tls(), timeout=timeout,
         )
 
     def __enter__(self) -> PretixClient:

@@ -154,7 +154,7 @@ def _wait_https(access: PretixAccess, timeout: float = 60) -> None:
     last = ""
     while time.monotonic() < deadline:
         try:
-            r = httpx.get(f"{access.base_url}/healthcheck/", verify=access.ca_file, timeout=5)
+            r = httpx.get(f"{access.base_url}/healthcheck/", verify=access.tls(), timeout=5)
             if r.status_code == 200:
                 return
             last = f"HTTP {r.status_code}"
