@@ -188,13 +188,19 @@ class AuditResult(BaseModel):
 
 
 def audit(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.DataFrame, quotas: pd.DataFrame,
-          availability: pd.DataFrame | None = None, cap: int = ROW_CAP) -> AuditResult:
-    """Every rule over one run's client history and the database it left behind."""
+          availability: pd.DataFrame | None = None, cap: int = ROW_CAP,
+          quota_orders: pd.DataFrame | None = None) -> AuditResult:
+    """Every rule over one run's client history and the database it left behind.
+
+    `db_orders` are the run's orders (its time window); quotas are held by every order of the event, so
+    `quota_orders` (all of the event's orders, default: db_orders) is what quota usage counts.
+    """
+    holders = db_orders if quota_orders is None else quota_orders
     lost = find_lost(attempts, db_orders)
     ghosts = find_ghosts(attempts, db_orders)
     dupes = find_duplicates(db_orders)
-    oversold = find_oversold(db_orders, db_positions, quotas)
-    wrong = find_false_availability(db_orders, db_positions, quotas, availability)
+    oversold = find_oversold(holders, db_positions, quotas)
+    wrong = find_false_availability(holders, db_positions, quotas, availability)
     totals = {
         "attempts": len(attempts),
         "purchased": int((attempts["outcome"] == "purchased").sum()),

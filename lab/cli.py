@@ -130,6 +130,99 @@ def smoke(keep: bool) -> None:
             deploy.down(volumes=True, log=lambda m: click.echo(m, err=True))
 
 
+def _context():
+    from lab.context import LabContext
+    from lab.pretix.bootstrap import BootstrapError
+
+    try:
+        return LabContext.load()
+    except BootstrapError as error:
+        _fail(str(error))
+
+
+@main.command()
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML parameter file (its `seed:` section: catalogue and customers)")
+@click.option("--customers", type=int, help="how many fictitious customers (default 3000)")
+@click.option("--login-pool", type=int, help="how many of them get a password to log in with (default 200)")
+def seed(params_file, customers, login_pool) -> None:
+    """Create the event, its products and quotas, and the fictitious customers (idempotent)."""
+    from pydantic import ValidationError
+
+    from lab.run import load_file
+    from lab.seed import Catalogue, CustomerSeed
+
+    raw = load_file(params_file)[1] if params_file else {}
+    cust = dict(raw.get("customers") or {})
+    if customers is not None:
+        cust["count"] = customers
+    if login_pool is not None:
+        cust["login_pool"] = login_pool
+    try:
+        cat, who = Catalogue(**(raw.get("catalogue") or {})), CustomerSeed(**cust)
+    except ValidationError as error:
+        _fail(f"invalid seed parameters: {error}")
+    ctx = _context()
+    made = ctx.catalogue(cat)
+    click.echo(f"event {cat.slug}: " + ", ".join(f"{n} (quota {m['size']})" for n, m in made.items()))
+    buyers, figures = ctx.customers(who, log=click.echo)
+    click.echo(f"customers: {len(buyers)} ready ({figures['existing']} existed, {figures['created']} created)")
+
+
+@main.command()
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML parameter file (its `load:` section)")
+@click.option("--journey", type=click.Choice(["api", "shop"]), help="purchase journey")
+@click.option("--workload", "workload_json", help='workload as JSON, e.g. {"model":"constant","rate":5,"duration":30}')
+@click.option("--name", help="run name (lowercase, digits, dashes)")
+def load(params_file, journey, workload_json, name) -> None:
+    """Run one workload against the deployed stack; record, monitor, save logs and audit."""
+    import json as _json
+
+    from lab.run import RunParamsError, execute, load_file, validate_load
+    from lab.seed import Catalogue
+
+    raw = dict(load_file(params_file)[2]) if params_file else {}
+    if journey:
+        raw["journey"] = journey
+    if name:
+        raw["name"] = name
+    if workload_json:
+        try:
+            raw["workload"] = _json.loads(workload_json)
+        except ValueError as error:
+            _fail(f"--workload is not JSON: {error}")
+    cat = Catalogue()
+    try:
+        params = validate_load(raw, cat)
+    except RunParamsError as error:
+        _fail(str(error))
+    ctx = _context()
+    try:
+        buyers = ctx.saved_buyers()
+    except FileNotFoundError as error:
+        _fail(str(error))
+    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
+                      catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
+                      log=click.echo)
+    click.echo(f"run folder: {run_dir}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def audit(run: Path) -> None:
+    """Audit a run folder again against the database (lost, ghost, duplicate, oversold)."""
+    from lab.audit import audit_run, load_run_meta
+
+    meta = load_run_meta(run)
+    ctx = _context()
+    result = audit_run(run, ctx.docker, ctx.access, meta["organizer"], meta["event"],
+                       since=meta["started"] - 5, overwrite=True)
+    click.echo(result.describe())
+    if not result.clean:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--images", is_flag=True, help="also build the stack's images (cached)")
 def engine(images: bool) -> None:

@@ -74,3 +74,111 @@ def ensure_catalogue(client: PretixClient, cat: Catalogue) -> dict[str, dict]:
     if not event.get("live"):
         client.patch(client.event(cat.slug), {"live": True})
     return made
+
+
+# --- customers ----------------------------------------------------------------------------------------
+
+ARGON2_FLOOR_PER_S = 9.5  # measured here: customers with a password, 2 cores (Argon2id ~190 ms CPU each)
+PLAIN_FLOOR_PER_S = 100.0  # without a password
+
+
+class CustomerSeed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    count: int = Field(default=3000, ge=1, le=200_000, description="fictitious customer accounts")
+    login_pool: int = Field(default=200, ge=0, description="of them, buyers who get a password and log in")
+    faker_seed: int = 2026
+    concurrency: int = Field(default=8, ge=1, le=64)
+
+    def model_post_init(self, _: object) -> None:
+        if self.login_pool > self.count:
+            raise ValueError(f"customers.login_pool={self.login_pool} exceeds customers.count={self.count}")
+
+
+def fictitious_buyers(seed: CustomerSeed) -> list[tuple[str, str, bool]]:
+    """(email, full name, gets a password) for every buyer: deterministic for a seed, Portuguese names."""
+    from faker import Faker
+
+    fake = Faker("pt_PT")
+    fake.seed_instance(seed.faker_seed)
+    out = []
+    for i in range(seed.count):
+        name = fake.name()
+        local = fake.user_name()
+        out.append((f"{local}.{i:06d}@pretix-lab.invalid", name, i < seed.login_pool))
+    return out
+
+
+def enable_customer_accounts(client: PretixClient) -> None:
+    client.patch(client.org("settings/"), {"customer_accounts": True, "customer_accounts_native": True})
+
+
+async def _create_customers(access, todo: list[tuple[str, str, bool]], password, concurrency: int,
+                            progress) -> list[dict]:
+    import asyncio
+
+    import httpx
+
+    made: list[dict] = []
+    queue: asyncio.Queue = asyncio.Queue()
+    for entry in todo:
+        queue.put_nowait(entry)
+    url = f"{access.base_url}/api/v1/organizers/{access.organizer}/customers/"
+    headers = {"Authorization": f"Token {access.api_token}"}
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(verify=access.tls(), headers=headers, timeout=60) as http:
+            while not queue.empty():
+                email, name, with_password = queue.get_nowait()
+                body = {"email": email, "name_parts": {"_scheme": "full", "full_name": name},
+                        "is_verified": True, "is_active": True, "locale": "pt-pt"}
+                if with_password:
+                    body["password"] = password(email)
+                for attempt in range(4):
+                    r = await http.post(url, json=body)
+                    if r.status_code < 500 and r.status_code != 409:
+                        break
+                    await asyncio.sleep(0.5 * (attempt + 1))
+                if r.status_code != 201:
+                    raise RuntimeError(f"creating customer {email} failed: {r.status_code} {r.text[:300]}")
+                made.append(r.json())
+                progress(1)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return made
+
+
+def ensure_customers(access, seed: CustomerSeed, secret: str, log=print) -> tuple[list, dict]:
+    """Create the missing fictitious customers (looked up by email first). Returns (buyers, figures)."""
+    import asyncio
+    import time
+
+    from tqdm.auto import tqdm
+
+    from lab.buyers import Buyer, password_for
+
+    wanted = fictitious_buyers(seed)
+    with PretixClient(access) as client:
+        enable_customer_accounts(client)
+        existing = {c["email"]: c for c in client.paginate(client.org("customers/"))}
+    todo = [w for w in wanted if w[0] not in existing]
+    figures: dict = {"wanted": len(wanted), "existing": len(wanted) - len(todo), "created": len(todo)}
+    for with_password in (True, False):
+        batch = [w for w in todo if w[2] is with_password]
+        if not batch:
+            continue
+        label = "with password" if with_password else "without password"
+        start = time.monotonic()
+        with tqdm(total=len(batch), desc=f"customers {label}", unit="cust", mininterval=1) as bar:
+            made = asyncio.run(_create_customers(
+                access, batch, lambda e: password_for(secret, e), seed.concurrency, bar.update))
+        elapsed = time.monotonic() - start
+        floor = ARGON2_FLOOR_PER_S if with_password else PLAIN_FLOOR_PER_S
+        rate = len(batch) / elapsed if elapsed > 0 else 0.0
+        key = "password" if with_password else "plain"
+        figures[f"{key}_rate_per_s"] = round(rate, 1)
+        figures[f"{key}_rate_vs_floor"] = round(rate / floor, 2)
+        log(f"customers {label}: {len(batch)} in {elapsed:.1f}s = {rate:.1f}/s "
+            f"({rate / floor:.0%} of the {floor}/s this machine allows)")
+        existing.update({c["email"]: c for c in made})
+    buyers = [Buyer(identifier=existing[e]["identifier"], email=e, name=n, has_password=p) for e, n, p in wanted]
+    return buyers, figures

@@ -11,6 +11,11 @@ from lab.stack.engine import ensure_engine
 from lab.stack.params import StackParams
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `teardown` consume the session's stack: run them after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("teardown") is not None)
+
+
 @pytest.fixture(scope="session")
 def docker_client():
     return ensure_engine()

@@ -157,6 +157,7 @@ def test_status_and_logs_name_each_instance(stack, docker_client):
 
 # --- teardown and warm redeploy (last: they consume the session's stack) -----------------------------
 
+@pytest.mark.teardown
 def test_down_volumes_removes_the_project_and_nothing_else(stack, docker_client):
     tag = uuid.uuid4().hex[:8]
     bystanders = [
@@ -177,6 +178,7 @@ def test_down_volumes_removes_the_project_and_nothing_else(stack, docker_client)
         bystanders[0].remove()
 
 
+@pytest.mark.teardown
 def test_redeploy_reuses_the_migrated_state(docker_client):
     """After a teardown with volumes, a new deployment starts from the migrated template (no cold migrate)."""
     report = deploy.up(StackParams())

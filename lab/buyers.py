@@ -1,0 +1,26 @@
+"""Fictitious buyers: who they are, and the password a buyer in the login pool logs in with.
+
+Passwords are derived (HMAC) from a per-deployment secret, so neither the data of a run nor a report
+ever holds one in clear: the load generator recomputes them when it needs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+from pydantic import BaseModel
+
+
+class Buyer(BaseModel):
+    identifier: str  # pretix's customer identifier
+    email: str
+    name: str
+    has_password: bool
+
+
+def password_for(secret: str, email: str) -> str:
+    """Deterministic, strong (passes Django's validators), different for every buyer and deployment."""
+    digest = hmac.new(secret.encode(), email.lower().encode(), hashlib.sha256).digest()
+    return "Lab-" + base64.urlsafe_b64encode(digest[:18]).decode()

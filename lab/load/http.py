@@ -1,0 +1,84 @@
+"""Timed HTTP steps for journeys: every request becomes one RequestRecord, whatever happened to it.
+
+A failed request is data (counted by step and error kind), never an exception that ends the run.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from lab.load.recorder import Recorder, RequestRecord
+from lab.load.runner import Attempt
+
+UPSTREAM_HEADER = "x-upstream-instance"
+SOLD_OUT_MARKERS = ("not enough quota", "sold out", "esgotad", "no longer available", "não está disponível")
+
+
+def classify(response: httpx.Response | None, error: BaseException | None) -> tuple[str, str | None]:
+    """(outcome, error_kind) of one request: ok, sold_out, or error with a kind."""
+    if error is not None:
+        if isinstance(error, httpx.TimeoutException):
+            return "error", "timeout"
+        if isinstance(error, httpx.ConnectError):
+            return "error", "connect"
+        if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError):
+            return "error", "protocol"
+        return "error", type(error).__name__
+    assert response is not None
+    code = response.status_code
+    if code < 400:
+        return "ok", None
+    if code == 400 and any(m in response.text.lower() for m in SOLD_OUT_MARKERS):
+        return "sold_out", None
+    if code >= 500:
+        return "error", "http_5xx"
+    return "error", f"http_{code}"
+
+
+@dataclass
+class Stepper:
+    """Runs and records the HTTP steps of one journey kind."""
+
+    recorder: Recorder[RequestRecord]
+    journey: str
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
+
+    async def step(
+        self, client: httpx.AsyncClient, attempt: Attempt, step: str, method: str, url: str, *,
+        retry: int = 0, idempotency_key: str | None = None, **kwargs: Any,
+    ) -> tuple[httpx.Response | None, str, str | None]:
+        """One request, timed from the wall clock and recorded. Returns (response, outcome, error_kind)."""
+        start = time.time()
+        response: httpx.Response | None = None
+        error: BaseException | None = None
+        try:
+            response = await client.request(method, url, timeout=self.timeout, **kwargs)
+        except httpx.HTTPError as caught:
+            error = caught
+        end = time.time()
+        outcome, kind = classify(response, error)
+        order_code = None
+        if response is not None and response.status_code in (200, 201) and method == "POST" and step == "order":
+            try:
+                order_code = response.json().get("code")
+            except ValueError:
+                order_code = None
+        self.recorder.record(RequestRecord(
+            attempt_id=attempt.attempt_id, buyer=attempt.buyer or str(attempt.buyer_index), journey=self.journey,
+            step=step, method=method, url_path=httpx.URL(url).path, scheduled=attempt.scheduled,
+            start=start, end=end, status=response.status_code if response is not None else 0,
+            outcome=outcome, error_kind=kind, order_code=order_code, idempotency_key=idempotency_key,
+            upstream=response.headers.get(UPSTREAM_HEADER) if response is not None else None,
+            retry=retry, bytes=len(response.content) if response is not None else 0,
+        ))
+        return response, outcome, kind
+
+
+def new_client(base_url: str, tls: ssl.SSLContext, **kwargs: Any) -> httpx.AsyncClient:
+    """One client per buyer (a shared httpx client slows down as concurrency rises: encode/httpx#3215)."""
+    return httpx.AsyncClient(base_url=base_url, verify=tls, http2=False, **kwargs)
