@@ -38,8 +38,11 @@ def database_state(docker_client, organizer: str, event: str, since: float | Non
     where = _event_filter(organizer, event)
     window = f" and o.datetime >= to_timestamp({since})" if since else ""
     orders = query_frame(docker_client, (
-        "select o.code, o.status, o.comment, o.email, extract(epoch from o.datetime) as created "
-        f"from pretixbase_order o join pretixbase_event e on e.id = o.event_id where {where}{window}"))
+        "select o.code, o.status, o.comment, o.email, ia.internal_reference, "
+        "extract(epoch from o.datetime) as created from pretixbase_order o "
+        "join pretixbase_event e on e.id = o.event_id "
+        "left join pretixbase_invoiceaddress ia on ia.order_id = o.id "
+        f"where {where}{window}"))
     positions = query_frame(docker_client, (
         "select o.code as order_code, p.item_id, p.canceled, o.status "
         "from pretixbase_orderposition p join pretixbase_order o on o.id = p.order_id "

@@ -41,17 +41,29 @@ def _attempt_ids(db_orders: pd.DataFrame) -> pd.Series:
     return pd.Series(pd.NA, index=db_orders.index, dtype="object")
 
 
+_TAG = re.compile(r"(?:lab-|\+)([0-9a-f]{12})\b", re.IGNORECASE)
+
+
 def link_orders(db_orders: pd.DataFrame, attempt_ids: Iterable[str],
-                sources: tuple[str, ...] = ("comment", "email")) -> pd.DataFrame:
-    """Fill a missing attempt_id from the first known attempt id found in `comment` or `email`."""
+                sources: tuple[str, ...] = ("comment", "email", "internal_reference")) -> pd.DataFrame:
+    """Fill a missing attempt_id from a known attempt id found in `comment`, `email` or `internal_reference`.
+
+    The api journey writes the whole attempt id into the order comment; the web shop has no comment field,
+    so the shop journey tags orders with the id's first 12 hex digits (`lab-<12>` in the invoice reference,
+    `+<12>` in a guest's email), which this matches as well.
+    """
     known = {str(a).lower() for a in attempt_ids}
+    by_prefix = {a.replace("-", "")[:12]: a for a in known}
     linked = db_orders.copy()
     ids = _attempt_ids(linked).astype("object")
 
     def find(text: object) -> object:
         if not isinstance(text, str):
             return pd.NA
-        return next((m for m in (x.lower() for x in _UUID.findall(text)) if m in known), pd.NA)
+        full = next((m for m in (x.lower() for x in _UUID.findall(text)) if m in known), None)
+        if full is not None:
+            return full
+        return next((by_prefix[t.lower()] for t in _TAG.findall(text) if t.lower() in by_prefix), pd.NA)
 
     for column in sources:
         if column in linked.columns:

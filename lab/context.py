@@ -39,7 +39,8 @@ class LabContext:
             return ensure_catalogue(client, cat)
 
     def customers(self, seed: CustomerSeed, log=print) -> tuple[list[Buyer], dict]:
-        buyers, figures = ensure_customers(self.access, seed, self.buyer_secret(), log=log)
+        buyers, figures = ensure_customers(self.access, seed, self.buyer_secret(), log=log,
+                                             docker_client=self.docker)
         pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(self.directory / "buyers.parquet")
         return buyers, figures
 

@@ -147,14 +147,20 @@ async def _create_customers(access, todo: list[tuple[str, str, bool]], password,
     return made
 
 
-def ensure_customers(access, seed: CustomerSeed, secret: str, log=print) -> tuple[list, dict]:
-    """Create the missing fictitious customers (looked up by email first). Returns (buyers, figures)."""
+def ensure_customers(access, seed: CustomerSeed, secret: str, log=print, docker_client=None) -> tuple[list, dict]:
+    """Create the missing fictitious customers (looked up by email first). Returns (buyers, figures).
+
+    With a docker client, the stack's CPU seconds per customer are measured from the containers' cgroups,
+    so the rate this machine allows (cores / CPU per customer) is computed in the same run.
+    """
     import asyncio
+    import os
     import time
 
     from tqdm.auto import tqdm
 
     from lab.buyers import Buyer, password_for
+    from lab.cpu import delta, process_seconds, stack_seconds
 
     wanted = fictitious_buyers(seed)
     with PretixClient(access) as client:
@@ -168,6 +174,8 @@ def ensure_customers(access, seed: CustomerSeed, secret: str, log=print) -> tupl
             continue
         label = "with password" if with_password else "without password"
         start = time.monotonic()
+        stack0 = stack_seconds(docker_client) if docker_client is not None else {}
+        gen0 = process_seconds()
         with tqdm(total=len(batch), desc=f"customers {label}", unit="cust", mininterval=1) as bar:
             made = asyncio.run(_create_customers(
                 access, batch, lambda e: password_for(secret, e), seed.concurrency, bar.update))
@@ -177,8 +185,17 @@ def ensure_customers(access, seed: CustomerSeed, secret: str, log=print) -> tupl
         key = "password" if with_password else "plain"
         figures[f"{key}_rate_per_s"] = round(rate, 1)
         figures[f"{key}_rate_vs_floor"] = round(rate / floor, 2)
-        log(f"customers {label}: {len(batch)} in {elapsed:.1f}s = {rate:.1f}/s "
-            f"({rate / floor:.0%} of the {floor}/s this machine allows)")
+        line = (f"customers {label}: {len(batch)} in {elapsed:.1f}s = {rate:.1f}/s "
+                f"({rate / floor:.0%} of the {floor}/s measured on this kind of machine without containers")
+        if docker_client is not None:
+            used = sum(delta(stack0, stack_seconds(docker_client)).values()) + process_seconds() - gen0
+            allows = (os.cpu_count() or 1) / (used / len(batch)) if used > 0 else float("nan")
+            figures[f"{key}_cpu_ms_per_customer"] = round(1000 * used / len(batch), 1)
+            figures[f"{key}_machine_allows_per_s"] = round(allows, 1)
+            figures[f"{key}_rate_vs_machine"] = round(rate / allows, 2)
+            line += (f"; {1000 * used / len(batch):.0f} ms CPU each, so these {os.cpu_count()} cores allow "
+                     f"{allows:.1f}/s: {rate / allows:.0%} of it")
+        log(line + ")")
         existing.update({c["email"]: c for c in made})
     buyers = [Buyer(identifier=existing[e]["identifier"], email=e, name=n, has_password=p) for e, n, p in wanted]
     return buyers, figures

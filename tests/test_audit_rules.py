@@ -185,3 +185,15 @@ def test_audits_the_recorders_own_attempts_file(tmp_path):
     attempts = read_attempts(tmp_path)
     assert _audit(attempts=attempts).clean
     assert _audit(attempts=attempts, db_orders=_orders().iloc[1:]).lost.rows[0]["attempt_id"] == "a1"
+
+
+def test_shop_orders_link_by_their_12_digit_tag():
+    from lab.audit_rules import link_orders
+
+    attempt = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+    orders = pd.DataFrame({"code": ["A1", "B2", "C3"], "status": ["n", "n", "n"],
+                           "comment": [None, None, None],
+                           "email": ["x@pretix-lab.invalid", "ana+0a1b2c3d4e5f@pretix-lab.invalid", None],
+                           "internal_reference": ["lab-0a1b2c3d4e5f", None, "lab-ffffffffffff"]})
+    linked = link_orders(orders, [attempt])
+    assert list(linked["attempt_id"].fillna("-")) == [attempt, attempt, "-"]

@@ -123,3 +123,22 @@ def test_spike_against_a_small_quota_sells_exactly_the_quota(ctx, buyers, tmp_pa
     assert shrunk.oversold.count == 1 and not shrunk.clean
     state = database_state(ctx.docker, ctx.access.organizer, SPIKE_EVENT.slug)
     assert len(state["orders"]) == 50
+
+
+def test_short_shop_run_is_recorded_and_audits_clean(ctx, buyers, tmp_path):
+    params = validate_load({"name": "shop-short", "journey": "shop", "login_share": 0.5,
+                            "workload": {"model": "closed", "users": 3, "think_time": 0.5, "duration": 8,
+                                         "iterations": 2}})
+    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
+                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26",
+                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    attempts = read_attempts(run_dir)
+    requests = read_requests(run_dir)
+    assert len(attempts) >= 3
+    assert (attempts["outcome"] == "purchased").all(), attempts[["outcome", "error_kind"]]
+    steps = set(requests["step"])
+    assert {"event_page", "cart_add", "confirm", "order_page", "login"} <= steps, steps
+    assert set(requests["upstream"].dropna()) >= {"web-1", "web-2"}
+    result = read_audit(run_dir)
+    assert result.clean, result.describe()
+    assert result.totals["db_orders_linked"] == len(attempts)  # every shop order is linked to its attempt

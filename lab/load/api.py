@@ -27,14 +27,15 @@ class ApiJourney:
 
     def __init__(self, base_url: str, tls: ssl.SSLContext, api_token: str, organizer: str, event: str,
                  stepper: Stepper, buyers: Sequence[Buyer], item_weights: dict[int, float], *,
-                 clients: int = 16, max_retries: int = 5, retry_budget: float = 45.0, seed: int = 0):
+                 clients: int = 16, max_retries: int = 5, retry_budget: float = 45.0, seed: int = 0,
+                 extra_headers: dict[str, str] | None = None):
         if not buyers:
             raise ValueError("the api journey needs at least one buyer (seed customers first)")
         if not item_weights:
             raise ValueError("item_weights is empty: name at least one item id to buy")
         self.base_url, self.tls, self.stepper = base_url, tls, stepper
         self.path = f"/api/v1/organizers/{organizer}/events/{event}/orders/"
-        self.headers = {"Authorization": f"Token {api_token}"}
+        self.headers = {"Authorization": f"Token {api_token}", **(extra_headers or {})}
         self.buyers = buyers
         self.items, self.weights = list(item_weights), list(item_weights.values())
         self.max_retries, self.retry_budget = max_retries, retry_budget

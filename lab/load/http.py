@@ -16,7 +16,9 @@ from lab.load.recorder import Recorder, RequestRecord
 from lab.load.runner import Attempt
 
 UPSTREAM_HEADER = "x-upstream-instance"
-SOLD_OUT_MARKERS = ("not enough quota", "sold out", "esgotad", "no longer available", "não está disponível")
+SOLD_OUT_MARKERS = ("not enough quota", "sold out", "esgotad", "no longer available", "não está disponível",
+                    "já não estão disponíveis", "não estão mais disponíveis", "já não se encontra disponível",
+                    "não há quota suficiente")
 
 
 def classify(response: httpx.Response | None, error: BaseException | None) -> tuple[str, str | None]:

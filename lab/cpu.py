@@ -1,0 +1,51 @@
+"""CPU accounting for benchmarks: the generator's own CPU seconds, and each container's from its cgroup.
+
+Reading cgroup counters costs microseconds, unlike `docker stats`, so measuring does not disturb the
+measured.
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def process_seconds() -> float:
+    """CPU seconds (user + system) of this process and its finished children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def container_seconds(container_id: str) -> float | None:
+    """Total CPU seconds a container has used (cgroup v1 cpuacct or v2 cpu.stat); None if not found."""
+    v1 = CGROUP / "cpuacct" / "docker" / container_id / "cpuacct.usage"
+    if v1.exists():
+        return int(v1.read_text()) / 1e9
+    for v2 in (CGROUP / "system.slice" / f"docker-{container_id}.scope" / "cpu.stat",
+               CGROUP / "docker" / container_id / "cpu.stat"):
+        if v2.exists():
+            for line in v2.read_text().splitlines():
+                if line.startswith("usage_usec"):
+                    return int(line.split()[1]) / 1e6
+    return None
+
+
+def stack_seconds(docker_client) -> dict[str, float]:
+    """CPU seconds per service of the project (running containers), keyed by service name."""
+    from lab.stack.deploy import LABEL_SERVICE, project_containers
+
+    out: dict[str, float] = {}
+    for c in project_containers(docker_client):
+        if c.status == "running":
+            used = container_seconds(c.id)
+            if used is not None:
+                service = c.labels.get(LABEL_SERVICE, c.name)
+                out[service] = out.get(service, 0.0) + used
+    return out
+
+
+def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: after[k] - before.get(k, 0.0) for k in after}

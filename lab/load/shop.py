@@ -1,0 +1,515 @@
+"""The `shop` journey: a buyer's path through pretix's web shop, one recorded HTTP request per step.
+
+What a browser with JavaScript does, request by request (pretix 2026.8.0, read from pretix/presale):
+
+    [login_page    GET  /{org}/account/login?next=/{org}/{event}/        the organizer's customer login form
+     login         POST same URL (email, password, csrf)                 302 -> next]
+    event_page     GET  /{org}/{event}/                                  product form, csrf token
+    cart_add       POST /{org}/{event}/cart/add?next=..&next_error=..    ajax=1: JSON {async_id, check_url}
+    cart_poll      GET  check_url (?async_id=..&ajax=1)                  until {"ready": true, "redirect": ..}
+    cart           GET  redirect (the event page with the cart open)
+    checkout_start GET  /{org}/{event}/checkout/start                    302 -> the first checkout step
+    checkout_<s>_page GET /{org}/{event}/checkout/<s>/  and  checkout_<s> POST its form (302 -> next step)
+                   for s in customer (only with customer accounts), questions, payment
+    checkout_confirm_page GET /{org}/{event}/checkout/confirm/
+    confirm        POST the confirm form (checkboxes confirm_*=yes, ajax=1): JSON, the order runs in celery
+    confirm_poll   GET  check_url                                         ready -> redirect to the payment
+    payment_complete GET /{org}/{event}/order/<CODE>/<secret>/pay/<id>/complete   302 -> order page
+    order_page     GET  /{org}/{event}/order/<CODE>/<secret>/?thanks=yes
+
+pretix answers the ajax POSTs of cart add and confirm with "not ready" even when the task is done (it reads
+`ready` before waiting), so each async step costs at least one poll. A guest purchase is 16 requests, a
+logged-in one 18. Redirects are never followed by httpx: each hop is its own step, as in a browser's log.
+
+Linking an order to its attempt: pretix's checkout has no free-text order comment. The journey writes
+`lab-<attempt_id[:12]>` into the invoice address's `internal_reference` (sent for guests and customers alike;
+the API shows it as `invoice_address.internal_reference`), and guests also get the plus-address
+`<local>+<attempt_id[:12]>@<domain>` as order email (a logged-in customer's email is fixed by the account).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import random
+import re
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+
+from lab.buyers import Buyer
+from lab.load.http import Stepper, new_client
+from lab.load.recorder import RequestRecord
+from lab.load.runner import Attempt
+
+__all__ = [
+    "Form", "ShopJourney", "ShopStop", "attempt_reference", "checkout_step", "find_form", "is_sold_out_message",
+    "item_availability", "order_from_url", "parse_form", "tagged_email",
+]
+
+# pretix's quota messages, in English and in the shop's Portuguese (pretix/locale/pt_PT), lower case
+SOLD_OUT_MESSAGES = (
+    "no longer available", "not enough quota", "sold out", "fully booked",
+    "já não estão disponíveis", "não estão mais disponíveis", "já não estavam disponíveis",
+    "já não se encontra disponível", "não está mais disponível", "não há quota suficiente", "esgotad",
+)
+BUSY_MESSAGES = ("too busy", "demasiado ocupado", "ocupado demais")
+ORDER_URL = re.compile(r"/order/([A-Z0-9]+)/([A-Za-z0-9]+)/")
+CHECKOUT_STEP = re.compile(r"/checkout/([a-z_]+)/")
+MAX_CHECKOUT_PAGES = 8  # customer, questions, payment, confirm, and a little slack for a repeated page
+REFERENCE_PREFIX = "lab-"
+
+_FORM_OPEN = re.compile(r"<form\b([^>]*)>", re.I)
+_FORM_CLOSE = re.compile(r"</form\s*>", re.I)
+_CONTROL = re.compile(r"<(input|select|/select|option|textarea|button)\b([^>]*)>", re.I)
+_ATTR = re.compile(r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?""")
+_TEXTAREA_END = re.compile(r"</textarea\s*>", re.I)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Forms: a small regex reader, enough for pretix's server-rendered forms (no nesting, no scripts needed)
+
+def _attrs(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for m in _ATTR.finditer(text):
+        name = m.group(1).lower()
+        value = m.group(2) if m.group(2) is not None else m.group(3) if m.group(3) is not None else m.group(4)
+        out.setdefault(name, html.unescape(value) if value else "")
+    return out
+
+
+@dataclass(slots=True)
+class Form:
+    """One <form>: where it goes, and what a browser would submit without the user touching anything."""
+
+    action: str
+    method: str
+    attrs: dict[str, str]
+    fields: list[tuple[str, str]] = field(default_factory=list)  # successful controls, in document order
+    controls: list[dict[str, str]] = field(default_factory=list)  # every named control's attributes (+ "tag")
+
+    def names(self) -> set[str]:
+        return {c["name"] for c in self.controls}
+
+    def control(self, name: str) -> dict[str, str] | None:
+        return next((c for c in self.controls if c["name"] == name), None)
+
+    def data(self, **overrides: str) -> dict[str, str]:
+        """The default submission with overrides (a later value of a repeated name wins: fine for pretix)."""
+        out = dict(self.fields)
+        out.update(overrides)
+        return out
+
+
+def parse_form(page: str, start: int, end: int, attrs: dict[str, str]) -> Form:
+    """The controls of page[start:end] (the inside of one form)."""
+    form = Form(action=attrs.get("action", ""), method=attrs.get("method", "get").lower(), attrs=attrs)
+    select: str | None = None
+    options: list[tuple[str, bool]] = []
+    for m in _CONTROL.finditer(page, start, end):
+        tag = m.group(1).lower()
+        if tag == "/select":
+            if select is not None:
+                chosen = next((v for v, sel in options if sel), options[0][0] if options else None)
+                if chosen is not None:
+                    form.fields.append((select, chosen))
+            select, options = None, []
+            continue
+        a = _attrs(m.group(2))
+        if tag == "option":
+            if select is not None:
+                options.append((a.get("value", ""), "selected" in a))
+            continue
+        name = a.get("name")
+        if not name:
+            continue
+        a["tag"] = tag
+        form.controls.append(a)
+        if "disabled" in a or tag == "button":
+            continue
+        if tag == "select":
+            select, options = name, []
+        elif tag == "textarea":
+            close = _TEXTAREA_END.search(page, m.end(), end)
+            form.fields.append((name, html.unescape(page[m.end():close.start() if close else m.end()]).lstrip("\n")))
+        else:
+            kind = a.get("type", "text").lower()
+            if kind in ("submit", "button", "image", "reset", "file"):
+                continue
+            if kind in ("checkbox", "radio") and "checked" not in a:
+                continue
+            form.fields.append((name, a.get("value", "on" if kind in ("checkbox", "radio") else "")))
+    return form
+
+
+def find_form(page: str, predicate: Callable[[dict[str, str]], bool]) -> Form | None:
+    """The first form whose <form ...> attributes satisfy predicate; only that form's inside is scanned."""
+    for m in _FORM_OPEN.finditer(page):
+        attrs = _attrs(m.group(1))
+        if predicate(attrs):
+            close = _FORM_CLOSE.search(page, m.end())
+            return parse_form(page, m.end(), close.start() if close else len(page), attrs)
+    return None
+
+
+def _post_form(page: str) -> Form | None:
+    """The page's own POST form (no action: it posts back to the page), not the cart box's extend/remove forms."""
+    return find_form(page, lambda a: a.get("method", "").lower() == "post" and not a.get("action"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small pure helpers
+
+def is_sold_out_message(message: str) -> bool:
+    low = message.lower()
+    return any(marker in low for marker in SOLD_OUT_MESSAGES)
+
+
+def attempt_reference(attempt_id: str) -> str:
+    """What the journey writes into the order (invoice address internal reference) to name its attempt."""
+    return REFERENCE_PREFIX + attempt_id.replace("-", "")[:12]
+
+
+def tagged_email(email: str, attempt_id: str) -> str:
+    """buyer@domain -> buyer+<attempt12>@domain (a guest's order email names its attempt)."""
+    local, _, domain = email.partition("@")
+    return f"{local.split('+', 1)[0]}+{attempt_id.replace('-', '')[:12]}@{domain}"
+
+
+def order_from_url(url: str) -> tuple[str, str] | None:
+    """(code, secret) from a URL holding /order/<CODE>/<secret>/."""
+    m = ORDER_URL.search(url)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def checkout_step(url: str) -> str:
+    """'customer' from /org/event/checkout/customer/ ('' when the URL is not a checkout step)."""
+    m = CHECKOUT_STEP.search(url)
+    return m.group(1) if m else ""
+
+
+_ARTICLE = re.compile(r'<article\b[^>]*\bid="item-(\d+)"', re.I)
+_AVAILABILITY = re.compile(r'availability-box\s+([a-z-]+)')
+
+
+def item_availability(page: str, item: int) -> str | None:
+    """The product's availability box on the event page: "available", "gone" (SOLD OUT / FULLY BOOKED),
+    "reserved" (all that is left sits in carts), "unavailable" (not yet / no longer on sale, voucher only);
+    None when the product is not listed."""
+    for m in _ARTICLE.finditer(page):
+        if int(m.group(1)) == item:
+            end = page.find("</article>", m.end())
+            end = end if end >= 0 else len(page)
+            box = _AVAILABILITY.search(page, m.end(), end)
+            if box is None:
+                return None
+            if box.group(1) == "unavailable" and "<strong>" in page[box.end():end]:
+                return "reserved"  # pretix shows <strong>Reserved</strong> here, the other reasons in <small>
+            return box.group(1)
+    return None
+
+
+def _path_of(url: str) -> str:
+    return httpx.URL(url).path
+
+
+class ShopStop(Exception):  # noqa: N818 - a signal, not an error: the journey ends with this outcome
+    """Ends the journey early with an outcome (raised and caught inside ShopJourney only)."""
+
+    def __init__(self, outcome: str, error_kind: str | None = None):
+        super().__init__(outcome, error_kind)
+        self.outcome = outcome
+        self.error_kind = error_kind
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class _Visit:
+    """One attempt's state."""
+
+    client: httpx.AsyncClient
+    attempt: Attempt
+    buyer: Buyer
+    login: bool
+    item: int
+    email: str
+    polls: int = 0
+    current: tuple[str, str, str, float] | None = None  # the request in flight: step, method, url, start
+
+
+class ShopJourney:
+    """An async callable `await journey(attempt)` that buys one product through the web shop."""
+
+    def __init__(
+        self, base_url: str, tls: ssl.SSLContext, organizer: str, event: str, stepper: Stepper,
+        buyers: Sequence[Buyer], *, item_weights: dict[int, float], login_share: float,
+        password: Callable[[Buyer], str], poll_interval: float = 0.25, max_polls: int = 120,
+        max_attempt_seconds: float = 120.0, user_agent: str = "pretix-lab-shop/1 (+load test)",
+        country: str = "PT",
+    ):
+        if not buyers:
+            raise ValueError("at least one buyer is needed")
+        if not item_weights or any(w < 0 for w in item_weights.values()) or sum(item_weights.values()) <= 0:
+            raise ValueError("item_weights needs at least one positive share")
+        if not 0.0 <= login_share <= 1.0:
+            raise ValueError("login_share is a share between 0 and 1")
+        if max_polls < 1 or poll_interval < 0 or max_attempt_seconds <= 0:
+            raise ValueError("max_polls >= 1, poll_interval >= 0 and max_attempt_seconds > 0 are needed")
+        self.base_url = base_url.rstrip("/")
+        self.tls = tls
+        self.organizer = organizer
+        self.event = event
+        self.stepper = stepper
+        self.buyers = list(buyers)
+        self.login_pool = [b for b in self.buyers if b.has_password]
+        if login_share > 0 and not self.login_pool:
+            raise ValueError("login_share > 0 but no buyer has a password")
+        total = sum(item_weights.values())
+        self.items = [i for i, w in item_weights.items() if w > 0]
+        acc, self.cumulative = 0.0, []
+        for i in self.items:
+            acc += item_weights[i] / total
+            self.cumulative.append(acc)
+        self.login_share = login_share
+        self.password = password
+        self.poll_interval = poll_interval
+        self.max_polls = max_polls
+        self.max_attempt_seconds = max_attempt_seconds
+        self.headers = {"User-Agent": user_agent}
+        self.country = country
+        self.event_path = f"/{organizer}/{event}/"
+        self.login_path = f"/{organizer}/account/login"
+
+    # -- choices ---------------------------------------------------------------------------------------------
+    def plan(self, attempt: Attempt) -> tuple[Buyer, bool, int]:
+        """(buyer, logs in?, item id), reproducible from the attempt id."""
+        rng = random.Random(attempt.attempt_id)
+        login = rng.random() < self.login_share
+        pool = self.login_pool if login else self.buyers
+        buyer = pool[attempt.buyer_index % len(pool)]
+        draw = rng.random()
+        item = next((i for i, c in zip(self.items, self.cumulative, strict=True) if draw < c), self.items[-1])
+        return buyer, login, item
+
+    # -- the journey -----------------------------------------------------------------------------------------
+    async def __call__(self, attempt: Attempt) -> None:
+        buyer, login, item = self.plan(attempt)
+        attempt.buyer = buyer.identifier
+        email = buyer.email if login else tagged_email(buyer.email, attempt.attempt_id)
+        client = new_client(self.base_url, self.tls, headers=self.headers)
+        visit = _Visit(client, attempt, buyer, login, item, email)
+        try:
+            async with asyncio.timeout(self.max_attempt_seconds):
+                await self._journey(visit)
+            attempt.outcome, attempt.error_kind = "purchased", None
+        except ShopStop as stop:
+            attempt.outcome, attempt.error_kind = stop.outcome, stop.error_kind  # type: ignore[assignment]
+        except TimeoutError:
+            self._record_abandoned(visit, "attempt_timeout")
+            attempt.outcome, attempt.error_kind = "failed", "attempt_timeout"
+        except asyncio.CancelledError:
+            self._record_abandoned(visit, "cancelled")
+            raise
+        finally:
+            await client.aclose()
+
+    async def _journey(self, v: _Visit) -> None:
+        event_url = await self._login(v) if v.login else self.event_path
+        page = await self._get(v, "event_page", event_url)
+        cart_form = find_form(page.text, lambda a: "cart/add" in a.get("action", ""))
+        if cart_form is None:
+            raise ShopStop("failed", "unexpected_page:event_page")
+        key = f"item_{v.item}"
+        if key not in cart_form.names():  # no quantity box: SOLD OUT, or Reserved (all that is left is in carts)
+            box = item_availability(page.text, v.item)
+            raise ShopStop("sold_out") if box in ("gone", "reserved") else ShopStop("failed", "item_not_offered")
+        data = cart_form.data(**{key: "1", "ajax": "1"})
+        redirect = await self._async_task(v, "cart_add", "cart_poll", urljoin(event_url, cart_form.action), data,
+                                          referer=event_url)
+        await self._get(v, "cart", redirect)
+        url = await self._redirect(v, "checkout_start", f"{self.event_path}checkout/start")
+        for _ in range(MAX_CHECKOUT_PAGES):
+            name = checkout_step(url)
+            if name == "confirm":
+                break
+            fill = {"customer": self._customer, "questions": self._questions, "payment": self._payment}.get(name)
+            if fill is None:  # add-ons, memberships or a plugin's step: not part of this lab's shop
+                raise ShopStop("failed", f"unexpected_page:checkout_{name or 'start'}")
+            page = await self._get(v, f"checkout_{name}_page", url)
+            form = _post_form(page.text)
+            if form is None:
+                raise ShopStop("failed", f"unexpected_page:checkout_{name}_page")
+            url = await self._redirect(v, f"checkout_{name}", url, data=fill(v, form), referer=url, post=True)
+        else:
+            raise ShopStop("failed", "checkout_loop")
+        page = await self._get(v, "checkout_confirm_page", url)
+        form = _post_form(page.text)
+        if form is None or "data-asynctask" not in form.attrs:
+            raise ShopStop("failed", "unexpected_page:checkout_confirm_page")
+        boxes = {c["name"]: "yes" for c in form.controls if c["name"].startswith("confirm_")}
+        redirect = await self._async_task(v, "confirm", "confirm_poll", urljoin(url, form.action or url),
+                                          form.data(ajax="1", **boxes), referer=url)
+        found = order_from_url(redirect)
+        if found is None:
+            raise ShopStop("failed", "unexpected_page:confirm_poll")
+        v.attempt.order_code = found[0]  # the order exists from here on, whatever happens next
+        if "/pay/" in redirect:
+            redirect = await self._redirect(v, "payment_complete", redirect)
+        page = await self._get(v, "order_page", redirect)
+        if found[0] not in page.text:
+            raise ShopStop("failed", "unexpected_page:order_page")
+
+    async def _login(self, v: _Visit) -> str:
+        url = f"{self.login_path}?next={self.event_path}"
+        page = await self._get(v, "login_page", url)
+        form = _post_form(page.text)
+        if form is None or "email" not in form.names():
+            raise ShopStop("failed", "unexpected_page:login_page")
+        data = form.data(email=v.buyer.email, password=self.password(v.buyer))
+        target = await self._redirect(v, "login", urljoin(url, form.action or url), data=data, referer=url, post=True,
+                                      rejected="login_rejected")
+        return target
+
+    # -- checkout forms ------------------------------------------------------------------------------------
+    def _customer(self, v: _Visit, form: Form) -> dict[str, str]:
+        data = {k: val for k, val in form.fields if k == "csrfmiddlewaretoken"}
+        data["customer_mode"] = "login" if v.login else "guest"
+        return data
+
+    def _questions(self, v: _Visit, form: Form) -> dict[str, str]:
+        data = form.data()
+        names = form.names()
+        for key in ("email", "email_repeat"):
+            control = form.control(key)
+            if control is not None and "disabled" not in control:
+                data[key] = v.email
+        for name in names:  # attendee name (pre-filled for a customer): given name, family name
+            if name.endswith("attendee_name_parts_0") and not data.get(name):
+                rest = name[:-1] + "1"
+                if rest in names and not data.get(rest):
+                    data[name], _, data[rest] = v.buyer.name.partition(" ")
+                else:
+                    data[name] = v.buyer.name
+        if "country" in names:  # the invoice address' country (a customer's page pre-selects none): Portugal
+            data["country"] = self.country
+        if "internal_reference" in names:
+            data["internal_reference"] = attempt_reference(v.attempt.attempt_id)
+            if data.get("transmission_type", "-") in ("-", ""):
+                data["transmission_type"] = "email"
+        return data
+
+    def _payment(self, v: _Visit, form: Form) -> dict[str, str]:
+        control = next((c for c in form.controls if c["name"] == "payment" and c.get("value") == "manual"), None)
+        if control is None:
+            raise ShopStop("failed", "no_payment_method")
+        data = {k: val for k, val in form.fields if k == "csrfmiddlewaretoken"}
+        data["payment"] = "manual"
+        return data
+
+    # -- requests ------------------------------------------------------------------------------------------
+    async def _request(self, v: _Visit, step: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        v.current = (step, method, url, time.time())
+        response, outcome, kind = await self.stepper.step(v.client, v.attempt, step, method, url, **kwargs)
+        v.current = None
+        if outcome == "sold_out":
+            raise ShopStop("sold_out")
+        if outcome != "ok" or response is None:
+            if response is not None and response.status_code == 403 and "csrf" in response.text.lower():
+                kind = "csrf"
+            raise ShopStop("failed", kind or "error")
+        return response
+
+    async def _get(self, v: _Visit, step: str, url: str) -> httpx.Response:
+        response = await self._request(v, step, "GET", url)
+        if response.status_code != 200:
+            raise ShopStop("failed", f"unexpected_page:{step}")
+        return response
+
+    async def _redirect(self, v: _Visit, step: str, url: str, *, data: dict[str, str] | None = None,
+                        referer: str | None = None, post: bool = False, rejected: str | None = None) -> str:
+        """A request that must answer 302: returns where it points (a 200 is the form again, with errors)."""
+        kwargs: dict[str, Any] = {}
+        if post:
+            kwargs["data"] = data or {}
+            kwargs["headers"] = self._post_headers(referer or url)
+        response = await self._request(v, step, "POST" if post else "GET", url, **kwargs)
+        location = response.headers.get("location")
+        if response.status_code not in (301, 302, 303) or not location:
+            if response.status_code == 200 and post:
+                raise ShopStop("failed", rejected or f"form_rejected:{step}")
+            raise ShopStop("failed", f"unexpected_page:{step}")
+        return self._local(urljoin(url, location))
+
+    def _post_headers(self, referer: str, ajax: bool = False) -> dict[str, str]:
+        headers = {"Referer": urljoin(self.base_url + "/", referer), "Origin": self.base_url}
+        if ajax:
+            headers["X-Requested-With"] = "XMLHttpRequest"
+            headers["Accept"] = "application/json, text/javascript, */*; q=0.01"
+        return headers
+
+    async def _async_task(self, v: _Visit, step: str, poll_step: str, url: str, data: dict[str, str], *,
+                          referer: str) -> str:
+        """POST with ajax=1, then poll check_url until ready, like pretix's asynctask.js. Returns the redirect."""
+        response = await self._request(v, step, "POST", url, data=data, headers=self._post_headers(referer, True))
+        state = self._json(response, step)
+        delay = min(0.1, self.poll_interval)  # the browser checks 100 ms after the POST, then every 250 ms
+        while not state.get("ready") and "success" not in state:
+            check_url = state.get("check_url")
+            if not check_url:
+                raise ShopStop("failed", f"unexpected_page:{step}")
+            if v.polls >= self.max_polls:
+                raise ShopStop("failed", "max_polls")
+            await asyncio.sleep(delay)
+            delay = self.poll_interval
+            v.polls += 1
+            step = poll_step
+            response = await self._request(v, poll_step, "GET", self._local(urljoin(url, check_url)),
+                                           headers={"X-Requested-With": "XMLHttpRequest",
+                                                    "Accept": "application/json"})
+            state = {"check_url": check_url, **self._json(response, poll_step)}
+        if not state.get("success"):
+            message = str(state.get("message") or "")
+            if is_sold_out_message(message):
+                raise ShopStop("sold_out")
+            low = message.lower()
+            raise ShopStop("failed", "busy" if any(b in low for b in BUSY_MESSAGES) else f"task_failed:{step}")
+        if not state.get("redirect"):
+            raise ShopStop("failed", f"unexpected_page:{step}")
+        return self._local(urljoin(url, state["redirect"]))
+
+    def _local(self, url: str) -> str:
+        """A path on this shop; an absolute URL elsewhere is never followed (the lab's network rule)."""
+        if url.startswith(("http://", "https://")):
+            if not (url == self.base_url or url.startswith(self.base_url + "/")):
+                raise ShopStop("failed", "offsite_redirect")
+            return url[len(self.base_url):] or "/"
+        return url
+
+    @staticmethod
+    def _json(response: httpx.Response, step: str) -> dict[str, Any]:
+        try:
+            state = response.json()
+        except ValueError:
+            raise ShopStop("failed", f"unexpected_page:{step}") from None
+        if not isinstance(state, dict):
+            raise ShopStop("failed", f"unexpected_page:{step}")
+        return state
+
+    def _record_abandoned(self, v: _Visit, kind: str) -> None:
+        """The request cut off by the attempt's deadline (or a cancel) still gets its row."""
+        if v.current is None:
+            return
+        step, method, url, start = v.current
+        v.current = None
+        self.stepper.recorder.record(RequestRecord(
+            attempt_id=v.attempt.attempt_id, buyer=v.attempt.buyer or str(v.attempt.buyer_index),
+            journey=self.stepper.journey, step=step, method=method, url_path=_path_of(url),  # type: ignore[arg-type]
+            scheduled=v.attempt.scheduled, start=start, end=time.time(), status=0, outcome="error",
+            error_kind=kind,
+        ))
