@@ -96,9 +96,40 @@ def _wrk(base_url: str, duration: float, connections: int = 16) -> GeneratorFigu
                             note="wrk cannot verify TLS against our CA and keeps no schedule")
 
 
-def _locust() -> GeneratorFigures:
-    return GeneratorFigures("locust", 0, 0, 0, None, 0, 0,
-                            note="not measured: Locust is not among the lab's pinned packages")
+def _ensure_locust() -> str | None:
+    """Locust is pinned in the `bench` extra; install it on first use (it is heavy: gevent)."""
+    import sys
+
+    binary = Path(sys.executable).parent / "locust"
+    if not binary.exists():
+        from lab.paths import ROOT
+
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[bench]"],
+                       capture_output=True)
+    return str(binary) if binary.exists() else None
+
+
+def _locust(base_url: str, rate: float, duration: float) -> GeneratorFigures:
+    import csv
+    import tempfile
+
+    locust = _ensure_locust()
+    if locust is None:
+        return GeneratorFigures("locust", 0, 0, 0, rate, 0, 0, note="Locust could not be installed")
+    users = max(1, int(rate))
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu0 = process_seconds()
+        subprocess.run([locust, "-f", str(Path(__file__).with_name("bench_locustfile.py")), "--headless",
+                        "-u", str(users), "-r", str(users), "-t", f"{int(duration)}s", "--host", base_url,
+                        "--only-summary", "--csv", f"{tmp}/stats", "--loglevel", "WARNING"],
+                       capture_output=True, timeout=duration + 60)
+        cpu = process_seconds() - cpu0
+        with open(f"{tmp}/stats_stats.csv") as f:
+            total = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+    return GeneratorFigures("locust 2.47 (FastHttpUser, constant_throughput)", requests, duration,
+                            requests / duration, rate, cpu, 1000 * cpu / max(1, requests), errors=failures,
+                            note="includes Locust's ramp-up; does not verify TLS")
 
 
 def bench_loadgen(access, rates: tuple[float, ...] = (200.0, 1000.0), duration: float = 10.0,
@@ -106,7 +137,7 @@ def bench_loadgen(access, rates: tuple[float, ...] = (200.0, 1000.0), duration: 
     """Our generator at fixed arrival rates, beside wrk, all against the proxy's cheap /lab-ping."""
     results = [asyncio.run(_ours(access.base_url, access.tls(), rate, duration, clients)) for rate in rates]
     results.append(_wrk(access.base_url, duration))
-    results.append(_locust())
+    results.append(_locust(access.base_url, rates[0], duration))
     return results
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import uuid
 
 import pandas as pd
 import pytest
@@ -17,7 +18,8 @@ from lab.seed import Catalogue, CustomerSeed, Product
 
 pytestmark = pytest.mark.stack
 
-SPIKE_EVENT = Catalogue(slug="spike-test", name="Teste de pico", products=[
+# a fresh event per session: a reused deployment must not see the quota an earlier session sold
+SPIKE_EVENT = Catalogue(slug=f"spike-{uuid.uuid4().hex[:8]}", name="Teste de pico", products=[
     Product(name="Bilhete Pico", price="50.00", quota=50)])
 
 
