@@ -1,5 +1,5 @@
 """The monitor and the run logs: parsers on literal samples (no docker), then the real thing against the running
-stack (marked `stack`; skipped unless every service is up and healthy; never deploys nor tears anything down)."""
+stack (marked `stack`; uses the session's deployed stack from conftest)."""
 
 from __future__ import annotations
 
@@ -223,25 +223,9 @@ def test_access_line_parses_retries_and_nginx_answers():
 # ------------------------------------------------------------------------------------------- the real stack
 
 @pytest.fixture(scope="module")
-def live_stack():
-    """The already-running stack, checked, never deployed nor torn down here."""
-    import docker
-
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except Exception as error:  # noqa: BLE001
-        pytest.skip(f"no Docker engine answers: {error}")
-    from lab.stack import deploy
-    from lab.stack.topology import long_running
-
-    rows = {r.service: r for r in deploy.status(client)}
-    missing = [s for s in long_running() if s not in rows]
-    unwell = [f"{s}={rows[s].state}/{rows[s].health}" for s in long_running()
-              if s in rows and (rows[s].state != "running" or rows[s].health != "healthy")]
-    if missing or unwell:
-        pytest.skip(f"the stack is not up and healthy (missing: {missing}, not healthy: {unwell}); `lab up` first")
-    return client
+def live_stack(stack, docker_client):
+    """The session's deployed stack (conftest deploys it when needed and removes it at the end)."""
+    return docker_client
 
 
 def _secrets() -> list[str]:

@@ -1,6 +1,6 @@
 """The `shop` journey: pure helpers (no stack), then real purchases through the running stack's web shop.
 
-The stack tests only READ the deployment (PretixAccess.load()); they never deploy or tear down, so they skip
+The stack tests use the session's deployed stack from conftest (deployed when needed, removed at the end);
 with a reason when no stack answers. They add a customer with a fresh random password, and a product
 "Esgotado Teste" whose quota is set so that exactly one ticket is left before the sold-out test.
 """
@@ -136,8 +136,8 @@ class Shop:
 
 
 @pytest.fixture(scope="module")
-def shop() -> Shop:
-    """The running stack, read only: skip (never deploy) when it is not there."""
+def shop(stack) -> Shop:
+    """The session's deployed stack (conftest deploys it when needed)."""
     from lab.pretix.bootstrap import BootstrapError, PretixAccess
     from lab.pretix.client import PretixClient
     from lab.seed import Catalogue, ensure_catalogue
@@ -145,13 +145,13 @@ def shop() -> Shop:
     try:
         access = PretixAccess.load()
     except (BootstrapError, OSError, ValueError) as error:
-        pytest.skip(f"no deployed stack to buy from: {error}")
+        pytest.fail(f"no deployed stack to buy from: {error}")
     try:
         health = httpx.get(f"{access.base_url}/healthcheck/", verify=access.tls(), timeout=5.0)
     except httpx.HTTPError as error:
-        pytest.skip(f"the stack's pretix does not answer at {access.base_url} ({error!r})")
+        pytest.fail(f"the stack's pretix does not answer at {access.base_url} ({error!r})")
     if health.status_code != 200:
-        pytest.skip(f"the stack's pretix is not healthy: /healthcheck/ -> {health.status_code}")
+        pytest.fail(f"the stack's pretix is not healthy: /healthcheck/ -> {health.status_code}")
     with PretixClient(access) as client:
         items = ensure_catalogue(client, Catalogue(slug=EVENT))
         client.patch(client.org("settings/"), {"customer_accounts": True, "customer_accounts_native": True})
