@@ -142,6 +142,242 @@ def smoke(keep: bool) -> None:
         _fail(f"order {code} is not in the primary's database")
 
 
+def _context():
+    from lab.context import LabContext
+    from lab.pretix.bootstrap import BootstrapError
+
+    try:
+        return LabContext.load()
+    except BootstrapError as error:
+        _fail(str(error))
+
+
+@main.command()
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML parameter file (its `seed:` section: catalogue and customers)")
+@click.option("--customers", type=int, help="how many fictitious customers (default 3000)")
+@click.option("--login-pool", type=int, help="how many of them get a password to log in with (default 200)")
+def seed(params_file, customers, login_pool) -> None:
+    """Create the event, its products and quotas, and the fictitious customers (idempotent)."""
+    from pydantic import ValidationError
+
+    from lab.run import load_file
+    from lab.seed import Catalogue, CustomerSeed
+
+    raw = load_file(params_file)[1] if params_file else {}
+    cust = dict(raw.get("customers") or {})
+    if customers is not None:
+        cust["count"] = customers
+    if login_pool is not None:
+        cust["login_pool"] = login_pool
+    try:
+        cat, who = Catalogue(**(raw.get("catalogue") or {})), CustomerSeed(**cust)
+    except ValidationError as error:
+        _fail(f"invalid seed parameters: {error}")
+    ctx = _context()
+    made = ctx.catalogue(cat)
+    click.echo(f"event {cat.slug}: " + ", ".join(f"{n} (quota {m['size']})" for n, m in made.items()))
+    buyers, figures = ctx.customers(who, log=click.echo)
+    click.echo(f"customers: {len(buyers)} ready ({figures['existing']} existed, {figures['created']} created)")
+
+
+@main.command()
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="YAML parameter file (its `load:` section)")
+@click.option("--journey", type=click.Choice(["api", "shop"]), help="purchase journey")
+@click.option("--workload", "workload_json", help='workload as JSON, e.g. {"model":"constant","rate":5,"duration":30}')
+@click.option("--name", help="run name (lowercase, digits, dashes)")
+def load(params_file, journey, workload_json, name) -> None:
+    """Run one workload against the deployed stack; record, monitor, save logs and audit."""
+    import json as _json
+
+    from lab.run import RunParamsError, execute, load_file, validate_load
+    from lab.seed import Catalogue
+
+    raw = dict(load_file(params_file)[2]) if params_file else {}
+    if journey:
+        raw["journey"] = journey
+    if name:
+        raw["name"] = name
+    if workload_json:
+        try:
+            raw["workload"] = _json.loads(workload_json)
+        except ValueError as error:
+            _fail(f"--workload is not JSON: {error}")
+    cat = Catalogue()
+    try:
+        params = validate_load(raw, cat)
+    except RunParamsError as error:
+        _fail(str(error))
+    ctx = _context()
+    try:
+        buyers = ctx.saved_buyers()
+    except FileNotFoundError as error:
+        _fail(str(error))
+    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
+                      catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
+                      log=click.echo)
+    click.echo(f"run folder: {run_dir}")
+
+
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def audit(run: Path) -> None:
+    """Audit a run folder again against the database (lost, ghost, duplicate, oversold)."""
+    from lab.audit import audit_run, load_run_meta
+
+    meta = load_run_meta(run)
+    ctx = _context()
+    result = audit_run(run, ctx.docker, ctx.access, meta["organizer"], meta["event"],
+                       since=meta["started"] - 5, overwrite=True)
+    click.echo(result.describe())
+    if not result.clean:
+        sys.exit(1)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print figures: the load generator, and capacity under the SLO."""
+
+
+@bench.command("loadgen")
+@click.option("--rates", default="200,1000", show_default=True, help="arrival rates per second to hold")
+@click.option("--seconds", default=10.0, show_default=True)
+def bench_loadgen(rates: str, seconds: float) -> None:
+    """The generator's CPU per request and schedule accuracy against the proxy's /lab-ping, beside wrk."""
+    from lab import bench as b
+
+    ctx = _context()
+    results = b.bench_loadgen(ctx.access, tuple(float(r) for r in rates.split(",")), seconds)
+    click.echo(f"{'tool':40} {'requests':>9} {'rate/s':>9} {'target':>7} {'CPU s/1000 req':>15} "
+               f"{'lag p50/p99 ms':>15} {'errors':>6}")
+    for r in results:
+        lag = f"{r.lag_p50_ms:.1f}/{r.lag_p99_ms:.1f}" if r.lag_p50_ms is not None else "-"
+        target = f"{r.target_rate:.0f}" if r.target_rate else "-"
+        click.echo(f"{r.tool:40} {r.requests:9d} {r.achieved_rate:9.1f} {target:>7} {r.cpu_per_1000:15.3f} "
+                   f"{lag:>15} {r.errors:6d}  {r.note}")
+    ours = [r for r in results if r.target_rate]
+    for r in ours:
+        click.echo(f"schedule accuracy at {r.target_rate:.0f}/s: achieved {r.achieved_rate / r.target_rate:.2%}")
+    click.echo(f"figures saved: {b.save('loadgen', {'results': results})}")
+
+
+@bench.command("capacity")
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--rates", default=None, help="arrival rates per second to step through (default by journey)")
+@click.option("--seconds", default=20.0, show_default=True, help="length of each step")
+@click.option("--bare/--no-bare", default=True, show_default=True,
+              help="also measure one bare pretix web container in the same run, for the ratio")
+@click.option("--login-share", default=0.2, show_default=True, help="shop: share of buyers who log in")
+def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, login_share: float) -> None:
+    """Raise the arrival rate until the SLO breaks (p95 <= 1 s, errors <= 1%); print sustained purchases/min."""
+    import itertools
+
+    from lab import bench as b
+    from lab.buyers import password_for
+    from lab.load.api import ApiJourney
+    from lab.load.http import Stepper
+    from lab.load.recorder import Recorder
+    from lab.seed import Catalogue
+
+    default = "5,10,15,20,25,30,35,40" if journey == "api" else "0.5,1,1.5,2,2.5,3,4"
+    steps = [float(r) for r in (rates or default).split(",")]
+    if any(r <= 0 for r in steps):
+        _fail("--rates must all be positive")
+    ctx = _context()
+    cat = Catalogue()
+    ids = ctx.catalogue(cat)
+    buyers = ctx.saved_buyers()
+    weights = {ids["Bilhete Geral"]["item"]: 1.0}
+    secret = ctx.buyer_secret()
+    folder = b.save(f"capacity-{journey}", {}).with_suffix("")
+    counter = itertools.count()
+
+    def factory(base_url, tls, headers=None):
+        def make():
+            run_dir = folder / f"step-{next(counter):02d}"
+            recorder = Recorder.requests(run_dir, run_dir.name)
+            stepper = Stepper(recorder, journey)
+            if journey == "api":
+                inner = ApiJourney(base_url, tls, ctx.access.api_token, ctx.access.organizer, cat.slug, stepper,
+                                   buyers, weights, extra_headers=headers)
+            else:
+                from lab.load.shop import ShopJourney
+
+                inner = ShopJourney(base_url, tls, ctx.access.organizer, cat.slug, stepper, buyers,
+                                    item_weights=weights, login_share=login_share,
+                                    password=lambda buyer: password_for(secret, buyer.email))
+            return _Closing(inner, recorder)
+        return make
+
+    click.echo(f"full stack ({journey} journey, through the proxy):")
+    full_steps, full = b.capacity_search(factory(ctx.access.base_url, ctx.access.tls()), ctx.docker, steps,
+                                         seconds, log=click.echo)
+    payload = {"journey": journey, "full": full_steps}
+    bare_best = None
+    if bare:
+        container = b.bare_web_container(ctx.docker)
+        try:
+            headers = {"Host": ctx.access.base_url.split("//")[1], "X-Forwarded-Proto": "https"}
+            b.wait_http("http://127.0.0.1:18000/healthcheck/", headers)
+            click.echo("one bare pretix web container (no proxy, same limits as one web instance):")
+            bare_steps, bare_best = b.capacity_search(factory("http://127.0.0.1:18000", ctx.access.tls(), headers),
+                                                      ctx.docker, steps, seconds, log=click.echo)
+            payload["bare"] = bare_steps
+        finally:
+            container.remove(force=True)
+    sustained = full.achieved_per_min if full else 0.0
+    click.echo(f"sustained under the SLO, full stack: {sustained:.0f} purchases/min")
+    if bare:
+        bare_rate = bare_best.achieved_per_min if bare_best else 0.0
+        ratio = sustained / bare_rate if bare_rate else float("nan")
+        click.echo(f"sustained under the SLO, one bare web container: {bare_rate:.0f} purchases/min; "
+                   f"ratio full/bare = {ratio:.2f}")
+    if full:
+        gen = full.generator_cpu
+        stack = sum(full.stack_cpu.values())
+        click.echo(f"generator CPU at the sustained step: {gen:.1f}s = {gen / stack:.1%} of the stack's {stack:.1f}s")
+    click.echo(f"figures saved: {b.save(f'capacity-{journey}', payload)}")
+
+
+class _Closing:
+    """Closes the step's recorder when the journey's context ends."""
+
+    def __init__(self, inner, recorder):
+        self.inner, self.recorder = inner, recorder
+
+    async def __aenter__(self):
+        if hasattr(self.inner, "__aenter__"):
+            await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        if hasattr(self.inner, "__aexit__"):
+            await self.inner.__aexit__(*exc)
+        self.recorder.close()
+
+    async def __call__(self, attempt):
+        await self.inner(attempt)
+
+
+@main.command()
+@click.option("--images", is_flag=True, help="also build the stack's images (cached)")
+def engine(images: bool) -> None:
+    """Make sure a Docker engine answers (installing and starting Debian's when root)."""
+    from lab.stack.engine import EngineError, ensure_engine
+
+    try:
+        client = ensure_engine(log=lambda m: click.echo(m, err=True))
+    except EngineError as error:
+        _fail(str(error))
+    click.echo(f"docker engine {client.version().get('Version')} answers")
+    if images:
+        from lab.stack.images import ensure_images
+
+        for tag, image_id in ensure_images(client, log=lambda m: click.echo(m, err=True)).items():
+            click.echo(f"{tag} {image_id[:19]}")
+
+
 @main.command()
 def study() -> None:
     """Run the default study end to end (for now: the deployment smoke test) and leave a report."""

@@ -1,7 +1,7 @@
 """The `shop` journey: pure helpers (no stack), then real purchases through the running stack's web shop.
 
-The stack tests use the session's deployed stack from conftest (deployed when needed, removed at the end);
-with a reason when no stack answers. They add a customer with a fresh random password, and a product
+The stack tests use the session's deployed stack from conftest (deployed when needed, removed at the end).
+They add a customer with a fresh random password, and a product
 "Esgotado Teste" whose quota is set so that exactly one ticket is left before the sold-out test.
 """
 

@@ -1,0 +1,40 @@
+"""The CLI: every documented command exists, has --help, and refuses bad input before doing anything."""
+
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from lab.cli import main
+from lab.paths import ROOT
+
+COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_commands_named_in_the_readme_and_makefile_exist():
+    text = (ROOT / "README.md").read_text() + (ROOT / "Makefile").read_text()
+    used = set(re.findall(r"\.venv/bin/lab ([a-z]+)", text))
+    assert used, "the README names no lab command"
+    assert used <= set(COMMANDS), used - set(COMMANDS)
+
+
+def test_bad_limit_is_refused_before_anything_runs():
+    result = CliRunner().invoke(main, ["up", "--limit", "pretix-web-1:colour=blue"])
+    assert result.exit_code == 2 and "unknown limit 'colour'" in result.output
+
+
+def test_bad_workload_is_refused_before_anything_runs():
+    result = CliRunner().invoke(main, ["load", "--workload", '{"model": "tsunami"}'])
+    assert result.exit_code == 2 and "No workload model named 'tsunami'" in result.output
+
+
+def test_unknown_service_for_logs():
+    result = CliRunner().invoke(main, ["logs", "pretix-web-9"])
+    assert result.exit_code == 2 and "unknown service" in result.output
