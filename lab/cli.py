@@ -235,6 +235,35 @@ def audit(run: Path) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", default=800.0, show_default=True, help="purchases per minute to plan for")
+def analyse(run: Path, target: float) -> None:
+    """Headline figures of a run folder: SLO verdicts, latency, errors, CPU per purchase, cores needed."""
+    from lab.analysis.frames import Run, attempt_latency, cores_needed, cpu_per_purchase, errors_by_kind, slo_verdicts
+
+    r = Run.load(run)
+    duration = float(r.meta.get("ended", 0) - r.meta.get("started", 0)) or 1.0
+    for v in slo_verdicts(r.attempts, duration, target_per_min=target):
+        click.echo(f"{'PASS' if v.passed else 'FAIL'}  {v.name}: {v.measured} (target {v.target})")
+    latency = attempt_latency(r.attempts[r.attempts["outcome"] == "purchased"])
+    if len(latency):
+        click.echo("latency from scheduled start: " + ", ".join(
+            f"p{q}: {latency.quantile(q / 100):.2f}s" for q in (50, 95, 99)))
+    click.echo("outcomes: " + ", ".join(f"{k} {v}" for k, v in r.attempts["outcome"].value_counts().items()))
+    errors = errors_by_kind(r.requests)
+    if len(errors):
+        click.echo("errors: " + ", ".join(f"{a.step}/{a.error_kind} {a.count}" for a in errors.itertuples()))
+    per = cpu_per_purchase(r)
+    if len(per):
+        need = cores_needed(per, target)
+        click.echo(f"CPU seconds per purchase (total {per.sum():.3f}) and cores needed for {target:.0f}/min "
+                   "at 70% utilisation:")
+        for service, secs in per.items():
+            click.echo(f"  {service:18} {secs:.3f} s  -> {need[service]:.2f} cores")
+        click.echo(f"  {'all services':18} {per.sum():.3f} s  -> {need.sum():.2f} cores")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print figures: the load generator, and capacity under the SLO."""
