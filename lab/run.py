@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
 from lab.paths import data_dir
 from lab.seed import Catalogue, CustomerSeed
+from lab.validation import describe
 
 
 class RunParamsError(ValueError):
@@ -63,16 +64,7 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
     try:
         params = LoadParams.model_validate(raw)
     except ValidationError as error:
-        lines = []
-        for item in error.errors():
-            field = ".".join(str(p) for p in item["loc"]) or "load"
-            message = item["msg"].removeprefix("Value error, ")
-            if item["type"] == "extra_forbidden":
-                message = f"unknown parameter; allowed: {', '.join(LoadParams.model_fields)}"
-            elif item["type"] == "literal_error":
-                message = f"{message} (got {item.get('input')!r})"
-            lines.append(f"  {field}: {message}")
-        raise RunParamsError("invalid load parameters:\n" + "\n".join(lines)) from None
+        raise RunParamsError(describe(error, LoadParams, "load")) from None
     except WorkloadError as error:
         raise RunParamsError(f"invalid load parameters:\n  workload: {error}") from None
     if catalogue is not None:

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.stack.topology import services
+from lab.validation import describe
 
 MIB = 1024 * 1024
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
@@ -130,25 +131,12 @@ class StackParams(BaseModel):
         return str(ipaddress.ip_network(self.edge_subnet)[host])
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(p) for p in item["loc"]) or "stack"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = f"unknown parameter; allowed: {', '.join(StackParams.model_fields)}"
-        elif item["type"] == "literal_error":
-            message = f"{message} (got {item.get('input')!r})"
-        lines.append(f"  {field}: {message}")
-    return "invalid stack parameters:\n" + "\n".join(lines)
-
-
 def validate(raw: dict[str, Any]) -> StackParams:
     """Raw mapping -> StackParams, or ParamsError with one readable line per bad field."""
     try:
         return StackParams.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(_describe(error)) from None
+        raise ParamsError(describe(error, StackParams, "stack")) from None
 
 
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> StackParams:
