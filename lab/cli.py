@@ -264,6 +264,20 @@ def analyse(run: Path, target: float) -> None:
         click.echo(f"  {'all services':18} {per.sum():.3f} s  -> {need.sum():.2f} cores")
 
 
+@main.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
+def report(run: Path, pdf: bool) -> None:
+    """Publish one run as reports/<run-id>/index.html (+ report.pdf) through the analysis notebook."""
+    from lab.report import ReportError, report_run
+
+    try:
+        html = report_run(run, pdf=pdf)
+    except ReportError as error:
+        _fail(str(error))
+    click.echo(f"report: {html}" + (f" and {html.with_name('report.pdf')}" if pdf else ""))
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print figures: the load generator, and capacity under the SLO."""

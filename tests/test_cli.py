@@ -8,7 +8,8 @@ from click.testing import CliRunner
 from lab.cli import main
 from lab.paths import ROOT
 
-COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse"]
+COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse",
+            "report"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

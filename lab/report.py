@@ -1,0 +1,80 @@
+"""Execute a notebook against a run folder with papermill and publish it as self-contained HTML (and PDF).
+
+The HTML has no code cells and embeds its figures; the PDF is printed from that HTML by headless Chromium
+(Debian's package), so what a reader sees on screen and on paper is the same document.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+
+from lab.paths import ROOT, reports_dir
+
+
+class ReportError(RuntimeError):
+    pass
+
+
+def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
+    """Run notebooks/<name> with papermill; the executed copy is kept even when a cell fails."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / name
+    try:
+        papermill.execute_notebook(str(ROOT / "notebooks" / name), str(target), parameters=parameters,
+                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    except papermill.PapermillExecutionError as error:
+        raise ReportError(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
+                          f"(executed copy: {target})") from None
+    return target
+
+
+def to_html(notebook: Path, html: Path) -> Path:
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            embed_images=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(body, encoding="utf-8")
+    return html
+
+
+def chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def to_pdf(html: Path, pdf: Path) -> Path:
+    """Print the HTML with headless Chromium (installed from Debian's packages when missing and root)."""
+    browser = chromium()
+    if browser is None and Path("/etc/debian_version").exists() and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True)
+        browser = chromium()
+    if browser is None:
+        raise ReportError("no Chromium to print the PDF with: apt-get install chromium")
+    profile = pdf.parent / ".chromium-profile"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={profile}", "--no-pdf-header-footer", f"--print-to-pdf={pdf}",
+                    html.resolve().as_uri()], capture_output=True, timeout=120, check=False)
+    shutil.rmtree(profile, ignore_errors=True)
+    if not pdf.exists() or pdf.stat().st_size == 0:
+        raise ReportError(f"Chromium did not write {pdf}")
+    return pdf
+
+
+def report_run(run_dir: Path, pdf: bool = True) -> Path:
+    """reports/<run-id>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder."""
+    run_dir = Path(run_dir).resolve()
+    executed = execute_notebook("04-analysis.ipynb", run_dir / "notebooks", {"run_dir": str(run_dir)})
+    out = reports_dir() / run_dir.name
+    html = to_html(executed, out / "index.html")
+    if pdf:
+        to_pdf(html, out / "report.pdf")
+    return html
