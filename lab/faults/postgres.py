@@ -1,0 +1,413 @@
+"""pg-failover: kill the PostgreSQL primary and promote the standby; the undo rebuilds and (by default) fails back.
+
+Inject (each step one row in faults.parquet):
+  check     the target is the read-write primary and the other node a standby (its replication lag is recorded)
+  kill      restart policy "no" first (docker must not bring the old primary back), then SIGKILL
+  promote   `docker exec <standby> pg-promote`; pretix follows by itself (libpq multi-host, read-write only)
+  fence     a throw-away helper container writes standby.signal into the old primary's volume, so whatever
+            starts it later (`lab up`, `docker start`) gets a read-only node, never a second writable primary
+
+Undo:
+  not promoted (the promote step failed): un-fence and start the old primary again (it is still the primary)
+  rebuild   wipe the old primary's volume, pg_basebackup it from the new primary (slot, -X stream -c fast),
+            standby.signal + primary_conninfo (the replicator's password in a passfile in the container's own
+            layer, never in the volume), restore the restart policy, start it, wait until it streams
+  failback  (option, default on) switch the roles back so the stack ends as deployed: wait until the rebuilt
+            standby has replayed everything, stop the new primary cleanly (its walsender waits for the standby),
+            check with pg_controldata that the standby received the shutdown checkpoint (else abort: restart the
+            new primary, keep the rebuilt standby), promote the old primary, drop its primary_conninfo, wipe the
+            other node's volume and start it: its entrypoint makes it a standby again (pg_basebackup).
+Replication is asynchronous by default: a kill may lose the last transactions the standby had not received.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lab.faults.catalogue import Fault, FaultActionError, faults, image_role, long_running_specs
+from lab.stack.deploy import LABEL_PROJECT
+from lab.stack.topology import PROJECT
+
+PGDATA = "/var/lib/postgresql/data"
+PG_HOME = "/var/lib/postgresql"
+SOCKET = "/var/run/postgresql"
+HELPER_LABEL = "pretix-lab.fault-helper"
+
+FENCE_SCRIPT = r"""
+set -euo pipefail
+D=/var/lib/postgresql/data
+if [ -f "$D/PG_VERSION" ]; then
+    touch "$D/standby.signal"
+    chown postgres:postgres "$D/standby.signal"
+    echo fenced
+else
+    echo "no cluster to fence"
+fi
+"""
+
+UNFENCE_SCRIPT = r"""
+set -euo pipefail
+rm -f /var/lib/postgresql/data/standby.signal
+echo unfenced
+"""
+
+WIPE_SCRIPT = r"""
+set -euo pipefail
+find /var/lib/postgresql/data -mindepth 1 -delete
+echo wiped
+"""
+
+CONTROLDATA_SCRIPT = r"""
+set -euo pipefail
+setpriv --reuid=postgres --regid=postgres --init-groups pg_controldata -D /var/lib/postgresql/data \
+    | grep -E '^(Database cluster state|Latest checkpoint location|Latest checkpoint.s TimeLineID):'
+"""
+
+# Root part wipes and prepares; every file in the data dir is made by the postgres user.
+REBUILD_SCRIPT = r"""
+set -euo pipefail
+D=/var/lib/postgresql/data
+find "$D" -mindepth 1 -delete
+chown postgres:postgres "$D"
+chmod 0700 "$D"
+pw=${REPLICATION_PASSWORD//\\/\\\\}
+pw=${pw//:/\\:}
+install -o postgres -g postgres -m 0600 /dev/null /tmp/pgpass
+printf '*:*:*:replicator:%s\n' "$pw" >/tmp/pgpass
+as_pg() {
+    setpriv --reuid=postgres --regid=postgres --init-groups \
+        env HOME=/var/lib/postgresql PGPASSFILE=/tmp/pgpass "$@"
+}
+bb=(pg_basebackup -h "$SOURCE" -p 5432 -U replicator -w -D "$D" -X stream -c fast -S "$SLOT")
+if ! as_pg "${bb[@]}" >&2; then
+    echo "pg_basebackup failed; once more, creating slot $SLOT" >&2
+    find "$D" -mindepth 1 -delete
+    as_pg "${bb[@]}" --create-slot >&2
+fi
+as_pg touch "$D/standby.signal"
+conninfo="host=$SOURCE port=5432 user=replicator passfile=/var/lib/postgresql/.pgpass"
+conninfo="$conninfo application_name=$SLOT connect_timeout=5"
+as_pg tee -a "$D/postgresql.auto.conf" >/dev/null <<EOF
+# pretix-lab pg-failover undo: a standby of $SOURCE (reset on failback)
+primary_conninfo = '$conninfo'
+primary_slot_name = '$SLOT'
+EOF
+echo "LAB-IDS $(id -u postgres) $(id -g postgres)"
+"""
+
+
+class FailoverOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    failback: bool = Field(default=True, description="the undo also switches the roles back (the stack ends as "
+                                                      "deployed); false: the old primary stays a standby")
+    timeout: float = Field(default=180, ge=30, le=900, description="seconds each wait of the undo may take")
+
+
+def psql(container: Any, sql: str, database: str = "postgres") -> str:
+    """One statement as the postgres superuser over the local socket (peer auth for root; no password)."""
+    result = container.exec_run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", SOCKET, "-U", "postgres",
+                                 "-d", database, "-c", sql])
+    text = (result.output or b"").decode(errors="replace").strip()
+    if result.exit_code != 0:
+        raise RuntimeError(f"psql on {container.name} failed ({result.exit_code}): {text[-500:]}")
+    return text
+
+
+def in_recovery(container: Any) -> bool:
+    return psql(container, "select pg_is_in_recovery()") == "t"
+
+
+def _env(container: Any, name: str, default: str | None = None) -> str | None:
+    for item in container.attrs["Config"].get("Env") or []:
+        key, _, value = item.partition("=")
+        if key == name:
+            return value
+    return default
+
+
+def _lsn(text: str) -> int:
+    high, _, low = text.strip().partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def wait_for(check, timeout: float, what: str, pause: float = 0.5):
+    """Poll check() until it returns a true value (exceptions count as not yet); bounded in time."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - not ready yet
+            last = error
+        time.sleep(pause)
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
+
+
+@faults.register("pg-failover")
+class PgFailover(Fault):
+    summary = ("kill the PostgreSQL primary and promote the standby; undo: rebuild the old primary as a standby "
+               "of the new one, then (failback) switch the roles back")
+    Options = FailoverOptions
+
+    @classmethod
+    def allowed_targets(cls, topology=None) -> list[str]:
+        return [name for name, spec in long_running_specs(topology).items() if image_role(spec) == "postgres"]
+
+    @classmethod
+    def services_of(cls, target: str, topology=None) -> list[str]:
+        return cls.allowed_targets(topology)  # both nodes change roles
+
+    def __init__(self, instance, ctx):
+        super().__init__(instance, ctx)
+        self.state: dict[str, Any] = {}
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def _nodes(self) -> tuple[Any, Any, str]:
+        from lab.stack.deploy import container
+
+        others = [s for s in self.allowed_targets(self.ctx.topology) if s != self.instance.target]
+        if len(others) != 1:
+            raise ValueError(f"pg-failover needs exactly one other PostgreSQL node; the topology has {others}")
+        return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, others[0]), others[0]
+
+    def _step(self, phase: str, name: str, node: Any, fn, **extra: Any) -> Any:
+        """Run one step, record it (ok or error) with its timing; errors are raised as FaultActionError."""
+        start = time.time()
+        try:
+            detail = fn() or {}
+        except Exception as error:
+            self.record(phase, start, container=node.name, outcome="error", error=error, detail={"step": name, **extra})
+            raise FaultActionError(f"{self.instance.fault_id} {name} on {node.name}: {error}") from error
+        self.record(phase, start, container=node.name, detail={"step": name, **extra, **detail})
+        return detail
+
+    def _helper(self, image: str, volume: str, script: str, *, network: str | None = None,
+                environment: dict[str, str] | None = None, timeout: float = 300) -> str:
+        """Run a script as root in a throw-away container of the postgres image with a node's data volume."""
+        client = self.ctx.docker
+        helper = client.containers.run(
+            image, ["bash", "-c", script], name=f"{PROJECT}-fault-helper-{uuid.uuid4().hex[:8]}", detach=True,
+            environment=environment or {}, volumes={volume: {"bind": PGDATA, "mode": "rw"}},
+            network=network, network_mode=None if network else "none",
+            labels={LABEL_PROJECT: PROJECT, HELPER_LABEL: self.instance.fault_id})
+        try:
+            status = helper.wait(timeout=timeout)
+            output = helper.logs().decode(errors="replace")
+            if status.get("StatusCode") != 0:
+                raise RuntimeError(f"helper script failed ({status.get('StatusCode')}): {output[-1500:]}")
+            return output
+        finally:
+            helper.remove(force=True)
+
+    @staticmethod
+    def _volume(node: Any) -> str:
+        for mount in node.attrs.get("Mounts") or []:
+            if mount.get("Destination") == PGDATA and mount.get("Type") == "volume":
+                return mount["Name"]
+        raise LookupError(f"{node.name} has no data volume at {PGDATA}")
+
+    @staticmethod
+    def _network(node: Any) -> str:
+        networks = list(node.attrs["NetworkSettings"]["Networks"] or {})
+        if not networks:
+            raise LookupError(f"{node.name} is on no network")
+        return networks[0]
+
+    # -- inject ---------------------------------------------------------------------------------------------------
+    def inject(self) -> None:
+        with self._lock:
+            if self.undone or self.injected:
+                self.record("inject", time.time(), container=None, outcome="skipped",
+                            detail={"reason": "already undone" if self.undone else "already injected"})
+                return
+            self.injected = True
+            start = time.time()
+            try:
+                old, new, new_service = self._nodes()
+            except Exception as error:
+                self.record("inject", start, container=None, outcome="error", error=error, detail={"step": "check"})
+                raise FaultActionError(f"{self.instance.fault_id}: {error}") from error
+            st = self.state
+            st.update(old=old, new=new, new_service=new_service, image=old.attrs["Config"]["Image"],
+                      old_volume=self._volume(old), new_volume=self._volume(new), network=self._network(new),
+                      policy=dict(old.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}),
+                      slot=_env(new, "PG_REPLICA_NAME", "replica"))
+
+            def check() -> dict[str, Any]:
+                if in_recovery(old):
+                    raise ValueError(f"{old.name} is not the read-write primary (it is in recovery)")
+                if not in_recovery(new):
+                    raise ValueError(f"{new.name} is not a standby (it is read-write already)")
+                rows = psql(old, "select application_name, state, "
+                                 "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) from pg_stat_replication")
+                return {"replication": rows}
+
+            self._step("inject", "check", old, check)
+
+            def kill() -> dict[str, Any]:
+                old.update(restart_policy={"Name": "no"})
+                st["killed"] = True
+                old.kill(signal="SIGKILL")
+                wait_for(lambda: (old.reload(), old.status != "running")[1], 30, f"{old.name} to stop", 0.1)
+                return {"restart_policy_was": st["policy"]}
+
+            self._step("inject", "kill", old, kill)
+
+            def promote() -> dict[str, Any]:
+                result = new.exec_run(["pg-promote"])
+                text = (result.output or b"").decode(errors="replace").strip()
+                if result.exit_code != 0:
+                    raise RuntimeError(f"pg-promote exited {result.exit_code}: {text}")
+                st["promoted"] = True
+                return {"output": text}
+
+            self._step("inject", "promote", new, promote)
+
+            def fence() -> dict[str, Any]:
+                out = self._helper(st["image"], st["old_volume"], FENCE_SCRIPT, timeout=60)
+                st["fenced"] = "fenced" in out
+                return {"output": out.strip()}
+
+            self._step("inject", "fence", old, fence)
+
+    # -- undo -----------------------------------------------------------------------------------------------------
+    def undo(self, reason: str = "scheduled") -> None:
+        with self._lock:
+            if self.undone:
+                return
+            self.undone = True
+            st = self.state
+            if not st.get("killed"):
+                if self.injected and "old" in st:  # killed nothing: only the restart policy may need restoring
+                    st["old"].update(restart_policy=st["policy"])
+                return
+            old, new, timeout = st["old"], st["new"], self.options.timeout
+            promoted = st.get("promoted") or not self._still_standby(new)
+            if not promoted:
+                self._step("undo", "restart-old-primary", old, lambda: self._restart_old(reason), reason=reason)
+                return
+            self._step("undo", "rebuild-standby", old, lambda: self._rebuild(old, new, timeout), reason=reason)
+            if self.options.failback:
+                self._step("undo", "switchover", old, lambda: self._switchover(old, new, timeout), reason=reason)
+                self._step("undo", "rebuild-replica", new, lambda: self._rebuild_replica(old, new, timeout),
+                           reason=reason)
+
+    @staticmethod
+    def _still_standby(new: Any) -> bool:
+        try:
+            return in_recovery(new)
+        except Exception:  # noqa: BLE001 - cannot tell: assume the worst (promoted), never start a second primary
+            return False
+
+    def _restart_old(self, reason: str) -> dict[str, Any]:
+        st = self.state
+        old = st["old"]
+        if st.get("fenced"):
+            self._helper(st["image"], st["old_volume"], UNFENCE_SCRIPT, timeout=60)
+        old.reload()
+        if old.status != "running":
+            old.start()
+        old.update(restart_policy=st["policy"])
+        wait_for(lambda: not in_recovery(old), self.options.timeout, f"{old.name} to accept writes again")
+        return {"reason": reason}
+
+    def _rebuild(self, old: Any, new: Any, timeout: float) -> dict[str, Any]:
+        """The old primary becomes a streaming standby of the new one."""
+        st = self.state
+        began = time.monotonic()
+        old.reload()
+        if old.status == "running":  # someone started it: stop it before its data is replaced
+            old.stop(timeout=30)
+        password = _env(old, "REPLICATION_PASSWORD")
+        if not password:
+            raise LookupError(f"{old.name} has no REPLICATION_PASSWORD in its environment")
+        source = st["new_service"]
+        out = self._helper(st["image"], st["old_volume"], REBUILD_SCRIPT, network=st["network"], timeout=timeout,
+                           environment={"REPLICATION_PASSWORD": password, "SOURCE": source, "SLOT": st["slot"]})
+        ids = re.search(r"LAB-IDS (\d+) (\d+)", out)
+        if not ids:
+            raise RuntimeError(f"the rebuild helper did not report the postgres user's ids: {out[-500:]}")
+        self._put_passfile(old, password, int(ids.group(1)), int(ids.group(2)))
+        basebackup = time.monotonic() - began
+        old.update(restart_policy=st["policy"])
+        old.start()
+        wait_for(lambda: in_recovery(old), timeout, f"{old.name} to run as a standby")
+        slot = st["slot"]
+        wait_for(lambda: psql(new, f"select state from pg_stat_replication where application_name = '{slot}'")
+                 == "streaming", timeout, f"{old.name} to stream from {new.name}")
+        return {"standby_of": source, "basebackup_seconds": round(basebackup, 2),
+                "seconds": round(time.monotonic() - began, 2)}
+
+    @staticmethod
+    def _put_passfile(node: Any, password: str, uid: int, gid: int) -> None:
+        """The replicator's passfile in the container's own layer (outside the data volume, like pg-entrypoint)."""
+        escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+        data = f"*:*:*:replicator:{escaped}\n".encode()
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(".pgpass")
+            info.size, info.mode, info.uid, info.gid, info.mtime = len(data), 0o600, uid, gid, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+        if not node.put_archive(PG_HOME, buffer.getvalue()):
+            raise RuntimeError(f"could not write the passfile into {node.name}")
+
+    def _switchover(self, old: Any, new: Any, timeout: float) -> dict[str, Any]:
+        """Controlled switch back: the rebuilt standby (old) becomes the primary again; `new` is stopped."""
+        st = self.state
+        began = time.monotonic()
+        target = psql(new, "select pg_current_wal_lsn()")
+        wait_for(lambda: psql(old, f"select pg_last_wal_replay_lsn() >= '{target}'::pg_lsn") == "t", timeout,
+                 f"{old.name} to replay up to {target}")
+        stop_began = time.monotonic()
+        new.stop(timeout=30)  # SIGINT (the image's STOPSIGNAL): fast, clean; the walsender waits for the standby
+        try:  # any doubt (or error) here: the stopped node is restarted as the primary it still is
+            control = self._helper(st["image"], st["new_volume"], CONTROLDATA_SCRIPT, timeout=60)
+            checkpoint = re.search(r"Latest checkpoint location:\s*([0-9A-F]+/[0-9A-F]+)", control)
+            state_line = re.search(r"Database cluster state:\s*(.+)", control)
+            received = psql(old, "select coalesce(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())")
+            safe = bool(checkpoint and state_line and "shut down" in state_line.group(1)
+                        and _lsn(received) > _lsn(checkpoint.group(1)))
+            why = (f"standby received {received}, shutdown checkpoint {checkpoint.group(1) if checkpoint else '?'}, "
+                   f"state {state_line.group(1) if state_line else '?'}")
+        except Exception as error:  # noqa: BLE001 - decided below
+            safe, why, checkpoint, received = False, f"{type(error).__name__}: {error}", None, ""
+        if not safe:
+            new.start()  # still a valid primary (clean shutdown): keep it; the rebuilt standby follows it
+            raise RuntimeError(f"failback aborted, {new.name} restarted as the primary: {why}")
+        result = old.exec_run(["pg-promote"])
+        if result.exit_code != 0:
+            raise RuntimeError(f"pg-promote on {old.name} exited {result.exit_code}: {result.output.decode()}")
+        write_outage = time.monotonic() - stop_began
+        for setting in ("primary_conninfo", "primary_slot_name"):
+            psql(old, f"alter system reset {setting}")
+        psql(old, "select pg_reload_conf()")
+        return {"replayed_up_to": target, "shutdown_checkpoint": checkpoint.group(1) if checkpoint else None,
+                "received": received,
+                "write_outage_seconds": round(write_outage, 2), "seconds": round(time.monotonic() - began, 2)}
+
+    def _rebuild_replica(self, old: Any, new: Any, timeout: float) -> dict[str, Any]:
+        """The other node gets an empty volume; its entrypoint makes it a standby of the primary again."""
+        st = self.state
+        began = time.monotonic()
+        self._helper(st["image"], st["new_volume"], WIPE_SCRIPT, timeout=120)
+        new.start()
+        slot = st["slot"]
+        wait_for(lambda: psql(old, f"select state from pg_stat_replication where application_name = '{slot}'")
+                 == "streaming", timeout, f"{new.name} to stream from {old.name}", pause=1.0)
+        wait_for(lambda: in_recovery(new), 30, f"{new.name} to be a standby")
+        return {"seconds": round(time.monotonic() - began, 2)}
+
+    def health_services(self) -> list[str]:
+        return self.allowed_targets(self.ctx.topology)
+
+
+__all__ = ["FailoverOptions", "PgFailover", "in_recovery", "psql", "wait_for"]

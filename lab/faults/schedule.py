@@ -1,0 +1,206 @@
+"""A fault experiment declared as data: the schedule and the steady-state hypothesis, validated before anything runs.
+
+    faults:
+      - {at: 20, target: pretix-web-1, action: kill, duration: 15}
+      - {at: 60, target: redis, action: pause, duration: 5}
+      - {at: 90, target: pretix-web-2, action: cpu-throttle, duration: 20, options: {cpus: 0.1}}
+    steady_state: {tolerance: 0.2, window: 5, settle: 90}
+
+`at` is seconds from the run's start (the load's t0), `duration` how long the fault lasts before its undo.
+Every mistake is reported at once, one line per field, naming the allowed values: an unknown action lists the
+registry's faults, an unknown target lists that fault's targets (from stack/compose.yaml), and two faults that
+act on the same service at overlapping times are refused (their undos would fight).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from lab.faults.catalogue import UnknownFaultError, faults
+from lab.stack.topology import ServiceSpec
+
+MAX_SECONDS = 3600.0
+
+
+class FaultScheduleError(ValueError):
+    """A fault schedule is wrong; raised before anything is done to the stack. One line per bad field."""
+
+
+class FaultStep(BaseModel):
+    """One fault: act on `target` at `at` s from the run's start, undo it `duration` s later."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    at: float = Field(ge=0, le=MAX_SECONDS, description="seconds from the run's start")
+    target: str = Field(min_length=1, description="a compose service or a group of numbered instances")
+    action: str = Field(min_length=1, description="a fault of the registry")
+    duration: float = Field(ge=0, le=MAX_SECONDS, description="seconds the fault lasts before its undo")
+    options: dict[str, Any] = Field(default_factory=dict, description="the fault's own options")
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                           description="a name for the records (default f<N>-<action>)")
+
+
+class SteadyState(BaseModel):
+    """The hypothesis checked before and after each fault (Chaos Toolkit's steady-state hypothesis)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    health: bool = Field(default=True, description="GET /healthcheck/ through the proxy answers 200")
+    health_timeout: float = Field(default=5.0, gt=0, le=60, description="seconds for the health request")
+    containers: bool = Field(default=True, description="the fault's containers run and are healthy")
+    throughput: bool = Field(default=True, description="answered attempts/s near the pre-fault baseline")
+    tolerance: float = Field(default=0.2, gt=0, lt=1, description="allowed shortfall of throughput vs baseline")
+    window: float = Field(default=5.0, gt=0, le=300, description="seconds of attempts a throughput check reads")
+    flush_lag: float = Field(default=3.0, ge=0, le=60,
+                             description="seconds the attempt records may lag behind (the recorder's flush)")
+    settle: float = Field(default=90.0, ge=0, le=900,
+                          description="after the undo, seconds the hypothesis may take to hold again")
+    skip_if_deviated: bool = Field(default=False,
+                                   description="do not inject a fault whose before-check fails")
+
+
+class FaultPlan(BaseModel):
+    """The whole experiment: the schedule and the hypothesis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    faults: list[FaultStep] = Field(default_factory=list, max_length=100)
+    steady_state: SteadyState = Field(default_factory=SteadyState)
+
+    def fault_ids(self) -> list[str]:
+        return [step.id or f"f{i + 1}-{step.action}" for i, step in enumerate(self.faults)]
+
+    def items(self) -> list[tuple[str, FaultStep]]:
+        return list(zip(self.fault_ids(), self.faults, strict=True))
+
+    @property
+    def last_undo(self) -> float:
+        """Seconds from t0 at which the last fault is due to be undone."""
+        return max((s.at + s.duration for s in self.faults), default=0.0)
+
+
+def _field_errors(error: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"]]
+        field = prefix + ".".join(loc)
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            holder: Any = model
+            for part in loc[:-1]:
+                if part.isdigit():
+                    continue
+                annotation = holder.model_fields[part].annotation if part in holder.model_fields else None
+                holder = next((a for a in getattr(annotation, "__args__", (annotation,))
+                               if isinstance(a, type) and issubclass(a, BaseModel)), holder)
+            message = f"unknown field; allowed: {', '.join(holder.model_fields)}"
+        elif item["type"] == "missing":
+            message = "required"
+        if item["type"] not in ("missing", "extra_forbidden") and not isinstance(item.get("input"), dict | list):
+            message += f" (got {item.get('input')!r})"
+        lines.append(f"  {field}: {message}")
+    return lines
+
+
+def parse_schedule(raw: Any, topology: dict[str, ServiceSpec] | None = None) -> FaultPlan:
+    """A raw schedule (a list of steps, or a mapping with `faults` and `steady_state`) -> FaultPlan.
+
+    Raises FaultScheduleError listing every problem (field, what is allowed, what was given) before anything runs:
+    each step is checked on its own, so one bad step does not hide the mistakes of the others.
+    """
+    if isinstance(raw, FaultPlan):
+        plan = raw
+    else:
+        if raw is None:
+            raw = []
+        if isinstance(raw, list | tuple):
+            raw = {"faults": list(raw)}
+        if not isinstance(raw, dict):
+            raise FaultScheduleError("invalid fault schedule:\n  a schedule is a list of faults, or a mapping "
+                                     f"with 'faults' and 'steady_state'; got {type(raw).__name__}")
+        lines: list[str] = []
+        try:
+            FaultPlan.model_validate({**raw, "faults": []})
+        except ValidationError as error:
+            lines += _field_errors(error, FaultPlan)
+        steps = raw.get("faults") or []
+        if not isinstance(steps, list):
+            lines.append(f"  faults: a list of faults, got {type(steps).__name__}")
+            steps = []
+        good: list[tuple[int, FaultStep]] = []
+        for index, step in enumerate(steps):
+            try:
+                good.append((index, FaultStep.model_validate(step)))
+            except ValidationError as error:
+                lines += _field_errors(error, FaultStep, prefix=f"faults.{index}.")
+        if lines:
+            lines += _semantic_errors(FaultPlan(faults=[s for _, s in good]), topology, [i for i, _ in good])
+            raise FaultScheduleError("invalid fault schedule:\n" + "\n".join(lines))
+        plan = FaultPlan.model_validate(raw)
+    lines = _semantic_errors(plan, topology)
+    if lines:
+        raise FaultScheduleError("invalid fault schedule:\n" + "\n".join(lines))
+    return plan
+
+
+def _semantic_errors(plan: FaultPlan, topology: dict[str, ServiceSpec] | None,
+                     positions: list[int] | None = None) -> list[str]:
+    """Registry, targets, options and overlaps; `positions` maps the plan's steps to their index in the input."""
+    positions = positions if positions is not None else list(range(len(plan.faults)))
+    lines: list[str] = []
+    spans: list[tuple[str, int, float, float, list[str]]] = []
+    ids = [step.id or f"f{positions[n] + 1}-{step.action}" for n, step in enumerate(plan.faults)]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        lines.append(f"  faults: the id {dup!r} is used more than once")
+    for n, step in enumerate(plan.faults):
+        index = positions[n]
+        where = f"faults.{index}"
+        try:
+            cls = faults.get(step.action)
+        except UnknownFaultError as error:
+            lines.append(f"  {where}.action: {error}")
+            continue
+        allowed = cls.allowed_targets(topology)
+        if step.target not in allowed:
+            lines.append(f"  {where}.target: {step.target!r} is not a target of {step.action!r}; allowed: "
+                         f"{', '.join(allowed)}")
+            continue
+        try:
+            cls.Options.model_validate(step.options)
+            cls.check_options(step.options, topology)
+        except ValidationError as error:
+            lines += _field_errors(error, cls.Options, prefix=f"{where}.options.")
+            continue
+        except ValueError as error:
+            lines.append(f"  {where}.{error}")
+            continue
+        spans.append((ids[n], index, step.at, step.at + step.duration, cls.services_of(step.target, topology)))
+    for a in range(len(spans)):
+        for b in range(a + 1, len(spans)):
+            id_a, ia, start_a, end_a, services_a = spans[a]
+            id_b, ib, start_b, end_b, services_b = spans[b]
+            shared = sorted(set(services_a) & set(services_b))
+            if shared and start_a <= end_b and start_b <= end_a:
+                lines.append(f"  faults.{ib}: overlaps faults.{ia} ({id_a}, {start_a:g}-{end_a:g} s) on "
+                             f"{', '.join(shared)}; one fault per service at a time")
+    return lines
+
+
+def check_fits(plan: FaultPlan, load_seconds: float) -> list[str]:
+    """A schedule must be undone while the load still runs (else recovery cannot be seen): raise if a fault ends
+    after the load; return warnings where too little load is left to check the throughput after an undo."""
+    errors, warnings = [], []
+    needed = plan.steady_state.window + plan.steady_state.flush_lag
+    for index, (fault_id, step) in enumerate(plan.items()):
+        end = step.at + step.duration
+        if end > load_seconds:
+            errors.append(f"  faults.{index}: {fault_id} is undone at {end:g} s, after the load's {load_seconds:g} s")
+        elif end + needed > load_seconds:
+            warnings.append(f"{fault_id}: only {load_seconds - end:g} s of load after its undo; the throughput "
+                            f"check after it needs {needed:g} s")
+    if errors:
+        raise FaultScheduleError("invalid fault schedule:\n" + "\n".join(errors))
+    return warnings
+
+
+__all__ = ["FaultPlan", "FaultScheduleError", "FaultStep", "MAX_SECONDS", "SteadyState", "check_fits",
+           "parse_schedule"]

@@ -1,0 +1,306 @@
+"""Faults against the real stack under real load (no mocks): kill, hang, error and cancellation, failover.
+
+Each load test drives the open executor with the api journey and the fault schedule in the same asyncio loop (what
+lab.run.execute will do once it takes a `faults` parameter), then audits the client's history against PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from lab.audit import audit_run
+from lab.context import LabContext
+from lab.faults import (
+    Fault,
+    FaultActionError,
+    analyse_faults,
+    faults,
+    parse_schedule,
+    read_faults,
+    run_schedule,
+)
+from lab.faults.postgres import in_recovery, psql
+from lab.load.api import ApiJourney
+from lab.load.http import Stepper
+from lab.load.recorder import Recorder, read_attempts, read_requests
+from lab.load.runner import attempts_to, run_open
+from lab.load.workload import ConstantWorkload
+from lab.seed import Catalogue, CustomerSeed
+from lab.stack import deploy
+from lab.stack.topology import long_running
+
+pytestmark = pytest.mark.stack
+
+HEALTHY_WITHIN = 180  # seconds the stack may take to be all healthy again after a test
+
+
+@pytest.fixture(scope="module")
+def ctx(stack):
+    return LabContext.load()
+
+
+@pytest.fixture(scope="module")
+def buyers(ctx):
+    first, _ = ctx.customers(CustomerSeed(count=300, login_pool=10, concurrency=8))
+    return first
+
+
+@pytest.fixture(scope="module")
+def items(ctx):
+    ids = ctx.catalogue(Catalogue())
+    return {ids["Bilhete Geral"]["item"]: 0.9, ids["Estudante"]["item"]: 0.1}
+
+
+def wait_all_healthy(client, timeout: float = HEALTHY_WITHIN) -> float:
+    """Seconds until every long-running service runs and is healthy (bounded)."""
+    began = time.monotonic()
+    deadline = began + timeout
+    rows = []
+    while time.monotonic() < deadline:
+        rows = {r.service: r for r in deploy.status(client)}
+        if all(s in rows and rows[s].state == "running" and rows[s].health in ("healthy", "-")
+               for s in long_running()):
+            return time.monotonic() - began
+        time.sleep(2)
+    raise AssertionError(f"the stack is not healthy after {timeout} s: "
+                         f"{[(r.service, r.state, r.health) for r in rows.values()]}")
+
+
+def under_load(ctx, buyers, items, run_dir: Path, schedule, rate: float, seconds: float) -> tuple:
+    """The api journey at `rate`/s for `seconds` s with the schedule alongside; returns (summary, schedule result,
+    started). Both start from one t0; the load and the faults record into run_dir."""
+    access = ctx.access
+    run_id = run_dir.name
+    run_dir.mkdir(parents=True)
+    workload = ConstantWorkload(rate=rate, duration=seconds, grace=60)
+
+    async def both():
+        with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
+            journey = ApiJourney(access.base_url, access.tls(), access.api_token, access.organizer, "techpt26",
+                                 Stepper(requests, "api"), buyers, items)
+            async with journey:
+                t0 = time.time()
+                load = asyncio.create_task(run_open(workload, journey, on_event=attempts_to(attempts, "api")))
+                faults_task = asyncio.create_task(run_schedule(schedule, ctx.docker, run_dir, t0, access=access,
+                                                               run_id=run_id))
+                try:
+                    summary = await load
+                    result = await faults_task
+                finally:
+                    faults_task.cancel()  # a no-op when it finished; else its undos run now
+                    await asyncio.gather(faults_task, return_exceptions=True)
+                return summary, result, t0
+
+    return asyncio.run(both())
+
+
+def report(run_dir: Path) -> pd.DataFrame:
+    """Print and return the per-fault analysis (the figures the report quotes)."""
+    table = analyse_faults(read_faults(run_dir), read_attempts(run_dir), read_requests(run_dir))
+    columns = ["fault_id", "fault_seconds", "failed_attempts", "failed_requests", "request_errors_from",
+               "request_errors_to", "recovery_pre_rate", "recovery_min_rate", "recovery_time_to_recover",
+               "recovery_after_undo", "latency_before_p50", "latency_before_p95", "latency_during_p50",
+               "latency_during_p95", "latency_during_p99", "steady_before", "steady_after"]
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(table[[c for c in columns if c in table]].T)
+    return table
+
+
+def undo_rows(run_dir: Path, fault_id: str) -> pd.DataFrame:
+    rows = read_faults(run_dir)
+    return rows[(rows["fault_id"] == fault_id) & (rows["phase"] == "undo")]
+
+
+# --- a web instance dies under load: nothing is lost ---------------------------------------------------------------
+
+def _pretix_sql(ctx, sql: str) -> str:
+    return psql(deploy.container(ctx.docker, "postgres-primary"), sql, "pretix")
+
+
+def assert_failures_are_stuck_keys(ctx, run_dir: Path, failed: pd.DataFrame, first_upstream: str | None = None):
+    """Each failed attempt: its first request(s) died with the fault (no answer, 5xx), then every replay of its key
+    got 409, and pretix's idempotency record of the key is still locked without a response (pretix never expires it).
+    Prints whether its order was committed anyway (a ghost) or not."""
+    requests = read_requests(run_dir)
+    for attempt_id in failed["attempt_id"]:
+        tries = requests[requests["attempt_id"] == attempt_id].sort_values("start")
+        first = tries.iloc[0]
+        assert first_upstream is None or first["upstream"] == first_upstream, tries
+        conflict = (tries["status"] == 409).to_numpy()
+        assert conflict.any() and conflict[-1], tries  # it ended on the stuck key
+        since = int(conflict.argmax())
+        assert conflict[since:].all(), tries  # once 409, always 409
+        assert tries.iloc[:since]["status"].isin([0, 500, 502, 503, 504]).all() and since >= 1, tries
+        stuck = _pretix_sql(ctx, "select response_code, locked is not null from pretixapi_apicall "
+                                 f"where idempotency_key = '{attempt_id}'")
+        assert stuck == "0|t", f"attempt {attempt_id}: idempotency record {stuck!r}"
+        order = _pretix_sql(ctx, f"select code from pretixbase_order where comment = 'lab-attempt {attempt_id}'")
+        print(f"  {attempt_id}: key locked for good; order in the database: {order or 'none'}")
+
+
+@pytest.mark.parametrize("signal", ["SIGTERM", "SIGKILL"])
+def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items, tmp_path, signal):
+    """SIGTERM (a stop: gunicorn finishes what it took): 0 failed attempts. SIGKILL (a crash): still 0 lost, but a
+    request in flight on the killed instance can fail for good: pretix commits its idempotency record (locked) in a
+    transaction of its own first, and its middleware has no lock expiry, so after the crash every replay of the key
+    gets 409 forever, whether the order was committed (a ghost) or not. Each failed attempt must be exactly that."""
+    run_dir = tmp_path / f"kill-web-{signal.lower()}"
+    schedule = {"faults": [{"at": 15, "target": "pretix-web-1", "action": "kill", "duration": 15,
+                            "options": {"signal": signal}}],
+                "steady_state": {"settle": 90}}
+    summary, result, t0 = under_load(ctx, buyers, items, run_dir, schedule, rate=4, seconds=60)
+    print(summary.describe())
+    print(result.describe())
+    attempts = read_attempts(run_dir)
+    assert len(attempts) == 240
+    audit = audit_run(run_dir, ctx.docker, ctx.access, ctx.access.organizer, "techpt26", since=t0 - 5)
+    print(audit.describe())
+    assert audit.clean and audit.lost.count == 0, audit.describe()
+    failed = attempts[attempts["outcome"] != "purchased"]
+    print(f"{signal}: {len(failed)} failed attempt(s):", failed[["error_kind", "retries"]].to_dict("records"))
+    if signal == "SIGTERM":
+        assert failed.empty, failed
+    else:
+        assert_failures_are_stuck_keys(ctx, run_dir, failed, first_upstream="web-1")
+        assert len(failed) <= 2  # only what web-1 held in flight at the kill (4/s, ~0.2 s each)
+    rows = read_faults(run_dir)
+    kill = rows[(rows["phase"] == "inject")].iloc[0]
+    assert kill["ok"] and kill["container"] == deploy.container(ctx.docker, "pretix-web-1").name
+    assert undo_rows(run_dir, "f1-kill")["ok"].all()
+    assert kill["start"] - t0 == pytest.approx(15, abs=1.5)  # on the run's clock (time.time())
+    outcome = result.faults[0]
+    assert outcome.before.outcome == "pass" and outcome.after.outcome == "pass", (outcome.before, outcome.after)
+    table = report(run_dir).set_index("fault_id")
+    assert table.loc["f1-kill", "failed_attempts"] == len(failed)
+    wait_all_healthy(ctx.docker)
+
+
+# --- a web instance hangs, then comes back ---------------------------------------------------------------------------
+
+def test_pausing_a_web_instance_then_unpausing_restores_health(ctx, buyers, items, tmp_path):
+    run_dir = tmp_path / "pause-web"
+    schedule = {"faults": [{"at": 12, "target": "pretix-web-2", "action": "pause", "duration": 10}],
+                "steady_state": {"settle": 90}}
+    summary, result, t0 = under_load(ctx, buyers, items, run_dir, schedule, rate=3, seconds=50)
+    print(summary.describe())
+    print(result.describe())
+    outcome = result.faults[0]
+    assert outcome.after.outcome == "pass", outcome.after
+    web2 = deploy.container(ctx.docker, "pretix-web-2")
+    assert web2.status == "running"
+    r = httpx.get(f"{ctx.access.base_url}/healthcheck/", verify=ctx.access.tls(), timeout=10)
+    assert r.status_code == 200
+    undo = undo_rows(run_dir, "f1-pause").iloc[0]
+    assert undo["ok"] and json.loads(undo["detail"])["unpaused"] is True
+    assert undo["start"] - t0 == pytest.approx(22, abs=2)
+    attempts = read_attempts(run_dir)
+    print(attempts["outcome"].value_counts().to_dict())
+    audit = audit_run(run_dir, ctx.docker, ctx.access, ctx.access.organizer, "techpt26", since=t0 - 5)
+    print(audit.describe())
+    assert audit.lost.count == 0 and audit.duplicate.count == 0, audit.describe()
+    report(run_dir)
+    wait_all_healthy(ctx.docker)
+
+
+# --- undo always runs: after an error, after a cancellation ---------------------------------------------------------
+
+class _Explode(Fault):
+    """A plugin fault that fails when it acts (to break a schedule in the middle of another fault)."""
+
+    def apply(self, container):
+        raise RuntimeError("boom: the experiment broke in the middle")
+
+    def revert(self, container, state):
+        return {}
+
+
+def test_undo_runs_after_an_error_in_the_middle_of_a_fault(ctx, tmp_path):
+    faults.register("test-explode", _Explode)
+    try:
+        schedule = parse_schedule({"faults": [
+            {"at": 0, "target": "pretix-web-2", "action": "kill", "duration": 120},
+            {"at": 3, "target": "redis", "action": "test-explode", "duration": 1},
+        ], "steady_state": {"throughput": False}})
+        began = time.monotonic()
+        with pytest.raises(FaultActionError, match="boom"):
+            asyncio.run(run_schedule(schedule, ctx.docker, tmp_path, access=ctx.access))
+        assert time.monotonic() - began < 60  # the kill was undone long before its 120 s
+    finally:
+        faults.unregister("test-explode")
+    web2 = deploy.container(ctx.docker, "pretix-web-2")  # raises unless it runs again
+    assert web2.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    undo = undo_rows(tmp_path, "f1-kill")
+    assert len(undo) == 1 and undo.iloc[0]["ok"], undo
+    assert json.loads(undo.iloc[0]["detail"])["reason"] in ("cancelled", "error")
+    rows = read_faults(tmp_path)
+    boom = rows[(rows["fault_id"] == "f2-test-explode") & (rows["phase"] == "inject")].iloc[0]
+    assert boom["outcome"] == "error" and "boom" in boom["error"]
+    assert rows[rows["phase"] == "undo"]["start"].min() > boom["end"] - 0.01
+    print(f"recovered healthy {wait_all_healthy(ctx.docker):.1f} s after the undo")
+
+
+def test_cancelling_the_schedule_undoes_the_active_fault(ctx, tmp_path):
+    async def cancel_after(seconds: float):
+        task = asyncio.create_task(run_schedule(
+            {"faults": [{"at": 0, "target": "pretix-web-1", "action": "pause", "duration": 300}],
+             "steady_state": {"throughput": False}}, ctx.docker, tmp_path, access=ctx.access))
+        await asyncio.sleep(seconds)
+        task.cancel()  # what Ctrl-C does to the main task under asyncio.run
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_after(4))
+    web1 = deploy.container(ctx.docker, "pretix-web-1")
+    assert web1.status == "running"  # not paused
+    undo = undo_rows(tmp_path, "f1-pause").iloc[0]
+    assert undo["ok"] and json.loads(undo["detail"])["reason"] == "cancelled"
+    wait_all_healthy(ctx.docker)
+
+
+# --- the PostgreSQL primary dies: failover, rebuild, failback (destructive: runs last) -------------------------------
+
+@pytest.mark.teardown
+@pytest.mark.xfail(reason="open finding: after the primary dies mid-order, pretix's idempotency key stays "
+                          "locked ('key locked for good', no order) so that attempt never completes; issue 4",
+                   strict=False)
+def test_killing_the_postgres_primary_fails_over_and_the_undo_restores_the_topology(ctx, buyers, items, tmp_path):
+    run_dir = tmp_path / "pg-failover"
+    schedule = {"faults": [{"at": 15, "target": "postgres-primary", "action": "pg-failover", "duration": 10}],
+                "steady_state": {"settle": 120}}
+    summary, result, t0 = under_load(ctx, buyers, items, run_dir, schedule, rate=3, seconds=100)
+    print(summary.describe())
+    print(result.describe())
+    rows = read_faults(run_dir)
+    with pd.option_context("display.width", 250, "display.max_colwidth", 200):
+        print(rows[rows["phase"] != "probe"][["phase", "container", "outcome", "start", "end", "detail"]])
+    assert result.ok, result.describe()
+    steps = rows[rows["phase"] == "undo"]["detail"].map(lambda d: json.loads(d)["step"]).tolist()
+    assert steps == ["rebuild-standby", "switchover", "rebuild-replica"]
+    # the deployed topology again: postgres-primary writes, postgres-replica streams from it
+    primary = deploy.container(ctx.docker, "postgres-primary")
+    replica = deploy.container(ctx.docker, "postgres-replica")
+    assert not in_recovery(primary) and in_recovery(replica)
+    assert "streaming" in psql(primary, "select state from pg_stat_replication")
+    assert primary.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    wait_all_healthy(ctx.docker)
+    attempts = read_attempts(run_dir)
+    print(attempts["outcome"].value_counts().to_dict())
+    audit = audit_run(run_dir, ctx.docker, ctx.access, ctx.access.organizer, "techpt26", since=t0 - 5)
+    print(audit.describe())
+    # asynchronous replication: a kill may lose what the standby had not received; nothing may be duplicated
+    assert audit.duplicate.count == 0 and audit.oversold.count == 0, audit.describe()
+    print("lost (acknowledged to the client, missing after the failover):", audit.lost.count)
+    failed = attempts[attempts["outcome"] != "purchased"]
+    assert_failures_are_stuck_keys(ctx, run_dir, failed)
+    assert len(failed) <= 3
+    report(run_dir)
+    from lab.smoke import place_one_order
+
+    assert place_one_order(ctx.access)["status"] == "n"  # the stack takes orders after the failback
