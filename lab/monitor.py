@@ -36,7 +36,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +47,7 @@ import pyarrow.parquet as pq
 from docker.types.daemon import CancellableStream
 from docker.utils.socket import frames_iter
 
+from lab.registry import Registry
 from lab.stack.deploy import project_containers
 from lab.stack.topology import PROJECT, long_running
 
@@ -83,43 +83,6 @@ class StreamEnded(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------------------ registry
-class SamplerRegistry:
-    """Name -> Sampler class. Built-ins and plugins register the same way."""
-
-    def __init__(self) -> None:
-        self._classes: dict[str, type[Sampler]] = {}
-        self._plugins_loaded = False
-
-    def register(self, name: str, sampler: type[Sampler] | None = None):
-        def add(cls: type[Sampler]) -> type[Sampler]:
-            if not (isinstance(cls, type) and issubclass(cls, Sampler)):
-                raise TypeError(f"sampler {name!r} must be a Sampler subclass, not {cls!r}")
-            cls.name = name
-            self._classes[name] = cls
-            return cls
-        return add(sampler) if sampler is not None else add
-
-    def _load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        for ep in entry_points(group="pretix_lab.samplers"):
-            if ep.name not in self._classes:
-                self.register(ep.name, ep.load())
-
-    def get(self, name: str) -> type[Sampler]:
-        if name not in self._classes:
-            self._load_plugins()
-        try:
-            return self._classes[name]
-        except KeyError:
-            raise UnknownSamplerError(f"No sampler named {name!r}; known: {', '.join(self.names())}") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._classes)
-
-
-samplers = SamplerRegistry()
 
 
 # --------------------------------------------------------------------------------------------------- the writer
@@ -430,6 +393,14 @@ def docker_stats_rows(stats: dict, previous: dict | None) -> list[tuple[str, str
         rows.append(("net_rx_bytes", "", float(sum(n.get("rx_bytes", 0) for n in networks.values()))))
         rows.append(("net_tx_bytes", "", float(sum(n.get("tx_bytes", 0) for n in networks.values()))))
     return rows
+
+
+def SamplerRegistry() -> Registry[Sampler]:  # noqa: N802 - reads like the class it makes
+    """A registry of samplers (the module-level `samplers` is the one the monitor uses)."""
+    return Registry("sampler", Sampler, "pretix_lab.samplers", UnknownSamplerError)
+
+
+samplers = SamplerRegistry()
 
 
 @samplers.register("docker")

@@ -19,12 +19,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from lab.faults.record import FaultRecord, detail_text
+from lab.registry import Registry
 from lab.stack.topology import ServiceSpec, services
 
 UNDO_TRIES = 3
@@ -225,51 +225,9 @@ class Fault:
 
 
 # --------------------------------------------------------------------------------------------------- registry
-class FaultRegistry:
-    """Name -> Fault class. Built-ins and plugins register the same way."""
-
-    def __init__(self) -> None:
-        self._classes: dict[str, type[Fault]] = {}
-        self._plugins_loaded = False
-
-    def register(self, name: str, fault: type[Fault] | None = None):
-        def add(cls: type[Fault]) -> type[Fault]:
-            if not (isinstance(cls, type) and issubclass(cls, Fault)):
-                raise TypeError(f"fault {name!r} must be a Fault subclass, not {cls!r}")
-            cls.name = name
-            self._classes[name] = cls
-            return cls
-        return add(fault) if fault is not None else add
-
-    def unregister(self, name: str) -> None:
-        self._classes.pop(name, None)
-
-    def _load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        for ep in entry_points(group="pretix_lab.faults"):
-            if ep.name not in self._classes:
-                self.register(ep.name, ep.load())
-
-    def get(self, name: str) -> type[Fault]:
-        if name not in self._classes:
-            self._load_plugins()
-        try:
-            return self._classes[name]
-        except KeyError:
-            raise UnknownFaultError(f"No fault named {name!r}; known: {', '.join(self.names())}") from None
-
-    def names(self) -> list[str]:
-        self._load_plugins()
-        return sorted(self._classes)
-
-    def __contains__(self, name: str) -> bool:
-        try:
-            self.get(name)
-        except UnknownFaultError:
-            return False
-        return True
+def FaultRegistry() -> Registry[Fault]:  # noqa: N802 - reads like the class it makes
+    """A registry of faults (the module-level `faults` is the catalogue the lab uses)."""
+    return Registry("fault", Fault, "pretix_lab.faults", UnknownFaultError)
 
 
 faults = FaultRegistry()
