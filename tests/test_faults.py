@@ -267,8 +267,8 @@ def test_cancelling_the_schedule_undoes_the_active_fault(ctx, tmp_path):
 # --- the PostgreSQL primary dies: failover, rebuild, failback (destructive: runs last) -------------------------------
 
 @pytest.mark.teardown
-@pytest.mark.xfail(reason="open finding: after the primary dies mid-order, pretix's idempotency key stays "
-                          "locked ('key locked for good', no order) so that attempt never completes; issue 4",
+@pytest.mark.xfail(reason="not yet proven stable: passed in a clean-clone run (the stuck idempotency key it "
+                          "asserts is an open finding), failed earlier while other runs shared the stack",
                    strict=False)
 def test_killing_the_postgres_primary_fails_over_and_the_undo_restores_the_topology(ctx, buyers, items, tmp_path):
     run_dir = tmp_path / "pg-failover"
