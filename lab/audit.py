@@ -36,20 +36,17 @@ def _event_filter(organizer: str, event: str) -> str:
 def database_state(docker_client, organizer: str, event: str, since: float | None = None) -> dict[str, pd.DataFrame]:
     """Orders (of the run's window when `since` is given), positions and quotas of one event."""
     where = _event_filter(organizer, event)
-    window = f" and o.datetime >= to_timestamp({since})" if since else ""
-    orders = query_frame(docker_client, (
+    all_orders = query_frame(docker_client, (
         "select o.code, o.status, o.comment, o.email, ia.internal_reference, "
         "extract(epoch from o.datetime) as created from pretixbase_order o "
         "join pretixbase_event e on e.id = o.event_id "
         "left join pretixbase_invoiceaddress ia on ia.order_id = o.id "
-        f"where {where}{window}"))
+        f"where {where}"))
+    orders = all_orders[all_orders["created"] >= since].reset_index(drop=True) if since else all_orders
     positions = query_frame(docker_client, (
         "select o.code as order_code, p.item_id, p.canceled, o.status "
         "from pretixbase_orderposition p join pretixbase_order o on o.id = p.order_id "
         f"join pretixbase_event e on e.id = o.event_id where {where}"))
-    all_orders = query_frame(docker_client, (
-        "select o.code, o.status from pretixbase_order o join pretixbase_event e on e.id = o.event_id "
-        f"where {where}"))
     quotas = query_frame(docker_client, (
         "select q.id as quota_id, q.size, q.name, string_agg(qi.item_id::text, ' ') as items "
         "from pretixbase_quota q join pretixbase_event e on e.id = q.event_id "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -97,7 +98,7 @@ def environment(docker_client) -> dict[str, Any]:
 
     record = environment_record(docker_client)
     record.update({
-        "host": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
                  "kernel": platform.release(), "python": platform.python_version()},
         "packages": {p: version(p) for p in ("httpx", "pandas", "pyarrow", "docker")},
         "pretix": "2026.8.0",

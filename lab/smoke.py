@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 from lab.pretix.bootstrap import PretixAccess
 from lab.pretix.client import PretixClient
 from lab.seed import Catalogue, ensure_catalogue
+from lab.stack.sql import pretix_sql
 
 
 def primary_sql(client, query: str) -> str:
-    """Run one read-only query on the PostgreSQL primary (via docker exec; nothing is published)."""
-    from lab.stack.deploy import container
-
-    primary = container(client, "postgres-primary")
-    out = subprocess.run(
-        ["docker", "exec", primary.id, "psql", "-U", "postgres", "-d", "pretix", "-At", "-c", query],
-        check=True, capture_output=True, text=True,
-    )
-    return out.stdout.strip()
+    """Run one read-only query on the PostgreSQL primary's pretix database."""
+    return pretix_sql(client, query)
 
 
 def place_one_order(access: PretixAccess) -> dict:

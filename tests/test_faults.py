@@ -34,6 +34,7 @@ from lab.load.runner import attempts_to, run_open
 from lab.load.workload import ConstantWorkload
 from lab.seed import Catalogue, CustomerSeed
 from lab.stack import deploy
+from lab.stack.sql import pretix_sql
 from lab.stack.topology import long_running
 
 pytestmark = pytest.mark.stack
@@ -121,7 +122,7 @@ def undo_rows(run_dir: Path, fault_id: str) -> pd.DataFrame:
 # --- a web instance dies under load: nothing is lost ---------------------------------------------------------------
 
 def _pretix_sql(ctx, sql: str) -> str:
-    return psql(deploy.container(ctx.docker, "postgres-primary"), sql, "pretix")
+    return pretix_sql(ctx.docker, sql)
 
 
 def assert_failures_are_stuck_keys(ctx, run_dir: Path, failed: pd.DataFrame, first_upstream: str | None = None):

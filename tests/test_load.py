@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 
 import pandas as pd
@@ -15,6 +14,7 @@ from lab.load.recorder import read_attempts, read_requests
 from lab.pretix.client import PretixClient
 from lab.run import RunParamsError, execute, validate_load
 from lab.seed import Catalogue, CustomerSeed, Product
+from lab.stack.sql import pretix_sql
 
 pytestmark = pytest.mark.stack
 
@@ -37,11 +37,7 @@ def buyers(ctx):
 
 
 def _sql(ctx, query: str) -> str:
-    from lab.stack.deploy import container
-
-    node = container(ctx.docker, "postgres-primary")
-    return subprocess.run(["docker", "exec", node.id, "psql", "-U", "postgres", "-d", "pretix", "-At", "-c", query],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return pretix_sql(ctx.docker, query)
 
 
 def test_seeding_twice_creates_no_duplicates(ctx, buyers):

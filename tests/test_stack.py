@@ -16,18 +16,14 @@ from lab.smoke import place_one_order, primary_sql
 from lab.stack import deploy, images
 from lab.stack.engine import EngineError, ensure_engine
 from lab.stack.params import StackParams
+from lab.stack.sql import pretix_sql
 from lab.stack.topology import long_running
 
 pytestmark = pytest.mark.stack
 
 
 def _sql(client, service: str, query: str) -> str:
-    import subprocess
-
-    c = deploy.container(client, service)
-    out = subprocess.run(["docker", "exec", c.id, "psql", "-U", "postgres", "-d", "pretix", "-At", "-c", query],
-                         check=True, capture_output=True, text=True)
-    return out.stdout.strip()
+    return pretix_sql(client, query, service)
 
 
 # --- bad input: refused before anything is deployed or changed -------------------------------------

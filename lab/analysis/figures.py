@@ -26,24 +26,25 @@ def shade_faults(ax, faults: pd.DataFrame | None, t0: float) -> None:
         ax.text(start, ax.get_ylim()[1] * 0.95, str(rows["action"].iloc[0]), fontsize=8, color="tab:red")
 
 
-def throughput_figure(run: Run, faults: pd.DataFrame | None = None):
-    table = throughput(run.attempts, run.t0).melt("t", var_name="outcome", value_name="per_second")
+def _timeline(table: pd.DataFrame, y: str, hue: str, title: str, ylabel: str, run: Run,
+              faults: pd.DataFrame | None):
     fig, ax = plt.subplots()
-    sns.lineplot(data=table, x="t", y="per_second", hue="outcome", ax=ax)
-    ax.set(title="Purchase attempts completed per second", xlabel="time since start (s)",
-           ylabel="attempts per second")
+    sns.lineplot(data=table, x="t", y=y, hue=hue, ax=ax)
+    ax.set(title=title, xlabel="time since start (s)", ylabel=ylabel)
     shade_faults(ax, faults, run.t0)
     return fig
+
+
+def throughput_figure(run: Run, faults: pd.DataFrame | None = None):
+    table = throughput(run.attempts, run.t0).melt("t", var_name="outcome", value_name="per_second")
+    return _timeline(table, "per_second", "outcome", "Purchase attempts completed per second",
+                     "attempts per second", run, faults)
 
 
 def latency_figure(run: Run, faults: pd.DataFrame | None = None):
     table = latency_over_time(run.attempts, run.t0).melt("t", var_name="percentile", value_name="seconds")
-    fig, ax = plt.subplots()
-    sns.lineplot(data=table, x="t", y="seconds", hue="percentile", ax=ax)
-    ax.set(title="Purchase latency from scheduled start (5 s bins)", xlabel="time since start (s)",
-           ylabel="latency (s)")
-    shade_faults(ax, faults, run.t0)
-    return fig
+    return _timeline(table, "seconds", "percentile", "Purchase latency from scheduled start (5 s bins)",
+                     "latency (s)", run, faults)
 
 
 def cpu_figure(run: Run):

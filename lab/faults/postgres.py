@@ -33,11 +33,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lab.faults.catalogue import Fault, FaultActionError, faults, image_role, long_running_specs
 from lab.stack.deploy import LABEL_PROJECT
+from lab.stack.sql import SOCKET, psql  # noqa: F401 - psql is part of this module's API
 from lab.stack.topology import PROJECT
 
 PGDATA = "/var/lib/postgresql/data"
 PG_HOME = "/var/lib/postgresql"
-SOCKET = "/var/run/postgresql"
 HELPER_LABEL = "pretix-lab.fault-helper"
 
 FENCE_SCRIPT = r"""
@@ -108,16 +108,6 @@ class FailoverOptions(BaseModel):
     failback: bool = Field(default=True, description="the undo also switches the roles back (the stack ends as "
                                                       "deployed); false: the old primary stays a standby")
     timeout: float = Field(default=180, ge=30, le=900, description="seconds each wait of the undo may take")
-
-
-def psql(container: Any, sql: str, database: str = "postgres") -> str:
-    """One statement as the postgres superuser over the local socket (peer auth for root; no password)."""
-    result = container.exec_run(["psql", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", SOCKET, "-U", "postgres",
-                                 "-d", database, "-c", sql])
-    text = (result.output or b"").decode(errors="replace").strip()
-    if result.exit_code != 0:
-        raise RuntimeError(f"psql on {container.name} failed ({result.exit_code}): {text[-500:]}")
-    return text
 
 
 def in_recovery(container: Any) -> bool:

@@ -19,7 +19,7 @@ from lab.buyers import Buyer
 from lab.load.http import Stepper, new_client
 from lab.load.runner import Attempt
 
-RETRYABLE = {"timeout", "connect", "protocol", "http_409", "http_5xx", "http_502", "http_503", "http_504"}
+RETRYABLE = {"timeout", "connect", "protocol", "http_409", "http_5xx"}  # kinds as lab.load.http.classify names them
 
 
 class ApiJourney:
