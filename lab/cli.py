@@ -187,7 +187,10 @@ def seed(params_file, customers, login_pool) -> None:
 @click.option("--journey", type=click.Choice(["api", "shop"]), help="purchase journey")
 @click.option("--workload", "workload_json", help='workload as JSON, e.g. {"model":"constant","rate":5,"duration":30}')
 @click.option("--name", help="run name (lowercase, digits, dashes)")
-def load(params_file, journey, workload_json, name) -> None:
+@click.option("--faults", "faults_arg",
+              help="fault schedule: a YAML/JSON file, or inline JSON, e.g. "
+                   '[{"at":20,"target":"pretix-web-1","action":"kill","duration":15}]')
+def load(params_file, journey, workload_json, name, faults_arg) -> None:
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
     import json as _json
 
@@ -204,6 +207,8 @@ def load(params_file, journey, workload_json, name) -> None:
             raw["workload"] = _json.loads(workload_json)
         except ValueError as error:
             _fail(f"--workload is not JSON: {error}")
+    if faults_arg:
+        raw["faults"] = _schedule_arg(faults_arg)
     cat = Catalogue()
     try:
         params = validate_load(raw, cat)
@@ -218,6 +223,20 @@ def load(params_file, journey, workload_json, name) -> None:
                       catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
                       log=click.echo)
     click.echo(f"run folder: {run_dir}")
+
+
+def _schedule_arg(text: str):
+    """--faults: a file (YAML or JSON; a mapping with `faults:` or a list) or inline JSON."""
+    import yaml
+
+    path = Path(text)
+    try:
+        doc = yaml.safe_load(path.read_text() if path.is_file() else text)
+    except yaml.YAMLError as error:
+        _fail(f"--faults is neither a readable file nor JSON/YAML: {error}")
+    if not isinstance(doc, list | dict):
+        _fail("--faults: expected a list of fault steps or a mapping with `faults:` (see lab/faults/schedule.py)")
+    return doc
 
 
 @main.command()
@@ -303,6 +322,31 @@ def bench_loadgen(rates: str, seconds: float) -> None:
     for r in ours:
         click.echo(f"schedule accuracy at {r.target_rate:.0f}/s: achieved {r.achieved_rate / r.target_rate:.2%}")
     click.echo(f"figures saved: {b.save('loadgen', {'results': results})}")
+
+
+@bench.command("failover")
+@click.option("--replication", "modes", default="async,sync", show_default=True,
+              help="replication modes to measure, in order (async, sync)")
+@click.option("--rate", default=8.0, show_default=True, help="api orders per second during the run")
+@click.option("--seconds", default=70.0, show_default=True, help="length of each run")
+@click.option("--kill-at", default=20.0, show_default=True, help="seconds into the run the primary is killed")
+def bench_failover(modes: str, rate: float, seconds: float, kill_at: float) -> None:
+    """Kill the PostgreSQL primary under api load for each replication mode: what is lost, how long writes stop."""
+    from lab import bench as b
+    from lab.bench_failover import HEADER, as_dicts
+    from lab.bench_failover import bench_failover as run_bench
+
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    bad = [m for m in chosen if m not in ("async", "sync")]
+    if bad or not chosen:
+        _fail(f"--replication: {', '.join(bad) or 'nothing given'}; allowed: async, sync")
+    if not 0 < kill_at < seconds - 25:
+        _fail(f"--kill-at {kill_at:g}: must leave the fault (10 s) and its recovery inside the {seconds:g} s run")
+    results = run_bench(_context(), chosen, rate, seconds, kill_at, log=click.echo)
+    click.echo(HEADER)
+    for r in results:
+        click.echo(r.line())
+    click.echo(f"figures saved: {b.save('failover', {'results': as_dicts(results)})}")
 
 
 @bench.command("capacity")

@@ -42,6 +42,8 @@ class LoadParams(BaseModel):
                                                                     "VIP": 0.05})
     monitor: bool = True
     audit: bool = True
+    faults: list[Any] | dict[str, Any] | None = Field(
+        default=None, description="a fault schedule (lab/faults/schedule.py) run next to the load from one t0")
 
     @field_validator("workload")
     @classmethod
@@ -59,6 +61,19 @@ class LoadParams(BaseModel):
     def parsed_workload(self) -> WorkloadModel:
         return parse_workload(self.workload)
 
+    def load_seconds(self) -> float:
+        """How long the workload offers load: faults must be undone within it."""
+        workload = self.parsed_workload()
+        return float(getattr(workload, "total_duration", None) or workload.duration)
+
+    def fault_plan(self):
+        """The validated fault schedule, or None (raises FaultScheduleError naming the field)."""
+        if not self.faults:
+            return None
+        from lab.faults.schedule import parse_schedule
+
+        return parse_schedule(self.faults)
+
 
 def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> LoadParams:
     """Raw mapping -> LoadParams, or RunParamsError with one line per bad field (names the allowed values)."""
@@ -68,6 +83,15 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
         raise RunParamsError(describe(error, LoadParams, "load")) from None
     except WorkloadError as error:
         raise RunParamsError(f"invalid load parameters:\n  workload: {error}") from None
+    if params.faults:
+        from lab.faults.schedule import FaultScheduleError, check_fits
+
+        try:
+            plan = params.fault_plan()
+            for warning in check_fits(plan, params.load_seconds()):
+                print(f"warning: {warning}")
+        except FaultScheduleError as error:
+            raise RunParamsError(f"invalid load parameters: faults: {error}") from None
     if catalogue is not None:
         names = [p.name for p in catalogue.products]
         for product in params.product_mix:
@@ -106,16 +130,61 @@ def environment(docker_client) -> dict[str, Any]:
     return record
 
 
-async def _drive(params: LoadParams, journey, attempts_listener) -> Any:
+async def _drive(params: LoadParams, journey, attempts_listener, faults: FaultsAlongside | None = None) -> Any:
+    """The workload, and the fault schedule from the same t0; the faults are undone whatever happens."""
+    from contextlib import AsyncExitStack
+
     from lab.load.runner import run_closed, run_open
     from lab.load.workload import ClosedWorkload
 
     workload = params.parsed_workload()
     runner = run_closed if isinstance(workload, ClosedWorkload) else run_open
-    if hasattr(journey, "__aenter__"):
-        async with journey:
+    async with AsyncExitStack() as stack:
+        if hasattr(journey, "__aenter__"):
+            await stack.enter_async_context(journey)
+        if faults is None:
             return await runner(workload, journey, on_event=attempts_listener, progress=True)
-    return await runner(workload, journey, on_event=attempts_listener, progress=True)
+        return await faults.alongside(runner(workload, journey, on_event=attempts_listener, progress=True))
+
+
+class FaultsAlongside:
+    """Runs a fault schedule next to a load coroutine; keeps the schedule's result (or error) for run.json."""
+
+    def __init__(self, plan, docker_client, run_dir: Path, run_id: str, access) -> None:
+        self.plan, self.docker, self.run_dir, self.run_id, self.access = plan, docker_client, run_dir, run_id, access
+        self.t0: float | None = None
+        self.result = None
+        self.error: str | None = None
+
+    async def alongside(self, load) -> Any:
+        from lab.faults.runner import run_schedule
+
+        self.t0 = time.time()
+        load_task = asyncio.ensure_future(load)
+        schedule = asyncio.ensure_future(run_schedule(self.plan, self.docker, self.run_dir, self.t0,
+                                                      access=self.access, run_id=self.run_id))
+        try:
+            # Both normally end together (check_fits: every undo is due within the load); a fault action that
+            # fails ends the experiment at once instead of letting the load run on without its faults.
+            await asyncio.wait({load_task, schedule}, return_when=asyncio.FIRST_EXCEPTION)
+            if schedule.done() and schedule.exception() is not None:
+                raise schedule.exception()  # type: ignore[misc]
+            summary = await load_task
+            self.result = await schedule
+            return summary
+        except BaseException as error:
+            self.error = f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            for task in (load_task, schedule):
+                task.cancel()  # a no-op when done; else the schedule's undos run now
+            await asyncio.gather(load_task, schedule, return_exceptions=True)
+
+    def record(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        faults = [asdict(f) for f in self.result.faults] if self.result is not None else []
+        return {"t0": self.t0, "error": self.error, "faults": faults}
 
 
 def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogue_ids: dict[str, dict],
@@ -142,6 +211,8 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
         monitor.start()
     started = time.time()
     summary = None
+    plan = params.fault_plan()
+    faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access) if plan is not None else None
     try:
         with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
             stepper = Stepper(requests, params.journey)
@@ -154,7 +225,7 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
                 journey = ShopJourney(access.base_url, access.tls(), access.organizer, event, stepper, buyers,
                                       item_weights=weights, login_share=params.login_share,
                                       password=lambda b: password_for(buyer_secret, b.email))
-            summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey)))
+            summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
     finally:
         ended = time.time()
         if monitor is not None:
@@ -167,10 +238,13 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
             log(f"warning: saving container logs failed: {error}")
         meta = {"run_id": run_id, "event": event, "organizer": access.organizer, "started": started,
                 "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),
-                "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None}
+                "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None,
+                "faults": faults.record() if faults is not None else None}
         write_once(run_dir / "run.json", json.dumps(meta, indent=2, default=str))
     if summary is not None:
         log(summary.describe())
+    if faults is not None and faults.result is not None:
+        log(faults.result.describe())
     if params.audit:
         from lab.audit import audit_run
 

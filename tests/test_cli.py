@@ -39,3 +39,23 @@ def test_bad_workload_is_refused_before_anything_runs():
 def test_unknown_service_for_logs():
     result = CliRunner().invoke(main, ["logs", "pretix-web-9"])
     assert result.exit_code == 2 and "unknown service" in result.output
+
+
+@pytest.mark.parametrize(("schedule", "says"), [
+    ('[{"at": 5, "target": "pretix-web-9", "action": "kill", "duration": 5}]', "'pretix-web-9' is not a target"),
+    ('[{"at": 5, "target": "redis", "action": "explode", "duration": 5}]', "No fault named 'explode'"),
+    ('[{"at": 25, "target": "pretix-web-1", "action": "kill", "duration": 10}]', "after the load's 30 s"),
+])
+def test_bad_fault_schedule_is_refused_before_anything_runs(schedule, says):
+    """Refused by validation, before the deployment is even looked up (no stack runs in this test)."""
+    workload = '{"model": "constant", "rate": 1, "duration": 30}'
+    result = CliRunner().invoke(main, ["load", "--workload", workload, "--faults", schedule])
+    assert result.exit_code == 2 and "faults" in result.output and says in result.output, result.output
+
+
+def test_fault_schedule_from_a_yaml_file(tmp_path):
+    path = tmp_path / "faults.yaml"
+    path.write_text("faults:\n  - {at: 5, target: pretix-web-1, action: pause, duration: 50}\n")
+    result = CliRunner().invoke(main, ["load", "--workload", '{"model":"constant","rate":1,"duration":30}',
+                                       "--faults", str(path)])
+    assert result.exit_code == 2 and "undone at 55 s, after the load's 30 s" in result.output, result.output

@@ -18,6 +18,8 @@ Undo:
             new primary, keep the rebuilt standby), promote the old primary, drop its primary_conninfo, wipe the
             other node's volume and start it: its entrypoint makes it a standby again (pg_basebackup).
 Replication is asynchronous by default: a kill may lose the last transactions the standby had not received.
+Synchronous mode (`lab up --replication sync`) degrades to asynchronous while no standby exists (between the
+failback's promotion and the rebuilt replica streaming), then is restored: otherwise every commit would wait.
 """
 
 from __future__ import annotations
@@ -379,6 +381,12 @@ class PgFailover(Fault):
         write_outage = time.monotonic() - stop_began
         for setting in ("primary_conninfo", "primary_slot_name"):
             psql(old, f"alter system reset {setting}")
+        # Synchronous mode with its only standby gone would block every commit until the replica is rebuilt:
+        # degrade to asynchronous until it streams again (what Patroni's non-strict synchronous mode does).
+        sync_names = psql(old, "show synchronous_standby_names")
+        if sync_names:
+            psql(old, "alter system set synchronous_standby_names = ''")
+            self.state["sync_names"] = sync_names
         psql(old, "select pg_reload_conf()")
         return {"replayed_up_to": target, "shutdown_checkpoint": checkpoint.group(1) if checkpoint else None,
                 "received": received,
@@ -394,7 +402,14 @@ class PgFailover(Fault):
         wait_for(lambda: psql(old, f"select state from pg_stat_replication where application_name = '{slot}'")
                  == "streaming", timeout, f"{new.name} to stream from {old.name}", pause=1.0)
         wait_for(lambda: in_recovery(new), 30, f"{new.name} to be a standby")
-        return {"seconds": round(time.monotonic() - began, 2)}
+        restored = {}
+        if st.get("sync_names"):  # synchronous again, now that its standby streams
+            psql(old, "alter system reset synchronous_standby_names")
+            psql(old, "select pg_reload_conf()")
+            wait_for(lambda: psql(old, "select sync_state from pg_stat_replication where application_name = "
+                                       f"'{slot}'") == "sync", 30, f"{new.name} to be a synchronous standby")
+            restored = {"synchronous_standby_names": psql(old, "show synchronous_standby_names")}
+        return {"seconds": round(time.monotonic() - began, 2), **restored}
 
     def health_services(self) -> list[str]:
         return self.allowed_targets(self.ctx.topology)

@@ -2,6 +2,14 @@
 
 Retries reuse the attempt's X-Idempotency-Key, so a retry after a timeout returns the order the first
 try made (pretix answers 409 while that first try is still running) instead of making a second one.
+
+A key can stay locked for good: pretix stores the key as "locked" before the view runs and unlocks it when the
+response is saved, so a web process killed in between (SIGKILL, OOM, a failover that cut its connection) leaves
+every later try with 409. After `stuck_key_after` seconds of nothing but 409, the journey looks the order up by
+the attempt id it wrote in the order's comment: found -> that is the purchase; not found -> the original request
+is dead (no live pretix request runs that long: gunicorn kills a worker after 60 s, an order takes < 2 s even at
+saturation), so the attempt goes on under a new key. The trade-off is stated, not hidden: a request held longer
+than that (an instance paused for longer) could still commit later, and the audit would count that as a duplicate.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import random
 import ssl
 import time
 from collections.abc import Sequence
+from urllib.parse import quote
 
 import httpx
 
@@ -20,6 +29,17 @@ from lab.load.http import Stepper, new_client
 from lab.load.runner import Attempt
 
 RETRYABLE = {"timeout", "connect", "protocol", "http_409", "http_5xx"}  # kinds as lab.load.http.classify names them
+MAX_LOOKUP_PAGES = 5
+RETRY_AFTER_CAP = 5.0  # seconds: pretix's 409 says Retry-After: 5
+
+
+def retry_after(response: httpx.Response | None) -> float | None:
+    """The server's Retry-After in seconds (delta-seconds form only), capped; None when absent or unreadable."""
+    value = response.headers.get("retry-after") if response is not None else None
+    try:
+        return min(max(float(value), 0.0), RETRY_AFTER_CAP) if value is not None else None
+    except ValueError:
+        return None
 
 
 class ApiJourney:
@@ -27,8 +47,8 @@ class ApiJourney:
 
     def __init__(self, base_url: str, tls: ssl.SSLContext, api_token: str, organizer: str, event: str,
                  stepper: Stepper, buyers: Sequence[Buyer], item_weights: dict[int, float], *,
-                 clients: int = 16, max_retries: int = 5, retry_budget: float = 45.0, seed: int = 0,
-                 extra_headers: dict[str, str] | None = None):
+                 clients: int = 16, max_retries: int = 12, retry_budget: float = 45.0, seed: int = 0,
+                 stuck_key_after: float = 20.0, extra_headers: dict[str, str] | None = None):
         if not buyers:
             raise ValueError("the api journey needs at least one buyer (seed customers first)")
         if not item_weights:
@@ -38,7 +58,7 @@ class ApiJourney:
         self.headers = {"Authorization": f"Token {api_token}", **(extra_headers or {})}
         self.buyers = buyers
         self.items, self.weights = list(item_weights), list(item_weights.values())
-        self.max_retries, self.retry_budget = max_retries, retry_budget
+        self.max_retries, self.retry_budget, self.stuck_key_after = max_retries, retry_budget, stuck_key_after
         self.random = random.Random(seed)
         self._pool: list[httpx.AsyncClient] = []
         self._clients = clients
@@ -67,12 +87,13 @@ class ApiJourney:
         attempt.buyer = buyer.identifier
         client = self._pool[next(self._next) % len(self._pool)]
         body = self.body(attempt, buyer)
-        headers = {"X-Idempotency-Key": attempt.idempotency_key}
+        key, keys_used = attempt.idempotency_key, 1
         deadline = time.monotonic() + self.retry_budget
+        conflict_since: float | None = None  # when the current key's unbroken run of 409s began
         for retry in range(self.max_retries + 1):
             response, outcome, kind = await self.stepper.step(
                 client, attempt, "order", "POST", self.path, retry=retry,
-                idempotency_key=attempt.idempotency_key, json=body, headers=headers)
+                idempotency_key=key, json=body, headers={"X-Idempotency-Key": key})
             attempt.retries = retry
             if response is not None and response.status_code == 201:
                 attempt.outcome, attempt.order_code = "purchased", response.json()["code"]
@@ -83,8 +104,38 @@ class ApiJourney:
             attempt.error_kind = kind
             if kind not in RETRYABLE or retry == self.max_retries:
                 break
-            pause = min(0.25 * 2**retry, 4.0) * (0.5 + self.random.random())
+            if kind == "http_409":
+                conflict_since = conflict_since or time.monotonic()
+                if time.monotonic() - conflict_since >= self.stuck_key_after:
+                    code = await self.find_order(client, attempt, buyer, retry)
+                    if code is not None:
+                        attempt.outcome, attempt.order_code = "purchased", code
+                        return
+                    keys_used += 1
+                    key, conflict_since = f"{attempt.idempotency_key}.{keys_used}", None  # rows keep their key
+                    continue  # the old key is dead and holds no order: try the new one at once
+            else:
+                conflict_since = None
+            pause = max(min(0.25 * 2**retry, 4.0) * (0.5 + self.random.random()), retry_after(response) or 0.0)
             if time.monotonic() + pause >= deadline:
                 break
             await asyncio.sleep(pause)
         attempt.outcome = "failed"
+
+    async def find_order(self, client: httpx.AsyncClient, attempt: Attempt, buyer: Buyer, retry: int) -> str | None:
+        """The order this attempt made, found by the attempt id in its comment (None: there is none)."""
+        url: str | None = f"{self.path}?email={quote(buyer.email)}&ordering=-datetime"
+        marker = f"lab-attempt {attempt.attempt_id}"
+        for _ in range(MAX_LOOKUP_PAGES):
+            if url is None:
+                return None
+            response, outcome, _kind = await self.stepper.step(client, attempt, "order_lookup", "GET", url,
+                                                               retry=retry)
+            if response is None or outcome != "ok":
+                return None
+            page = response.json()
+            for order in page.get("results", []):
+                if (order.get("comment") or "").strip() == marker:
+                    return order["code"]
+            url = page.get("next")
+        return None
