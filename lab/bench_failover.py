@@ -85,9 +85,11 @@ def figures_of(run_dir: Path, replication: str, rate: float) -> FailoverFigures:
     )
 
 
-def bench_failover(ctx, modes: tuple[str, ...], rate: float, seconds: float, kill_at: float,
+def bench_failover(modes: tuple[str, ...], rate: float, seconds: float, kill_at: float,
                    log=print) -> list[FailoverFigures]:
-    """Converge to each replication mode in turn and kill the primary under load; the stack ends in the last mode."""
+    """Deploy (or converge) in each replication mode in turn and kill the primary under load; the stack stays up,
+    in the last mode."""
+    from lab.context import LabContext
     from lab.run import execute, validate_load
     from lab.seed import Catalogue, CustomerSeed
     from lab.stack import deploy
@@ -97,6 +99,7 @@ def bench_failover(ctx, modes: tuple[str, ...], rate: float, seconds: float, kil
     results = []
     for mode in modes:
         deploy.up(StackParams(replication=mode), log=log)
+        ctx = LabContext.load()
         buyers, _ = ctx.customers(CustomerSeed(count=300, login_pool=10), log=log)
         params = validate_load({
             "name": f"failover-{mode}", "journey": "api", "monitor": True,

@@ -342,7 +342,7 @@ def bench_failover(modes: str, rate: float, seconds: float, kill_at: float) -> N
         _fail(f"--replication: {', '.join(bad) or 'nothing given'}; allowed: async, sync")
     if not 0 < kill_at < seconds - 25:
         _fail(f"--kill-at {kill_at:g}: must leave the fault (10 s) and its recovery inside the {seconds:g} s run")
-    results = run_bench(_context(), chosen, rate, seconds, kill_at, log=click.echo)
+    results = run_bench(chosen, rate, seconds, kill_at, log=click.echo)
     click.echo(HEADER)
     for r in results:
         click.echo(r.line())
