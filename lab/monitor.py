@@ -64,7 +64,8 @@ MONITOR_SERVICE = "monitor"
 # Which services a sampler looks at: named by role here, checked against stack/compose.yaml (the one topology).
 WEB_PREFIX = "pretix-web-"
 POSTGRES_PREFIX = "postgres-"
-REDIS_SERVICE = "redis"
+REDIS_PREFIX = "redis"  # the data nodes: redis (the declared master) and redis-replica
+SENTINEL_PREFIX = "redis-sentinel-"
 PROXY_SERVICE = "proxy"
 PRETIX_HOST = "127.0.0.1:8443"  # fallback; the real value is the host of PRETIX_PRETIX_URL in the container
 CELERY_QUEUES = ("default", "checkout", "mail", "background", "notifications")  # pretix/settings.py
@@ -225,6 +226,7 @@ REDIS_INFO_KEEP = {
     "rejected_connections": "rejected_connections", "keyspace_hits": "keyspace_hits",
     "keyspace_misses": "keyspace_misses", "evicted_keys": "evicted_keys", "expired_keys": "expired_keys",
     "used_cpu_sys": "cpu_sys_seconds", "used_cpu_user": "cpu_user_seconds",
+    "connected_slaves": "connected_replicas", "master_repl_offset": "repl_offset",
 }
 
 
@@ -235,7 +237,11 @@ def parse_redis_info(text: str) -> list[tuple[str, str, float]]:
         key, sep, value = line.strip().partition(":")
         if not sep:
             continue
-        if key in REDIS_INFO_KEEP:
+        if key == "role":
+            out.append(("is_master", "", 1.0 if value.strip() == "master" else 0.0))
+        elif key == "master_link_status":
+            out.append(("master_link_up", "", 1.0 if value.strip() == "up" else 0.0))
+        elif key in REDIS_INFO_KEEP:
             try:
                 out.append((REDIS_INFO_KEEP[key], "", float(value)))
             except ValueError:
@@ -244,6 +250,24 @@ def parse_redis_info(text: str) -> list[tuple[str, str, float]]:
             fields = dict(p.split("=", 1) for p in value.split(",") if "=" in p)
             if "keys" in fields:
                 out.append(("keys", f"db={key[2:]}", float(fields["keys"])))
+    return out
+
+
+def parse_sentinel_block(lines: list[str]) -> list[tuple[str, str, float]]:
+    """One sentinel's view: `declared <addr>`, then `SENTINEL get-master-addr-by-name` (ip, port) and
+    `SENTINEL master` (flat name/value lines) -> who is master, whether it is the declared one, what it sees."""
+    lines = [x.strip() for x in lines if x.strip()]
+    if len(lines) < 3 or not lines[0].startswith("declared ") or not lines[2].isdigit():
+        raise StreamEnded("redis-sentinel: " + " ".join(lines)[:200])
+    declared, master = lines[0].split(" ", 1)[1], lines[1]
+    fields = dict(zip(lines[3::2], lines[4::2], strict=False))
+    out = [("master", f"addr={master}", 1.0), ("master_is_declared", "", 1.0 if master == declared else 0.0)]
+    flags = set(fields.get("flags", "").split(","))
+    out.append(("master_down", "", 1.0 if flags & {"s_down", "o_down"} else 0.0))
+    for name, metric in (("num-slaves", "replicas_known"), ("num-other-sentinels", "other_sentinels"),
+                         ("config-epoch", "config_epoch")):
+        if fields.get(name, "").isdigit():
+            out.append((metric, "", float(fields[name])))
     return out
 
 
@@ -568,9 +592,20 @@ exec 5> >(exec redis-cli -h 127.0.0.1 -p 6379 -n 1 2>&1)
 cpu_pids=$!
 unset REDISCLI_AUTH
 sample() {
-    printf 'ECHO "#S %s"\nINFO clients memory stats cpu keyspace\nECHO #Q\n@QUEUES@ECHO #E\n' "$1" >&5
+    printf 'ECHO "#S %s"\nINFO clients memory stats cpu keyspace replication\nECHO #Q\n@QUEUES@ECHO #E\n' "$1" >&5
 }
 """.replace("@QUEUES@", "".join(f"LLEN {q}{s}\\n" for q in CELERY_QUEUES for s in CELERY_PRIORITY_SUFFIXES)) + _LOOP
+
+# A sentinel knows no ECHO (and no password): one redis-cli per tick asks who the master is and what it sees.
+SENTINEL_SCRIPT = r"""
+sample() {
+    echo "#S $1"
+    echo "declared ${REDIS_PRIMARY_ADDR:-?}"
+    printf 'SENTINEL get-master-addr-by-name %s\nSENTINEL master %s\n' "${REDIS_MASTER_NAME:-lab-redis}" \
+        "${REDIS_MASTER_NAME:-lab-redis}" | timeout 2 redis-cli -h 127.0.0.1 -p 26379 --raw 2>&1
+    echo "#E"
+}
+""" + _LOOP
 
 # psql repeats the query itself (\watch); the bash around it only waits for stdin EOF (or psql's end, or the
 # maximum duration), reports psql's CPU and its own, and ends psql.
@@ -741,12 +776,13 @@ class NginxSampler(ExecSampler):
 
 @samplers.register("redis")
 class RedisSampler(ExecSampler):
-    """INFO (clients, memory, ops/s, hits/misses, redis' CPU, keys) and the celery queue lengths (broker db)."""
+    """Each data node (master and replica): INFO (role, replicas, link, offset, clients, memory, ops/s, hits/misses,
+    redis' CPU, keys) and the celery queue lengths (broker db; a replica's copy of them)."""
 
     script = REDIS_SCRIPT
 
     def targets(self) -> list[str]:
-        return [s for s in self.monitor.services if s == REDIS_SERVICE]
+        return [s for s in self.monitor.services if s.startswith(REDIS_PREFIX) and not s.startswith(SENTINEL_PREFIX)]
 
     def parse_block(self, lines: list[str]) -> Iterable[tuple[str, str, float]]:
         lines = [x.rstrip("\r") for x in lines]
@@ -754,6 +790,20 @@ class RedisSampler(ExecSampler):
             raise StreamEnded("redis-cli: " + " ".join(lines)[:200])
         cut = lines.index("#Q")
         return parse_redis_info("\n".join(lines[:cut])) + parse_redis_queues(x for x in lines[cut + 1:] if x)
+
+
+@samplers.register("sentinel")
+class SentinelSampler(ExecSampler):
+    """Each redis sentinel: which address it names as master (and whether that is the declared one), whether it
+    sees the master down, how many replicas and other sentinels it knows."""
+
+    script = SENTINEL_SCRIPT
+
+    def targets(self) -> list[str]:
+        return [s for s in self.monitor.services if s.startswith(SENTINEL_PREFIX)]
+
+    def parse_block(self, lines: list[str]) -> Iterable[tuple[str, str, float]]:
+        return parse_sentinel_block([x.rstrip("\r") for x in lines])
 
 
 @samplers.register("postgres")
@@ -895,7 +945,7 @@ class PretixSampler(Sampler):
 
 
 # ------------------------------------------------------------------------------------------------------ monitor
-DEFAULT_SAMPLERS = ("docker", "pretix", "postgres", "redis", "nginx")
+DEFAULT_SAMPLERS = ("docker", "pretix", "postgres", "redis", "sentinel", "nginx")
 
 
 class Monitor:
@@ -1119,6 +1169,7 @@ def _metrics_auth() -> tuple[str, str] | None:
 __all__ = [
     "DEFAULT_SAMPLERS", "ExecSampler", "ExecStream", "METRICS", "METRIC_SCHEMA", "Monitor", "SAMPLER_ERROR",
     "Sampler", "SamplerRegistry", "Scrubber", "StreamEnded", "UnknownSamplerError", "docker_stats_rows",
-    "parse_prometheus", "parse_psql_row", "parse_redis_info", "parse_redis_queues", "parse_stub_status",
+    "parse_prometheus", "parse_psql_row", "parse_redis_info", "parse_redis_queues", "parse_sentinel_block",
+    "parse_stub_status",
     "pretix_subset", "read_metrics", "samplers",
 ]

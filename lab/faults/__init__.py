@@ -3,13 +3,14 @@
   catalogue  the registry (`faults`) and the template-method base class `Fault`; plugins register like built-ins
   builtin    kill, pause, restart, partition, cpu-throttle, memory-squeeze
   postgres   pg-failover (kill the primary, promote the standby; undo: rebuild, and fail back by default)
+  redis      redis-failover (kill the master, the sentinels promote the replica; undo: rejoin, fail back)
   schedule   the experiment as data (FaultPlan: faults + steady_state), validated before anything runs
   probes     the steady-state hypothesis (health through the proxy, containers healthy, throughput vs baseline)
   runner     run_schedule(): one asyncio task per fault, undo always, everything in faults.parquet
   analysis   per-fault error window, time to recover, latency during vs before (pure functions)
 """
 
-from lab.faults import builtin, postgres  # noqa: F401 - the built-ins register themselves
+from lab.faults import builtin, postgres, redis  # noqa: F401 - the built-ins register themselves
 from lab.faults.analysis import (
     ErrorWindow,
     Recovery,

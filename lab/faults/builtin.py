@@ -7,7 +7,9 @@
                   undo: reconnect it with the aliases (and fixed address) it had
   cpu-throttle    lower the target's CPU limit (NanoCpus, or CFS quota/period where that was set); undo: restore
   memory-squeeze  lower the memory limit to the current usage plus a headroom (no swap); undo: restore both
-The PostgreSQL failover lives in lab/faults/postgres.py.
+The PostgreSQL failover lives in lab/faults/postgres.py, the redis failover in lab/faults/redis.py. A `pause` of the
+redis master longer than the sentinels' down-after time (redis_down_after_ms) is a failover too: after the unpause the
+old master rejoins as a replica (the roles stay switched; `redis-failover` is the fault that switches them back).
 
 `kill` sets the restart policy to "no" while the fault lasts (restored by the undo), so a killed container stays
 down for exactly `duration` whatever docker's restart policy would do.

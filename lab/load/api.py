@@ -10,6 +10,12 @@ the attempt id it wrote in the order's comment: found -> that is the purchase; n
 is dead (no live pretix request runs that long: gunicorn kills a worker after 60 s, an order takes < 2 s even at
 saturation), so the attempt goes on under a new key. The trade-off is stated, not hidden: a request held longer
 than that (an instance paused for longer) could still commit later, and the audit would count that as a duplicate.
+
+A 5xx can come AFTER the order committed: pretix's metrics middleware writes redis after the view, so with redis
+failing over the response is a 500 for an order that exists, and pretix drops the idempotency record of a 5xx, so a
+retry under the same key would make a second order. After a 5xx the journey therefore looks the order up by its
+attempt id before it posts again (step `order_check`); when the lookup itself cannot answer, it asks again after the
+back-off instead of posting blind.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from lab.load.http import Stepper, new_client
 from lab.load.runner import Attempt
 
 RETRYABLE = {"timeout", "connect", "protocol", "http_409", "http_5xx"}  # kinds as lab.load.http.classify names them
+CHECK_FIRST = {"http_5xx"}  # the order may exist although the answer was an error: look before posting again
 MAX_LOOKUP_PAGES = 5
 RETRY_AFTER_CAP = 5.0  # seconds: pretix's 409 says Retry-After: 5
 
@@ -90,32 +97,48 @@ class ApiJourney:
         key, keys_used = attempt.idempotency_key, 1
         deadline = time.monotonic() + self.retry_budget
         conflict_since: float | None = None  # when the current key's unbroken run of 409s began
+        check_first = False  # the last answer was a 5xx: is the order there already?
         for retry in range(self.max_retries + 1):
-            response, outcome, kind = await self.stepper.step(
-                client, attempt, "order", "POST", self.path, retry=retry,
-                idempotency_key=key, json=body, headers={"X-Idempotency-Key": key})
-            attempt.retries = retry
-            if response is not None and response.status_code == 201:
-                attempt.outcome, attempt.order_code = "purchased", response.json()["code"]
-                return
-            if outcome == "sold_out":
-                attempt.outcome = "sold_out"
-                return
-            attempt.error_kind = kind
-            if kind not in RETRYABLE or retry == self.max_retries:
-                break
-            if kind == "http_409":
-                conflict_since = conflict_since or time.monotonic()
-                if time.monotonic() - conflict_since >= self.stuck_key_after:
-                    code = await self.find_order(client, attempt, buyer, retry)
-                    if code is not None:
-                        attempt.outcome, attempt.order_code = "purchased", code
-                        return
-                    keys_used += 1
-                    key, conflict_since = f"{attempt.idempotency_key}.{keys_used}", None  # rows keep their key
-                    continue  # the old key is dead and holds no order: try the new one at once
+            if check_first:
+                found, code = await self.lookup(client, attempt, buyer, retry, step="order_check")
+                if code is not None:
+                    attempt.outcome, attempt.order_code = "purchased", code
+                    return
+                check_first = found is None  # the lookup could not answer: ask again before any new POST
+            if not check_first:
+                response, outcome, kind = await self.stepper.step(
+                    client, attempt, "order", "POST", self.path, retry=retry,
+                    idempotency_key=key, json=body, headers={"X-Idempotency-Key": key})
+                attempt.retries = retry
+                if response is not None and response.status_code == 201:
+                    attempt.outcome, attempt.order_code = "purchased", response.json()["code"]
+                    return
+                if outcome == "sold_out":
+                    attempt.outcome = "sold_out"
+                    return
+                attempt.error_kind = kind
+                if kind not in RETRYABLE or retry == self.max_retries:
+                    if kind in CHECK_FIRST:  # the last word was a 5xx: the order may still be there
+                        code = (await self.lookup(client, attempt, buyer, retry, step="order_check"))[1]
+                        if code is not None:
+                            attempt.outcome, attempt.order_code = "purchased", code
+                            return
+                    break
+                check_first = kind in CHECK_FIRST
+                if kind == "http_409":
+                    conflict_since = conflict_since or time.monotonic()
+                    if time.monotonic() - conflict_since >= self.stuck_key_after:
+                        code = await self.find_order(client, attempt, buyer, retry)
+                        if code is not None:
+                            attempt.outcome, attempt.order_code = "purchased", code
+                            return
+                        keys_used += 1
+                        key, conflict_since = f"{attempt.idempotency_key}.{keys_used}", None  # rows keep their key
+                        continue  # the old key is dead and holds no order: try the new one at once
+                else:
+                    conflict_since = None
             else:
-                conflict_since = None
+                response = None
             pause = max(min(0.25 * 2**retry, 4.0) * (0.5 + self.random.random()), retry_after(response) or 0.0)
             if time.monotonic() + pause >= deadline:
                 break
@@ -123,19 +146,25 @@ class ApiJourney:
         attempt.outcome = "failed"
 
     async def find_order(self, client: httpx.AsyncClient, attempt: Attempt, buyer: Buyer, retry: int) -> str | None:
-        """The order this attempt made, found by the attempt id in its comment (None: there is none)."""
+        """The order this attempt made, found by the attempt id in its comment (None: there is none, or the
+        lookup failed)."""
+        return (await self.lookup(client, attempt, buyer, retry))[1]
+
+    async def lookup(self, client: httpx.AsyncClient, attempt: Attempt, buyer: Buyer, retry: int,
+                     step: str = "order_lookup") -> tuple[bool | None, str | None]:
+        """(found, order code) by the attempt id in the order's comment: (True, code), (False, None) when pretix
+        answered and there is none, (None, None) when the lookup itself failed (nothing is known)."""
         url: str | None = f"{self.path}?email={quote(buyer.email)}&ordering=-datetime"
         marker = f"lab-attempt {attempt.attempt_id}"
         for _ in range(MAX_LOOKUP_PAGES):
             if url is None:
-                return None
-            response, outcome, _kind = await self.stepper.step(client, attempt, "order_lookup", "GET", url,
-                                                               retry=retry)
+                return False, None
+            response, outcome, _kind = await self.stepper.step(client, attempt, step, "GET", url, retry=retry)
             if response is None or outcome != "ok":
-                return None
+                return None, None
             page = response.json()
             for order in page.get("results", []):
                 if (order.get("comment") or "").strip() == marker:
-                    return order["code"]
+                    return True, order["code"]
             url = page.get("next")
-        return None
+        return None, None  # more pages than we read: not known

@@ -24,10 +24,12 @@ from lab.stack.compose import Compose
 from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
 from lab.stack.params import StackParams, parse_memory
+from lab.stack.redis_ha import PRIMARY_SERVICE, REPLICA_SERVICE, SENTINEL_SERVICES, RedisTopology
 from lab.stack.topology import PROJECT, long_running
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
+REDIS_SERVICES = (PRIMARY_SERVICE, REPLICA_SERVICE, *SENTINEL_SERVICES)
 Log = Callable[[str], None]
 
 
@@ -97,6 +99,9 @@ def compose_for(params: StackParams, directory: Path | None = None, template: st
         "LAB_WEB_2_ADDR": params.address(12),
         "LAB_PG_TEMPLATE_DIR": str(template_dir()),
         "LAB_PG_TEMPLATE_DUMP": template,
+        "LAB_BACKEND_SUBNET": params.backend_subnet,
+        "LAB_BACKEND_DYNAMIC_RANGE": params.backend_dynamic_range(),
+        **RedisTopology.of(params).compose_env(),
     }
     return Compose(env, override=directory / "compose.limits.yaml")
 
@@ -190,7 +195,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         image_ids = ensure_images(client, log)
     with _phase(report, "secrets", log):
         found = secrets.load_or_create(directory)
-        secrets.write_env_files(found, directory)
+        secrets.write_env_files(found, directory, RedisTopology.of(params))
         tls = secrets.ensure_tls(directory)
         secrets.write_private(directory / "params.json", params.model_dump_json(indent=2))
         _write_limits(params, directory / "compose.limits.yaml")
@@ -200,7 +205,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         report.cold = fresh_db and not use_template
         compose = compose_for(params, directory, f"/template/{template.name}" if use_template else "")
     with _phase(report, "database", log):
-        compose.run("up", "-d", "--wait", "--wait-timeout", "300", "postgres-primary", "redis")
+        compose.run("up", "-d", "--wait", "--wait-timeout", "300", "postgres-primary", *REDIS_SERVICES)
     with _phase(report, "migrate", log):
         compose.run("run", "--rm", "--no-deps", "pretix-migrate")
         if report.cold:
@@ -225,7 +230,7 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
     scratch = None
     if not (directory / "pretix.env").exists():  # never deployed here: compose still needs the files
         scratch = directory.parent / "deploy-scratch"
-        secrets.write_env_files(secrets.load_or_create(scratch), scratch)
+        secrets.write_env_files(secrets.load_or_create(scratch), scratch, RedisTopology.of(params))
         directory = scratch
     compose = compose_for(params, directory)
     args = ["down", "--remove-orphans", "--timeout", "20"] + (["--volumes"] if volumes else [])

@@ -48,7 +48,9 @@ def minimum_memory(service: str, web_workers: int, worker_concurrency: int) -> i
         return 320 * MIB
     if service.startswith("postgres"):
         return 128 * MIB
-    if service == "redis":
+    if service.startswith("redis-sentinel"):
+        return 16 * MIB
+    if service.startswith("redis"):
         return 64 * MIB
     return 32 * MIB
 
@@ -77,6 +79,11 @@ class StackParams(BaseModel):
     worker_concurrency: int = Field(default=2, ge=1, le=16, description="celery processes per worker")
     replication: Literal["async", "sync"] = "async"
     edge_subnet: str = "10.213.0.0/24"
+    backend_subnet: str = Field(default="10.214.0.0/24", description=(
+        "the internal backend network; redis and its sentinels have fixed addresses in its lower half, "
+        "docker hands out the upper half"))
+    redis_down_after_ms: int = Field(default=1500, ge=200, le=60000, description=(
+        "milliseconds without an answer before a sentinel calls the redis master down (failover starts then)"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
 
     @field_validator("edge_subnet")
@@ -85,6 +92,15 @@ class StackParams(BaseModel):
         net = ipaddress.ip_network(value, strict=True)
         if net.version != 4 or not net.is_private or net.prefixlen > 28:
             raise ValueError("must be a private IPv4 network of /28 or larger, e.g. 10.213.0.0/24")
+        return str(net)
+
+    @field_validator("backend_subnet")
+    @classmethod
+    def _backend_subnet(cls, value: str) -> str:
+        net = ipaddress.ip_network(value, strict=True)
+        if net.version != 4 or not net.is_private or net.prefixlen > 25:
+            raise ValueError("must be a private IPv4 network of /25 or larger, e.g. 10.214.0.0/24 (the fixed "
+                             "addresses of redis and its sentinels need the lower half)")
         return str(net)
 
     @field_validator("limits")
@@ -100,6 +116,8 @@ class StackParams(BaseModel):
     def _consistent(self) -> StackParams:
         if self.https_port == self.http_port:
             raise ValueError("https_port and http_port must differ")
+        if ipaddress.ip_network(self.edge_subnet).overlaps(ipaddress.ip_network(self.backend_subnet)):
+            raise ValueError(f"edge_subnet {self.edge_subnet} and backend_subnet {self.backend_subnet} overlap")
         cores = os.cpu_count() or 1
         for name, spec in services().items():
             limits = self.effective_limits(name)
@@ -129,6 +147,14 @@ class StackParams(BaseModel):
     def address(self, host: int) -> str:
         """A fixed address on the edge network (the proxy maps instances by address)."""
         return str(ipaddress.ip_network(self.edge_subnet)[host])
+
+    def backend_address(self, host: int) -> str:
+        """A fixed address on the backend network (redis and its sentinels: nothing resolves them by name)."""
+        return str(ipaddress.ip_network(self.backend_subnet)[host])
+
+    def backend_dynamic_range(self) -> str:
+        """The upper half of the backend network: where docker puts containers without a fixed address."""
+        return str(list(ipaddress.ip_network(self.backend_subnet).subnets(prefixlen_diff=1))[1])
 
 
 def validate(raw: dict[str, Any]) -> StackParams:

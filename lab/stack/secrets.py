@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from lab.paths import deploy_dir
+from lab.stack.redis_ha import RedisTopology, default_topology
 
 
 @dataclass(frozen=True)
@@ -69,17 +70,15 @@ def _env_file(values: dict[str, str]) -> str:
     return "".join(f"{key}={value}\n" for key, value in values.items())
 
 
-def write_env_files(s: Secrets, directory: Path | None = None) -> None:
-    """The env files compose.yaml reads (one per kind of service, each with only what it needs)."""
+def write_env_files(s: Secrets, directory: Path | None = None, redis: RedisTopology | None = None) -> None:
+    """The env files compose.yaml reads (one per kind of service, each with only what it needs). pretix and
+    celery find redis through its sentinels (`redis`: their fixed addresses; default: the default parameters)."""
     directory = directory or deploy_dir()
-    redis = f"redis://:{s.redis_password}@redis:6379"
+    redis = redis or default_topology()
     write_private(directory / "pretix.env", _env_file({
         "PRETIX_DJANGO_SECRET": s.django_secret,
         "PRETIX_DATABASE_PASSWORD": s.pretix_db_password,
-        "PRETIX_REDIS_LOCATION": f"{redis}/0",
-        "PRETIX_REDIS_SESSIONS": "true",
-        "PRETIX_CELERY_BROKER": f"{redis}/1",
-        "PRETIX_CELERY_BACKEND": f"{redis}/2",
+        **redis.pretix_env(s.redis_password),
         "PRETIX_METRICS_ENABLED": "true",
         "PRETIX_METRICS_USER": s.metrics_user,
         "PRETIX_METRICS_PASSPHRASE": s.metrics_password,
