@@ -12,7 +12,8 @@ Inject (each step one row in faults.parquet):
 Undo:
   rejoin    restore the restart policy and start the old master; its entrypoint asks the sentinels who the master
             is and starts as a replica of it; wait until its link is up
-  failback  (option, default on) switch back so the stack ends as declared: wait until the sentinels list the
+  failback  (option, default on; when the killed node was the declared master `redis`) switch back so the stack
+            ends as declared: wait until the sentinels list the
             rejoined node as a good replica, pause writes on the current master (CLIENT PAUSE WRITE: nothing
             written after this is lost), wait until the replica has everything, `SENTINEL FAILOVER`, wait until
             the sentinels name the old master again and the other node follows it, unpause.
@@ -28,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from lab.faults.catalogue import Fault, FaultActionError, faults, image_role, long_running_specs
-from lab.stack.redis_ha import MASTER_NAME, SENTINEL_PORT, SENTINEL_SERVICES, parse_master_addr
+from lab.stack.redis_ha import MASTER_NAME, PRIMARY_SERVICE, SENTINEL_PORT, SENTINEL_SERVICES, parse_master_addr
 
 WEB_SERVICE = "pretix-web-1"
 PAUSE_MS = 10_000  # longest write pause of the failback (it is lifted as soon as the switch is done)
@@ -247,7 +248,10 @@ class RedisFailover(Fault):
                 return
             old, new, timeout = st["old"], st["new"], self.options.timeout
             self._step("undo", "rejoin", old, lambda: self._rejoin(old, timeout), reason=reason)
-            if self.options.failback and self.master_addr() == st["new_addr"]:
+            # failback: the declared master (`redis`) ends as the master; when the killed node was the replica
+            # acting as master (after an earlier hang), the promotion already restored that
+            if (self.options.failback and self.instance.target == PRIMARY_SERVICE
+                    and self.master_addr() == st["new_addr"]):
                 self._step("undo", "failback", old, lambda: self._failback(old, new, timeout), reason=reason)
 
     def _rejoin(self, old: Any, timeout: float) -> dict[str, Any]:
