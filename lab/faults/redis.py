@@ -16,7 +16,8 @@ Undo:
             ends as declared: wait until the sentinels list the
             rejoined node as a good replica, pause writes on the current master (CLIENT PAUSE WRITE: nothing
             written after this is lost), wait until the replica has everything, `SENTINEL FAILOVER`, wait until
-            the sentinels name the old master again and the other node follows it, unpause.
+            the sentinels name the old master again, make the other node its replica (REPLICAOF: a sentinel would
+            do it only after failover-timeout, taking writes meanwhile), unpause, wait until it follows.
 Replication is asynchronous: a kill may lose writes the replica had not received (cache entries, sessions, celery
 messages). pretix's orders live in PostgreSQL: what the lab counts as lost is measured there, by the audit.
 """
@@ -287,6 +288,9 @@ class RedisFailover(Fault):
             self.sentinel_cli("sentinel", "failover", MASTER_NAME)
             _wait(lambda: self.master_addr() == st["old_addr"], timeout, f"the sentinels to name {old.name}",
                   pause=0.1)
+            # a sentinel turns a live demoted master into a replica only after failover-timeout: until then it
+            # would take writes from clients still connected to it. Demote it now, while its writes are paused.
+            self.redis_cli(new, "replicaof", st["old_addr"], "6379")
             switched = time.monotonic() - paused_at
         finally:
             try:

@@ -21,7 +21,6 @@ MASTER_NAME = "lab-redis"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 QUORUM = 2
-FAILOVER_TIMEOUT_MS = 10_000
 
 # host numbers on the backend network (its lower half; docker hands out the upper half)
 PRIMARY_HOST = 21
