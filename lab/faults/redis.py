@@ -34,6 +34,7 @@ from lab.stack.redis_ha import MASTER_NAME, PRIMARY_SERVICE, SENTINEL_PORT, SENT
 
 WEB_SERVICE = "pretix-web-1"
 PAUSE_MS = 10_000  # longest write pause of the failback (it is lifted as soon as the switch is done)
+ERROR_REPLIES = ("ERR", "NOGOODSLAVE", "INPROG", "NOAUTH", "WRONGPASS", "READONLY", "LOADING", "Could not connect")
 
 # redis-cli with the container's own password (REDISCLI_AUTH from its environment, never argv)
 AUTH_CLI = 'export REDISCLI_AUTH="$REDIS_PASSWORD"; exec redis-cli -h 127.0.0.1 -p 6379 --raw "$@"'
@@ -120,8 +121,8 @@ class RedisFailover(Fault):
     def _exec(container: Any, args: list[str]) -> str:
         result = container.exec_run(args)
         text = (result.output or b"").decode(errors="replace")
-        if result.exit_code != 0:
-            raise RuntimeError(f"{' '.join(args[:4])} in {container.name} exited {result.exit_code}: {text[-300:]}")
+        if result.exit_code != 0 or text.lstrip().startswith(ERROR_REPLIES):
+            raise RuntimeError(f"{' '.join(args[-3:])} in {container.name} (exit {result.exit_code}): {text[-300:]}")
         return text
 
     def redis_cli(self, node: Any, *args: str) -> str:
