@@ -61,8 +61,10 @@ def test_pretix_and_celery_are_configured_through_the_sentinels():
             url = urlsplit(part)
             assert (url.scheme, url.hostname, url.port, url.path) == ("sentinel", address, 26379, f"/{db}")
             assert unquote(url.password) == "s3cret/with:odd@chars"
-    for key in ("PRETIX_CELERY_BROKER_TRANSPORT_OPTIONS", "PRETIX_CELERY_BACKEND_TRANSPORT_OPTIONS"):
-        assert json.loads(env[key]) == {"master_name": MASTER_NAME}
+    broker = json.loads(env["PRETIX_CELERY_BROKER_TRANSPORT_OPTIONS"])
+    assert broker["master_name"] == MASTER_NAME and 0 < broker["socket_timeout"] <= 5  # never block on a dead host
+    assert json.loads(env["PRETIX_CELERY_BACKEND_TRANSPORT_OPTIONS"]) == {"master_name": MASTER_NAME}
+    assert 0 < float(env["PRETIX_LAB_REDIS_TIMEOUT"]) <= 5  # django-redis and the result backend (settings)
     assert env["PRETIX_REDIS_SESSIONS"] == "true"
 
 

@@ -21,6 +21,8 @@ MASTER_NAME = "lab-redis"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
 QUORUM = 2
+SOCKET_TIMEOUT = 2.0  # seconds a redis client waits for an answer before it asks the sentinels again
+CONNECT_TIMEOUT = 1.0
 
 # host numbers on the backend network (its lower half; docker hands out the upper half)
 PRIMARY_HOST = 21
@@ -75,7 +77,11 @@ class RedisTopology:
     def pretix_env(self, password: str) -> dict[str, str]:
         """pretix's [redis] and [celery] settings as PRETIX_* variables (these carry the password)."""
         secret = quote(password, safe="")
-        options = json.dumps({"master_name": MASTER_NAME})
+        # the broker's socket timeouts: a dead master's address leaves half-open sockets (no RST) that would block
+        # a publish for good; the result backend's come from pretix_lab_settings.py (PRETIX_LAB_REDIS_TIMEOUT)
+        broker_options = json.dumps({"master_name": MASTER_NAME, "socket_timeout": SOCKET_TIMEOUT,
+                                     "socket_connect_timeout": CONNECT_TIMEOUT, "socket_keepalive": True})
+        backend_options = json.dumps({"master_name": MASTER_NAME})
 
         def via_sentinels(db: int) -> str:
             return ";".join(f"sentinel://:{secret}@{a}:{SENTINEL_PORT}/{db}" for a in self.sentinels)
@@ -86,8 +92,9 @@ class RedisTopology:
             "PRETIX_REDIS_SESSIONS": "true",
             "PRETIX_CELERY_BROKER": via_sentinels(DB_BROKER),
             "PRETIX_CELERY_BACKEND": via_sentinels(DB_RESULTS),
-            "PRETIX_CELERY_BROKER_TRANSPORT_OPTIONS": options,
-            "PRETIX_CELERY_BACKEND_TRANSPORT_OPTIONS": options,
+            "PRETIX_CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
+            "PRETIX_CELERY_BACKEND_TRANSPORT_OPTIONS": backend_options,
+            "PRETIX_LAB_REDIS_TIMEOUT": str(SOCKET_TIMEOUT),
         }
 
 
