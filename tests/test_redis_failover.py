@@ -113,6 +113,9 @@ def test_killing_the_redis_master_fails_over_loses_nothing_and_the_undo_restores
     attempts = read_attempts(run_dir)
     assert len(attempts) == 160
     print(attempts["outcome"].value_counts().to_dict())
+    posted = set(requests[(requests["step"] == "order") & (requests["status"] == 201)]["order_code"].dropna())
+    behind_5xx = attempts[(attempts["outcome"] == "purchased") & ~attempts["order_code"].isin(posted)]
+    print(f"{len(behind_5xx)} order(s) committed behind a 5xx, found by the check instead of bought twice")
     audit = read_audit(run_dir)
     print(audit.describe())
     assert audit.lost.count == 0 and audit.oversold.count == 0, audit.describe()
