@@ -21,10 +21,20 @@ TIME_LABEL = "time since the first scheduled attempt (s)"
 
 
 def use_style() -> None:
+    """The report's one style; in a notebook also keep every figure at its own size (no tight cropping, so
+    timelines of different runs line up)."""
     sns.set_theme(**STYLE)
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            shell.run_line_magic("config", "InlineBackend.print_figure_kwargs = {'bbox_inches': None}")
+    except ImportError:
+        pass
     plt.rcParams.update({"figure.figsize": (WIDTH, 4), "figure.dpi": 110, "axes.titleweight": "bold",
                          "axes.titlesize": 12, "axes.labelsize": 10, "legend.fontsize": 8,
-                         "legend.title_fontsize": 9, "savefig.bbox": "tight"})
+                         "legend.title_fontsize": 9})
 
 
 def shade_faults(ax, spans: pd.DataFrame | None, t0: float, label: bool = True) -> None:
@@ -52,8 +62,11 @@ def _legend_outside(ax, title: str | None = None) -> None:
 
 
 def _panels(n: int, title: str):
-    fig, axes = plt.subplots(n, 1, figsize=(WIDTH, PANEL_HEIGHT * n + 0.6), sharex=True, squeeze=False)
-    fig.suptitle(title, fontweight="bold")
+    """n stacked panels on one time axis, with the same plot width in every timeline (legends to the right)."""
+    height = PANEL_HEIGHT * n + 0.9
+    fig, axes = plt.subplots(n, 1, figsize=(WIDTH, height), sharex=True, squeeze=False)
+    fig.suptitle(title, fontweight="bold", y=1 - 0.12 / height)
+    fig.subplots_adjust(left=0.08, right=0.78, top=1 - 0.75 / height, bottom=0.55 / height, hspace=0.45)
     return fig, [a[0] for a in axes]
 
 
@@ -76,14 +89,17 @@ def traffic_timeline(run: Run, spans: pd.DataFrame | None = None, title: str | N
     lat.set(title="Latency from the scheduled start (5 s bins)", ylabel="latency (s)")
     errors = errors_over_time(run.requests, run.t0)
     if len(errors):
-        sns.barplot(data=errors, x="t", y="per_second", hue="error_kind", ax=err, native_scale=True, width=4.5)
+        stacked = errors.pivot_table(index="t", columns="error_kind", values="per_second", fill_value=0.0)
+        bottom = pd.Series(0.0, index=stacked.index)
+        for kind, colour in zip(stacked.columns, sns.color_palette(n_colors=len(stacked.columns)), strict=True):
+            err.bar(stacked.index, stacked[kind], width=5.0, bottom=bottom, align="edge", color=colour, label=kind)
+            bottom += stacked[kind]
     else:
         _empty(err, "failed request")
     err.set(title="Failed requests by kind (5 s bins)", ylabel="failures/s", xlabel=TIME_LABEL)
     for ax, legend in ((tp, "outcome"), (lat, "percentile"), (err, "error kind")):
         shade_faults(ax, spans, run.t0, label=ax is tp)
         _legend_outside(ax, legend)
-    fig.tight_layout()
     return fig
 
 
@@ -101,7 +117,6 @@ def resources_timeline(run: Run, spans: pd.DataFrame | None = None, title: str |
         shade_faults(ax, spans, run.t0, label=ax is cpu_ax)
         _legend_outside(ax, "service")
     mem_ax.set_xlabel(TIME_LABEL)
-    fig.tight_layout()
     return fig
 
 
@@ -119,7 +134,6 @@ def gauges_timeline(run: Run, spans: pd.DataFrame | None = None, title: str | No
         shade_faults(ax, spans, run.t0, label=ax is axes[0])
         _legend_outside(ax, None)
     axes[-1].set_xlabel(TIME_LABEL)
-    fig.tight_layout()
     return fig
 
 
@@ -208,7 +222,6 @@ def compare_timeline(runs: dict[str, Run], spans: dict[str, pd.DataFrame] | None
             shade_faults(lat, spans[name], run.t0, label=False)
     _legend_outside(tp, "run")
     _legend_outside(lat, "run")
-    fig.tight_layout()
     return fig
 
 

@@ -119,8 +119,8 @@ class StudySummary:
                                   self.utilisation)
 
     def meaning(self) -> list[str]:
-        return verdicts.what_it_means(self.verdicts, self.table, self.targets, self.cores(), self.saturation,
-                                      self.faults)
+        cores = {journey: self.cores(journey=journey) for journey in self.journey_costs.index}
+        return verdicts.what_it_means(self.verdicts, self.table, self.targets, cores, self.saturation, self.faults)
 
     def headline(self) -> dict[str, Any]:
         """What the reports index shows for this study (written to <study>/headline.json)."""

@@ -116,7 +116,7 @@ def verdicts_json(verdicts: list[Verdict]) -> list[dict]:
 
 
 def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets,
-                  cores: pd.Series | None = None, saturation: pd.DataFrame | None = None,
+                  cores: dict[str, pd.Series] | None = None, saturation: pd.DataFrame | None = None,
                   faults: pd.DataFrame | None = None) -> list[str]:
     """Sentences for the event, each derived from a verdict or a measured figure (nothing typed in)."""
     out: list[str] = []
@@ -151,10 +151,12 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
                 out.append(f"The {row.journey} journey saturates at about {row.max_throughput_per_min:.0f} "
                            f"purchases/min ({row.where}); within its SLOs it served at most "
                            f"{row.max_within_slo_per_min:.0f}/min.")
-    if cores is not None and len(cores):
-        top = cores.sort_values(ascending=False)
-        out.append(f"To serve {targets.target_per_min:.0f} purchases/min, plan {top.sum():.1f} cores in all, most "
-                   f"of them for {top.index[0]} ({top.iloc[0]:.1f} cores); add cores there first.")
+    for journey, need in (cores or {}).items():
+        if len(need):
+            top = need.sort_values(ascending=False)
+            out.append(f"With only the {journey} journey, {targets.target_per_min:.0f} purchases/min need about "
+                       f"{top.sum():.1f} cores in all, most of them for {top.index[0]} ({top.iloc[0]:.1f} cores): "
+                       "add cores there first.")
     if faults is not None and len(faults) and "recovery_recovered" in faults:
         stuck = faults[~faults["recovery_recovered"].fillna(False).astype(bool)]
         for row in stuck.itertuples():
