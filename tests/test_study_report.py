@@ -1,0 +1,65 @@
+"""04-analysis over a study folder and 05-compare over two runs, executed by papermill and published as HTML:
+every figure renders, no code or error shows, and the numbers published are the ones the functions compute."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from study_fixture import build_study
+
+from lab.analysis.compare import compare_sentences, compare_table, load_compared
+from lab.analysis.summary import summarise
+from lab.report import execute_notebook, to_html
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return build_study(tmp_path_factory.mktemp("r") / "study")
+
+
+def _images(text: str) -> int:
+    return len(re.findall(r'<img[^>]+src="data:image/png;base64,', text))
+
+
+def test_study_report_publishes_every_section_with_computed_numbers(study, tmp_path):
+    notebook = execute_notebook("04-analysis.ipynb", tmp_path, {"study_dir": str(study), "plan_per_min": 1200.0})
+    text = to_html(notebook, tmp_path / "index.html").read_text()
+    # capacity; traffic, resources, gauges of the faults run; per-fault latency; CPU per purchase
+    assert _images(text) == 6
+    assert "Traceback" not in text and "from lab.analysis" not in text and "summarise(" not in text
+    expected = summarise(study, extra_targets=[1200.0])
+    assert "Verdict: FAIL" in text
+    for verdict in expected.verdicts:
+        assert verdict.measured.replace("<", "&lt;") in text or verdict.measured in text, verdict
+    for sentence in expected.meaning():
+        assert sentence.split(":")[0] in text
+    for section in ("Environment", "Capacity", "Timelines", "Faults", "Capacity planning", "What it means"):
+        assert f">{section}" in text
+    assert "Traffic control" not in text  # no run of kind overload
+    assert "Synthetic CPU 9000" in text and "kill pretix-web-1" in text
+    assert "Cores per module at 1200 purchases/min" in text
+    headline = json.loads((study / "headline.json").read_text())
+    want = expected.headline()
+    for key in ("passed", "runs", "throughput_per_min", "throughput_run", "p95_seconds", "cores_for_target",
+                "lost", "duplicate", "oversold", "faults"):
+        assert headline[key] == want[key], key
+
+
+def test_compare_notebook_over_two_runs(study, tmp_path):
+    runs = [str(study / "runs" / "capacity-4-api"), str(study / "runs" / "faults-api")]
+    notebook = execute_notebook("05-compare.ipynb", tmp_path, {"run_dirs": runs})
+    text = to_html(notebook, tmp_path / "compare.html").read_text()
+    assert _images(text) == 2 and "Traceback" not in text and "compare_table(" not in text
+    expected = compare_table(load_compared(runs))
+    for sentence in compare_sentences(expected):
+        assert sentence.split(":")[0] in text
+    assert "load.workload.duration" in text and "f1-kill" in text
+
+
+def test_compare_refuses_a_single_run(study, tmp_path):
+    from lab.report import ReportError
+
+    with pytest.raises(ReportError, match="two or more"):
+        execute_notebook("05-compare.ipynb", tmp_path, {"run_dirs": [str(study / "runs" / "faults-api")]})
