@@ -84,6 +84,19 @@ def test_sustained_rate_and_latency_quantiles():
     assert math.isnan(latency_quantiles(attempts.iloc[2:3])["p95"])
 
 
+def test_warmup_leaves_the_first_seconds_out_of_latency_and_errors(study):
+    from lab.analysis.study import after_warmup, run_row
+
+    run = next(r for r in load_runs(study) if r.run_id == "capacity-8-api")
+    cold = run_row(run)
+    warm = run_row(run, warmup_seconds=10.0)
+    assert len(after_warmup(run.run.attempts, 10.0)) == 80 and warm["attempts"] == cold["attempts"] == 160
+    assert warm["throughput_per_min"] == cold["throughput_per_min"]  # throughput counts every attempt
+    assert warm["p95"] > cold["p50"]  # the queue only grows: later attempts wait longer
+    with pytest.raises(ValueError, match="warmup_seconds"):
+        summarise(study, warmup_seconds=-1)
+
+
 def test_run_table_numbers(summary):
     t = summary.table.set_index("run_id")
     assert t.loc["capacity-2-api", "offered_per_min"] == pytest.approx(120)

@@ -174,29 +174,39 @@ def _audit_counts(path: Path) -> dict[str, Any]:
             "oversold": audit.oversold.count}
 
 
-def run_row(study_run: StudyRun) -> dict[str, Any]:
-    """One run's headline numbers: offered load, throughput, latency percentiles, errors, audit."""
+def after_warmup(attempts: pd.DataFrame, warmup_seconds: float) -> pd.DataFrame:
+    """The attempts scheduled after the first `warmup_seconds` of the run (all of them when 0)."""
+    if warmup_seconds <= 0 or attempts.empty:
+        return attempts
+    return attempts[attempts["scheduled"] >= attempts["scheduled"].min() + warmup_seconds]
+
+
+def run_row(study_run: StudyRun, warmup_seconds: float = 0.0) -> dict[str, Any]:
+    """One run's headline numbers: offered load, throughput, latency percentiles, errors, audit. Latency and
+    errors leave out attempts scheduled in the first `warmup_seconds` (throughput and offered load do not)."""
     attempts = study_run.run.attempts
+    judged = after_warmup(attempts, warmup_seconds)
     n = len(attempts)
     seconds = load_seconds(attempts, study_run.workload)
     offered = 60.0 * n / seconds if study_run.model == "open" and seconds and seconds > 0 else math.nan
     counts = attempts["outcome"].value_counts()
-    failed = int(sum(counts.get(k, 0) for k in FAILED))
+    failed = int(judged["outcome"].isin(FAILED).sum())
     return {
         "run_id": study_run.run_id, "kind": study_run.kind, "journey": study_run.journey,
         "model": study_run.model, "users": study_run.workload.get("users") if study_run.model == "closed" else None,
         "login_share": study_run.login_share, "load_seconds": seconds,
         "offered_per_min": offered, "attempts": n, "purchased": int(counts.get("purchased", 0)),
         "sold_out": int(counts.get("sold_out", 0)), "failed": failed,
-        "error_rate": failed / n if n else math.nan, "throughput_per_min": sustained_per_min(attempts),
-        **latency_quantiles(attempts), "faults": study_run.has_faults, **_audit_counts(study_run.run.path),
+        "error_rate": failed / len(judged) if len(judged) else math.nan,
+        "throughput_per_min": sustained_per_min(attempts),
+        **latency_quantiles(judged), "faults": study_run.has_faults, **_audit_counts(study_run.run.path),
     }
 
 
-def run_table(runs: list[StudyRun]) -> pd.DataFrame:
+def run_table(runs: list[StudyRun], warmup_seconds: float = 0.0) -> pd.DataFrame:
     """One row per run (see run_row), in the study's order."""
-    return pd.DataFrame([run_row(r) for r in runs])
+    return pd.DataFrame([run_row(r, warmup_seconds) for r in runs])
 
 
-__all__ = ["StudyRun", "infer_kind", "latency_quantiles", "load_runs", "load_seconds", "manifest_kinds",
-           "run_dirs", "run_row", "run_table", "sustained_per_min"]
+__all__ = ["StudyRun", "after_warmup", "infer_kind", "latency_quantiles", "load_runs", "load_seconds",
+           "manifest_kinds", "run_dirs", "run_row", "run_table", "sustained_per_min"]

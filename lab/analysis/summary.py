@@ -80,6 +80,7 @@ class StudySummary:
     faults: pd.DataFrame
     audit_faults: pd.DataFrame
     extra_targets: list[float] = field(default_factory=list)
+    warmup_seconds: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -153,13 +154,16 @@ class StudySummary:
 
 
 def summarise(folder: Path, targets: Targets | None = None, utilisation: float = 0.7,
-              login_cpu_seconds: float = 0.22, extra_targets: list[float] | None = None) -> StudySummary:
+              login_cpu_seconds: float = 0.22, extra_targets: list[float] | None = None,
+              warmup_seconds: float = 0.0) -> StudySummary:
     """Load every run of a study (or the one run) and compute what the report states."""
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation must be in (0, 1]; got {utilisation}")
     targets = targets or Targets()
     runs = load_runs(Path(folder))
-    table = run_table(runs)
+    if warmup_seconds < 0:
+        raise ValueError(f"warmup_seconds must be >= 0; got {warmup_seconds}")
+    table = run_table(runs, warmup_seconds)
     steps = capacity.capacity_steps(table)
     costs = planning.cost_table(runs)
     login, source = planning.login_cost(costs, login_cpu_seconds) if len(costs) else (pd.Series(dtype=float),
@@ -178,7 +182,7 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
         recorded_login_share=planning.recorded_login_share(costs) if len(costs) else math.nan,
         faults=pd.concat(fault_tables, ignore_index=True) if fault_tables else pd.DataFrame(),
         audit_faults=pd.concat(audits, ignore_index=True) if audits else pd.DataFrame(),
-        extra_targets=list(extra_targets or []),
+        extra_targets=list(extra_targets or []), warmup_seconds=warmup_seconds,
     )
 
 
