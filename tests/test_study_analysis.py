@@ -234,12 +234,31 @@ def test_errors_over_time_by_kind():
     assert table[(0.0, "timeout")] == pytest.approx(2 / 5) and table[(5.0, "unknown")] == pytest.approx(1 / 5)
 
 
+def test_resource_series_breaks_where_a_container_had_no_sample():
+    metrics = pd.DataFrame({"time": [0.2, 1.2, 2.2, 4.2, 0.3], "service": ["web"] * 4 + ["monitor"],
+                            "metric": ["cpu_cores"] * 5, "value": [0.5, 0.6, 0.7, 0.8, 9.0]})
+    table = timelines.resource_series(metrics, "cpu_cores", t0=0.0).set_index("t")["value"]
+    assert list(table.index) == [0.0, 1.0, 2.0, 3.0, 4.0] and math.isnan(table[3.0]) and table[4.0] == 0.8
+
+
+def test_empty_runs_judge_nothing_and_are_no_capacity_step():
+    table = pd.DataFrame([_row(attempts=10), _row(run_id="crashed", attempts=0, throughput_per_min=0.0,
+                                                  p95=math.nan, journey="shop")])
+    assert verdicts.best_run(table, "shop") is None
+    assert list(capacity.capacity_steps(table)["run_id"]) == ["r"]
+
+
+def test_label_values_make_short_legends():
+    assert timelines.label_values("application_name=walreceiver,state=streaming") == "walreceiver/streaming"
+    assert timelines.label_values("") == ""
+
+
 def test_gauges_carry_their_labels(summary):
     run = summary.runs[0].run
     assert timelines.available_gauges(run.metrics) == ["celery queue", "PostgreSQL lock waits",
                                                        "replication lag (bytes)"]
     lag = timelines.gauge(run.metrics, "replication_lag_bytes", run.t0, 1 / 1024)
-    assert set(lag["series"]) == {"postgres-primary application_name=replica"}
+    assert set(lag["series"]) == {"postgres-primary replica"}
     cpu = timelines.resource_series(run.metrics, "cpu_cores", run.t0)
     assert "monitor" not in set(cpu["service"])
 

@@ -15,11 +15,12 @@ from lab.analysis.verdicts import Targets
 
 
 def capacity_steps(table: pd.DataFrame) -> pd.DataFrame:
-    """The run table's capacity steps (runs of kind `capacity`; without any, every steady run), sorted by load."""
+    """The run table's capacity steps (runs of kind `capacity`; without any, every steady run) that made attempts,
+    sorted by load."""
     steps = table[table["kind"] == "capacity"]
     if steps.empty:
         steps = table[~table["faults"].astype(bool) & (table["kind"] != "overload")]
-    steps = steps.copy()
+    steps = steps[steps["attempts"] > 0].copy() if "attempts" in steps else steps.copy()  # not a crashed run
     steps["load"] = steps["offered_per_min"].where(steps["model"] == "open", steps["users"])
     return steps.sort_values(["journey", "model", "load"]).reset_index(drop=True)
 

@@ -110,7 +110,10 @@ def resources_timeline(run: Run, spans: pd.DataFrame | None = None, title: str |
                                            (mem_ax, "memory_bytes", 1 / 2**20, "Memory used", "memory (MiB)")):
         table = resource_series(run.metrics, metric, run.t0, scale)
         if len(table):
-            sns.lineplot(data=table, x="t", y="value", hue="service", ax=ax, lw=1.1)
+            services = sorted(table["service"].unique())
+            for service, colour in zip(services, sns.color_palette(n_colors=len(services)), strict=True):
+                mine = table[table["service"] == service]  # plain plot: a NaN second breaks the line
+                ax.plot(mine["t"], mine["value"], lw=1.1, color=colour, label=service)
         else:
             _empty(ax, f"{metric}")
         ax.set(title=f"{what} per service", ylabel=ylabel)

@@ -29,13 +29,18 @@ def errors_over_time(requests: pd.DataFrame, t0: float, bin_seconds: float = 5.0
     return counts[["t", "error_kind", "per_second"]]
 
 
+def label_values(labels: str) -> str:
+    """'application_name=walreceiver,state=streaming' -> 'walreceiver/streaming' (short legend entries)."""
+    return "/".join(part.partition("=")[2] or part for part in labels.split(",") if part)
+
+
 def gauge(metrics: pd.DataFrame, metric: str, t0: float, scale: float = 1.0) -> pd.DataFrame:
     """One monitor metric as columns t, series (service, plus its label when it has one), value."""
     rows = metrics[metrics["metric"] == metric].copy()
     if rows.empty:
         return pd.DataFrame(columns=["t", "series", "value"])
     rows["t"] = rows["time"] - t0
-    labels = rows["labels"].fillna("") if "labels" in rows else ""
+    labels = rows["labels"].fillna("").map(label_values) if "labels" in rows else ""
     rows["series"] = rows["service"].where(labels == "", rows["service"] + " " + labels)
     rows["value"] = rows["value"] * scale
     return rows[["t", "series", "value"]].sort_values("t").reset_index(drop=True)
@@ -48,14 +53,15 @@ def available_gauges(metrics: pd.DataFrame) -> list[str]:
 
 
 def resource_series(metrics: pd.DataFrame, metric: str, t0: float, scale: float = 1.0) -> pd.DataFrame:
-    """cpu_cores or memory_bytes per service (instances summed per sample second), columns t, service, value."""
+    """cpu_cores or memory_bytes per service and whole second, columns t, service, value; a second without a
+    sample (a killed or restarting container) is NaN, so a line breaks there instead of bridging the gap."""
     rows = metrics[(metrics["metric"] == metric) & (metrics["service"] != "monitor")].copy()
     if rows.empty:
         return pd.DataFrame(columns=["t", "service", "value"])
     rows["t"] = np.floor(rows["time"] - t0)
-    table = rows.groupby(["t", "service"])["value"].mean().reset_index()
-    table["value"] = table["value"] * scale
-    return table
+    wide = rows.pivot_table(index="t", columns="service", values="value", aggfunc="mean") * scale
+    wide = wide.reindex(np.arange(wide.index.min(), wide.index.max() + 1.0))
+    return wide.rename_axis("t").reset_index().melt("t", var_name="service", value_name="value")
 
 
-__all__ = ["GAUGES", "available_gauges", "errors_over_time", "gauge", "resource_series"]
+__all__ = ["GAUGES", "available_gauges", "errors_over_time", "gauge", "label_values", "resource_series"]

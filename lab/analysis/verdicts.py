@@ -52,6 +52,7 @@ def steady_runs(table: pd.DataFrame) -> pd.DataFrame:
 def best_run(table: pd.DataFrame, journey: str | None = None) -> pd.Series | None:
     """The steady run (of a journey) with the highest sustained throughput."""
     runs = steady_runs(table)
+    runs = runs[runs["attempts"] > 0] if "attempts" in runs else runs
     if journey is not None:
         runs = runs[runs["journey"] == journey]
     runs = runs.dropna(subset=["throughput_per_min"])
@@ -148,9 +149,10 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
     if saturation is not None and len(saturation):
         for row in saturation.itertuples():
             if row.saturated:
+                within = (f"within its SLOs it served at most {row.max_within_slo_per_min:.0f}/min"
+                          if row.max_within_slo_per_min > 0 else "no step of it met its SLOs")
                 out.append(f"The {row.journey} journey saturates at about {row.max_throughput_per_min:.0f} "
-                           f"purchases/min ({row.where}); within its SLOs it served at most "
-                           f"{row.max_within_slo_per_min:.0f}/min.")
+                           f"purchases/min ({row.where}); {within}.")
     for journey, need in (cores or {}).items():
         if len(need):
             top = need.sort_values(ascending=False)
