@@ -63,3 +63,14 @@ def test_compare_refuses_a_single_run(study, tmp_path):
 
     with pytest.raises(ReportError, match="two or more"):
         execute_notebook("05-compare.ipynb", tmp_path, {"run_dirs": [str(study / "runs" / "faults-api")]})
+
+
+def test_traffic_control_section_only_with_overload_runs(study, tmp_path):
+    import shutil
+
+    overload = tmp_path / "overload-study"
+    shutil.copytree(study / "runs" / "capacity-8-api", overload / "runs" / "capacity-8-api")
+    (overload / "study.json").write_text(json.dumps({"runs": [{"run_id": "capacity-8-api", "kind": "overload"}]}))
+    notebook = execute_notebook("04-analysis.ipynb", tmp_path, {"study_dir": str(overload)})
+    text = to_html(notebook, tmp_path / "index.html").read_text()
+    assert "Traffic control under overload" in text and "Traceback" not in text
