@@ -146,18 +146,23 @@ def build_study(folder: Path) -> Path:
     for rate in (2, 4, 8):
         workload = {"model": "constant", "rate": rate, "duration": 20}
         path = _write_run(runs, f"capacity-{rate}", "api", "capacity", workload, _open_api(rate, 20, t0), t0)
-        kinds.append({"run_id": path.name, "kind": "capacity"})
+        kinds.append({"name": f"capacity-{rate}", "kind": "capacity", "journey": "api",
+                      "dir": f"runs/{path.name}", "label": f"{rate}/s"})
         t0 += 100
     for users in (2, 4):
         workload = {"model": "closed", "users": users, "duration": 20}
         path = _write_run(runs, f"capacity-shop-{users}", "shop", "capacity", workload,
                           _closed_shop(users, 20, t0), t0)
-        kinds.append({"run_id": path.name, "kind": "capacity"})
+        kinds.append({"name": f"capacity-shop-{users}", "kind": "capacity", "journey": "shop",
+                      "dir": f"runs/{path.name}", "label": f"{users} buyers"})
         t0 += 100
     fault = {"id": "f1-kill", "at": FAULT_FROM, "target": "pretix-web-1", "action": "kill",
              "duration": FAULT_TO - FAULT_FROM}
     path = _write_run(runs, "faults", "api", "faults", {"model": "constant", "rate": 4, "duration": 40},
                       _open_api(4, 40, t0, fail=lambda t: FAULT_FROM <= t < FAILING_UNTIL), t0, faults=[fault])
-    kinds.append({"run_id": path.name, "kind": "faults"})
-    (Path(folder) / "study.json").write_text(json.dumps({"runs": kinds}))
+    kinds.append({"name": "faults", "kind": "faults", "journey": "api", "dir": f"runs/{path.name}",
+                  "label": "kill web-1"})
+    (Path(folder) / "study.json").write_text(json.dumps({
+        "study_id": "20261201-2200-synthetic", "preset": "test", "status": "passed", "started": T0,
+        "finished": t0 + 60, "failed": None, "runs": kinds}))
     return Path(folder)

@@ -50,6 +50,8 @@ def test_runs_are_found_under_runs_with_their_manifest_kinds(study):
     assert len(paths) == 6 and all(p.parent.name == "runs" for p in paths)
     kinds = manifest_kinds(study)
     assert kinds["faults-api"] == "faults" and kinds["capacity-2-api"] == "capacity"
+    runs = load_runs(study)
+    assert [r.label for r in runs][:3] == ["2/s", "4/s", "8/s"] and runs[-1].label == "kill web-1"
     assert run_dirs(paths[0]) == [paths[0]]  # a run folder is a study of one run
 
 
@@ -73,6 +75,15 @@ def test_load_seconds_from_the_workload_or_the_schedule():
     assert load_seconds(attempts, {"model": "ramp", "stages": [{"duration": 5}, {"duration": 7}]}) == 12
     assert load_seconds(attempts, {"model": "spike", "within": 3, "buyers": 10}) == 3
     assert load_seconds(attempts, {}) == 10
+
+
+def test_peak_is_the_busiest_window():
+    from lab.analysis.study import peak_per_min
+
+    ends = [0.1 * i for i in range(20)] + [30.0, 31.0]  # 20 purchases within 2 s, then two more
+    attempts = pd.DataFrame({"end": ends, "outcome": "purchased"})
+    assert peak_per_min(attempts, window_seconds=10.0) == pytest.approx(60 * 20 / 10)
+    assert peak_per_min(attempts.iloc[:0]) == 0.0
 
 
 def test_sustained_rate_and_latency_quantiles():
@@ -312,13 +323,20 @@ def test_headline_json(summary, tmp_path):
     assert doc["throughput_per_min"] == pytest.approx(API_CAPACITY * 60, rel=0.01)
     assert doc["throughput_run"] == "capacity-8-api" and doc["lost"] == 0
     assert doc["kinds"] == ["capacity", "faults"] and len(doc["verdicts"]) == 6
+    # the keys CONTRACT.md names for the reports index
+    assert doc["study_id"] == "20261201-2200-synthetic" and doc["verdict"] == "fail"
+    assert doc["sustained_per_min"] == doc["throughput_per_min"] and doc["peak_per_min"] >= 360
+    assert doc["p95_api_s"] == doc["p95_seconds"]["api"] and doc["p95_shop_s"] == pytest.approx(3.2)
+    assert doc["error_rate"] == 0.0 and doc["target_per_min"] == 800.0 and doc["generated"]
 
 
 # ------------------------------------------------------------------------------------------------ compare
 def test_compare_two_runs(study):
     runs = compare.load_compared([study / "runs" / "capacity-4-api", study / "runs" / "faults-api"])
     table = compare.compare_table(runs)
-    assert list(table["label"]) == ["capacity-4-api", "faults-api"]  # same replication mode: run ids
+    assert list(table["label"]) == ["capacity-4-api", "faults-api"]  # run folders alone: no label, run ids
+    labelled = compare.compare_table(compare.load_compared([study]))
+    assert list(labelled["label"])[:2] == ["2/s", "4/s"]  # a study's own labels, in its order
     assert table.iloc[1]["fault_count"] == 1 and table.iloc[0]["fault_count"] == 0
     rel = compare.relative_to_baseline(table)
     assert rel.iloc[0]["throughput_per_min"] == 0

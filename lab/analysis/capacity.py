@@ -13,11 +13,14 @@ import pandas as pd
 
 from lab.analysis.verdicts import Targets
 
+CAPACITY_KINDS = ("capacity", "closed")  # a step of an offered-rate ramp; a number of concurrent users
+
 
 def capacity_steps(table: pd.DataFrame) -> pd.DataFrame:
-    """The run table's capacity steps (runs of kind `capacity`; without any, every steady run) that made attempts,
+    """The run table's capacity steps (runs of kind `capacity` or `closed`; without any, every steady run) that
+    made attempts,
     sorted by load."""
-    steps = table[table["kind"] == "capacity"]
+    steps = table[table["kind"].isin(CAPACITY_KINDS)]
     if steps.empty:
         steps = table[~table["faults"].astype(bool) & (table["kind"] != "overload")]
     steps = steps[steps["attempts"] > 0].copy() if "attempts" in steps else steps.copy()  # not a crashed run
@@ -68,4 +71,4 @@ def saturation(steps: pd.DataFrame, targets: Targets, keep_up: float = 0.9, gain
                                        "saturation_load", "where"])
 
 
-__all__ = ["capacity_steps", "saturation"]
+__all__ = ["CAPACITY_KINDS", "capacity_steps", "saturation"]

@@ -62,7 +62,11 @@ def differing_setup(runs: list[StudyRun], labels: list[str]) -> pd.DataFrame:
 
 
 def default_labels(runs: list[StudyRun]) -> list[str]:
-    """Short, unique labels: the replication mode when that is what differs, else the run ids."""
+    """Short, unique labels: the study's own labels when every run has one, the replication mode when that is
+    what differs, else the run ids."""
+    own = [r.label for r in runs]
+    if all(own) and len(set(own)) == len(own):
+        return own
     modes = [str((read_environment(r.run.path).get("stack_params") or {}).get("replication", "")) for r in runs]
     if all(modes) and len(set(modes)) == len(modes):
         return [f"{m} replication" for m in modes]

@@ -22,7 +22,7 @@ from lab.analysis.frames import Run
 
 ANSWERED = ("purchased", "sold_out")
 FAILED = ("failed", "dropped", "cancelled")
-KNOWN_KINDS = ("capacity", "spike", "faults", "overload", "soak", "load")
+KNOWN_KINDS = ("capacity", "closed", "spike", "faults", "overload", "soak", "load")
 
 
 @dataclass
@@ -32,6 +32,7 @@ class StudyRun:
     run: Run
     kind: str
     params: dict = field(default_factory=dict)
+    label: str = ""  # the study's short legend text ("4/s", "sync"), empty when it gave none
 
     @property
     def run_id(self) -> str:
@@ -68,20 +69,27 @@ def _read_yaml(path: Path) -> dict:
         return {}
 
 
-def manifest_kinds(study_dir: Path) -> dict[str, str]:
-    """run id (or folder name) -> kind, from the study's study.json when it has one."""
+def manifest_entries(study_dir: Path) -> dict[str, dict]:
+    """Run folder name -> its study.json entry ({"name", "kind", "journey", "dir", "label"}), in the study's
+    order; empty without a study.json."""
     path = Path(study_dir) / "study.json"
     if not path.exists():
         return {}
     doc = json.loads(path.read_text())
     runs = doc.get("runs", []) if isinstance(doc, dict) else doc
-    kinds = {}
+    entries: dict[str, dict] = {}
     for entry in runs or []:
-        if isinstance(entry, dict) and entry.get("kind"):
-            for key in ("run_id", "dir", "path", "name"):
-                if entry.get(key):
-                    kinds[Path(str(entry[key])).name] = str(entry["kind"])
-    return kinds
+        if not isinstance(entry, dict):
+            continue
+        for key in ("dir", "run_id", "path", "name"):
+            if entry.get(key):
+                entries.setdefault(Path(str(entry[key])).name, entry)
+    return entries
+
+
+def manifest_kinds(study_dir: Path) -> dict[str, str]:
+    """Run folder name -> kind, from the study's study.json when it has one."""
+    return {name: str(e["kind"]) for name, e in manifest_entries(study_dir).items() if e.get("kind")}
 
 
 def infer_kind(meta: dict, params: dict, name: str) -> str:
@@ -110,10 +118,12 @@ def run_dirs(folder: Path) -> list[Path]:
     if is_run_dir(folder):
         return [folder]
     found = [p for p in folder.iterdir() if is_run_dir(p)]
+    found += [folder / e["dir"] for e in manifest_entries(folder).values()
+              if e.get("dir") and is_run_dir(folder / e["dir"])]
     runs = folder / "runs"
     if runs.is_dir():
         found += [p for p in runs.iterdir() if is_run_dir(p)]
-    return sorted(set(found), key=lambda p: p.name)
+    return sorted({p.resolve() for p in found}, key=lambda p: p.name)
 
 
 def load_runs(folder: Path) -> list[StudyRun]:
@@ -122,14 +132,16 @@ def load_runs(folder: Path) -> list[StudyRun]:
     paths = run_dirs(folder)
     if not paths:
         raise FileNotFoundError(f"no run folder (with run.json or attempts.parquet) in {folder} or {folder}/runs")
-    kinds = manifest_kinds(folder)
+    entries = manifest_entries(folder)
+    order = {name: i for i, name in enumerate(entries)}
+    paths = sorted(paths, key=lambda p: (order.get(p.name, len(order)), p.name))  # the study's order first
     out = []
     for path in paths:
         run = Run.load(path)
         params = _read_yaml(path / "params.yaml")
-        kind = run.meta.get("kind") or kinds.get(path.name) or kinds.get(str(run.meta.get("run_id"))) or infer_kind(
-            run.meta, params, path.name)
-        out.append(StudyRun(run, str(kind), params))
+        entry = entries.get(path.name) or entries.get(str(run.meta.get("run_id"))) or {}
+        kind = run.meta.get("kind") or entry.get("kind") or infer_kind(run.meta, params, path.name)
+        out.append(StudyRun(run, str(kind), params, label=str(entry.get("label") or "")))
     return out
 
 
@@ -144,6 +156,17 @@ def load_seconds(attempts: pd.DataFrame, workload: dict) -> float:
     if len(attempts) > 1:
         return float(attempts["scheduled"].max() - attempts["scheduled"].min())
     return math.nan
+
+
+def peak_per_min(attempts: pd.DataFrame, window_seconds: float = 10.0) -> float:
+    """The most purchases completed in any `window_seconds` (by end time), per minute."""
+    ends = attempts.loc[attempts["outcome"] == "purchased", "end"].dropna().sort_values().to_numpy()
+    if len(ends) == 0:
+        return 0.0
+    import numpy as np
+
+    inside = np.searchsorted(ends, ends + window_seconds, side="left") - np.arange(len(ends))
+    return 60.0 * float(inside.max()) / window_seconds
 
 
 def sustained_per_min(attempts: pd.DataFrame) -> float:
@@ -198,7 +221,7 @@ def run_row(study_run: StudyRun, warmup_seconds: float = 0.0) -> dict[str, Any]:
         "offered_per_min": offered, "attempts": n, "purchased": int(counts.get("purchased", 0)),
         "sold_out": int(counts.get("sold_out", 0)), "failed": failed,
         "error_rate": failed / len(judged) if len(judged) else math.nan,
-        "throughput_per_min": sustained_per_min(attempts),
+        "throughput_per_min": sustained_per_min(attempts), "peak_per_min": peak_per_min(attempts),
         **latency_quantiles(judged), "faults": study_run.has_faults, **_audit_counts(study_run.run.path),
     }
 
@@ -209,4 +232,5 @@ def run_table(runs: list[StudyRun], warmup_seconds: float = 0.0) -> pd.DataFrame
 
 
 __all__ = ["StudyRun", "after_warmup", "infer_kind", "latency_quantiles", "load_runs", "load_seconds",
-           "manifest_kinds", "run_dirs", "run_row", "run_table", "sustained_per_min"]
+           "manifest_entries", "manifest_kinds", "peak_per_min", "run_dirs", "run_row", "run_table",
+           "sustained_per_min"]

@@ -83,6 +83,16 @@ class StudySummary:
     warmup_seconds: float = 0.0
 
     @property
+    def study_id(self) -> str:
+        """study.json's study_id, else the folder's name."""
+        path = self.folder / "study.json"
+        if path.exists():
+            doc = json.loads(path.read_text())
+            if isinstance(doc, dict) and doc.get("study_id"):
+                return str(doc["study_id"])
+        return self.folder.name
+
+    @property
     def passed(self) -> bool:
         return verdicts.overall(self.verdicts)
 
@@ -131,16 +141,23 @@ class StudySummary:
         def number(x: Any) -> float | None:
             return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 3)
 
+        per_journey = {j: r for j in self.table["journey"].unique()
+                       if (r := verdicts.best_run(self.table, j)) is not None} if len(self.table) else {}
+        errors = [float(r["error_rate"]) for r in per_journey.values() if not math.isnan(float(r["error_rate"]))]
         return {
+            "study_id": self.study_id, "verdict": "pass" if self.passed else "fail",
+            "sustained_per_min": number(best["throughput_per_min"]) if best is not None else None,
+            "peak_per_min": number(self.table["peak_per_min"].max()) if len(self.table) else None,
+            "p95_api_s": number(per_journey["api"]["p95"]) if "api" in per_journey else None,
+            "p95_shop_s": number(per_journey["shop"]["p95"]) if "shop" in per_journey else None,
+            "error_rate": number(max(errors)) if errors else None,
             "study": self.folder.name, "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "passed": self.passed, "runs": len(self.table), "kinds": self.kinds(),
             "target_per_min": self.targets.target_per_min,
             "throughput_per_min": number(best["throughput_per_min"]) if best is not None else None,
             "throughput_run": str(best["run_id"]) if best is not None else None,
-            "p95_seconds": {j: number(r["p95"]) for j in self.table["journey"].unique()
-                            if (r := verdicts.best_run(self.table, j)) is not None},
-            "error_rate": {j: number(r["error_rate"]) for j in self.table["journey"].unique()
-                           if (r := verdicts.best_run(self.table, j)) is not None},
+            "p95_seconds": {j: number(r["p95"]) for j, r in per_journey.items()},
+            "error_rate_by_journey": {j: number(r["error_rate"]) for j, r in per_journey.items()},
             **{rule: int(self.table[rule].sum(skipna=True)) for rule in ("lost", "duplicate", "oversold")},
             "cores_for_target": number(cores.sum()) if len(cores) else None,
             "faults": int(len(self.faults)),
