@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from study_fixture import build_study
@@ -58,13 +59,6 @@ def test_compare_notebook_over_two_runs(study, tmp_path):
     assert "load.workload.duration" in text and "f1-kill" in text
 
 
-def test_compare_refuses_a_single_run(study, tmp_path):
-    from lab.report import ReportError
-
-    with pytest.raises(ReportError, match="two or more"):
-        execute_notebook("05-compare.ipynb", tmp_path, {"run_dirs": [str(study / "runs" / "faults-api")]})
-
-
 def test_traffic_control_section_only_with_overload_runs(study, tmp_path):
     import shutil
 
@@ -74,3 +68,40 @@ def test_traffic_control_section_only_with_overload_runs(study, tmp_path):
     notebook = execute_notebook("04-analysis.ipynb", tmp_path, {"study_dir": str(overload)})
     text = to_html(notebook, tmp_path / "index.html").read_text()
     assert "Traffic control under overload" in text and "Traceback" not in text
+
+
+REAL = Path(__file__).parent / "fixtures" / "real-study"  # runs recorded on this lab (scripts/fixture_from_runs.py)
+
+
+def test_real_runs_analyse_consistently():
+    """A study recorded on the real stack: api capacity steps at 2, 4 and 8/s, and a kill of pretix-web-1."""
+    s = summarise(REAL)
+    t = s.table.set_index("kind")
+    assert len(s.table) == 4 and list(s.table["kind"]) == ["capacity"] * 3 + ["faults"]
+    assert s.table["attempts"].tolist() == [40, 80, 160, 200]  # the offered load, attempt for attempt
+    steps = s.steps.sort_values("load")
+    assert steps["load"].tolist() == pytest.approx([120, 240, 480])
+    assert (steps["throughput_per_min"] <= steps["load"] * 1.02).all()  # never more than was offered
+    assert s.table["lost"].sum() == s.table["duplicate"].sum() == s.table["oversold"].sum() == 0
+    fault = s.faults.iloc[0]
+    assert fault["action"] == "kill" and fault["target"] == "pretix-web-1" and 9 < fault["fault_seconds"] < 13
+    assert bool(fault["recovery_recovered"]) and fault["failed_requests"] > 0  # retried: no attempt failed
+    costs = s.journey_costs.loc["api"]
+    assert costs.idxmax() == "pretix-web" and costs["postgres-primary"] > 0 and "pretix-web-1" not in costs
+    assert t.loc["faults", "journey"] == "api"
+
+
+def test_study_report_on_real_runs(tmp_path):
+    import shutil
+
+    study = tmp_path / "real-study"
+    shutil.copytree(REAL, study)
+    notebook = execute_notebook("04-analysis.ipynb", tmp_path, {"study_dir": str(study)})
+    text = to_html(notebook, tmp_path / "index.html").read_text()
+    assert _images(text) == 6 and "Traceback" not in text
+    expected = summarise(study)
+    for verdict in expected.verdicts:
+        assert verdict.measured in text, verdict
+    assert "AMD EPYC" in text or "not recorded" in text
+    assert json.loads((study / "headline.json").read_text())["sustained_per_min"] == pytest.approx(
+        expected.headline()["sustained_per_min"])
