@@ -208,19 +208,37 @@ def test_cores_for_a_rate_at_a_utilisation(summary):
         planning.cores_for(pd.Series({"a": 1.0}), 800, 1.5)
 
 
+def _cost_rows(rates, idle, cost, journey="api", login_share=0.0):
+    return pd.DataFrame([{"run_id": f"{journey}{i}", "journey": journey, "login_share": login_share,
+                          "purchases": int(rate * 20), "seconds": 20.0, "rate": rate,
+                          "pretix-web": idle + cost * rate} for i, rate in enumerate(rates)])
+
+
+def test_a_line_through_the_steps_separates_idle_from_the_cost_of_a_purchase():
+    slope, idle, how = planning.fit_journey(_cost_rows([2.0, 4.0, 6.0], idle=0.2, cost=0.05), "api")
+    assert slope["pretix-web"] == pytest.approx(0.05) and idle["pretix-web"] == pytest.approx(0.2)
+    assert how.startswith("fitted over 3 runs (120-360 purchases/min)")
+    slope, idle, how = planning.fit_journey(_cost_rows([2.0, 2.2], idle=0.2, cost=0.05), "api")
+    assert slope["pretix-web"] == pytest.approx((0.2 + 0.05 * 2.2) / 2.2)  # too close to fit: one run, idle in
+    assert idle["pretix-web"] == 0 and "idle included" in how
+    cores = planning.cores_for(pd.Series({"pretix-web": 0.05}), 600, 0.5, pd.Series({"pretix-web": 0.2}))
+    assert cores["pretix-web"] == pytest.approx((0.2 + 0.05 * 10) / 0.5)
+
+
+def test_login_cost_is_what_a_run_at_another_login_share_used_beyond_the_line():
+    base = _cost_rows([1.0, 2.0], idle=0.1, cost=0.8, journey="shop", login_share=0.2)
+    logins = _cost_rows([1.5], idle=0.1, cost=0.8 + 0.3 * (1.0 - 0.2), journey="shop", login_share=1.0)
+    logins["run_id"] = "login"
+    login, source = planning.login_cost(pd.concat([base, logins], ignore_index=True), 0.22)
+    assert source == "measured" and login["pretix-web"] == pytest.approx(0.3)
+    assert planning.recorded_login_share(pd.concat([base, logins], ignore_index=True)) == 0.2
+    login, source = planning.login_cost(base, 0.22)
+    assert source == "assumed" and login["pretix-web"] == 0.22
+
+
 def test_module_names_drop_the_instance_number():
     assert planning.module_of("pretix-web-2") == "pretix-web"
     assert planning.module_of("postgres-primary") == "postgres-primary"
-
-
-def test_login_cost_is_measured_from_two_login_shares_else_assumed():
-    costs = pd.DataFrame({"run_id": ["a", "b"], "journey": ["shop", "shop"], "login_share": [0.0, 1.0],
-                          "purchases": [10, 10], "pretix-web": [0.4, 0.62], "postgres-primary": [0.1, 0.1]})
-    login, source = planning.login_cost(costs, 0.5)
-    assert source == "measured" and login["pretix-web"] == pytest.approx(0.22)
-    assert login["postgres-primary"] == pytest.approx(0.0, abs=1e-9)
-    login, source = planning.login_cost(costs.iloc[:1], 0.5)
-    assert source == "assumed" and login["pretix-web"] == 0.5
 
 
 def test_mix_cost_weights_the_journeys_and_the_logins(summary):

@@ -74,21 +74,26 @@ REAL = Path(__file__).parent / "fixtures" / "real-study"  # runs recorded on thi
 
 
 def test_real_runs_analyse_consistently():
-    """A study recorded on the real stack: api capacity steps at 2, 4 and 8/s, and a kill of pretix-web-1."""
+    """A study recorded on the real stack: api capacity steps at 2, 4 and 8/s, a kill of pretix-web-1, web-shop
+    closed runs with 2 and 4 buyers (a fifth of them log in) and 4 buyers who all log in, an api run under
+    synchronous replication."""
     s = summarise(REAL)
-    t = s.table.set_index("kind")
-    assert len(s.table) == 4 and list(s.table["kind"]) == ["capacity"] * 3 + ["faults"]
-    assert s.table["attempts"].tolist() == [40, 80, 160, 200]  # the offered load, attempt for attempt
-    steps = s.steps.sort_values("load")
-    assert steps["load"].tolist() == pytest.approx([120, 240, 480])
-    assert (steps["throughput_per_min"] <= steps["load"] * 1.02).all()  # never more than was offered
+    assert list(s.table["kind"]) == ["capacity"] * 3 + ["faults", "closed", "closed", "login", "load"]
+    assert s.table["attempts"].tolist()[:4] == [40, 80, 160, 200]  # the offered load, attempt for attempt
+    steps = s.steps.sort_values(["journey", "load"])
+    api = steps[steps["journey"] == "api"]
+    assert api["load"].tolist() == pytest.approx([120, 240, 480])
+    assert (api["throughput_per_min"] <= api["load"] * 1.02).all()  # never more than was offered
+    assert steps[steps["journey"] == "shop"]["users"].tolist() == [2, 4]
     assert s.table["lost"].sum() == s.table["duplicate"].sum() == s.table["oversold"].sum() == 0
     fault = s.faults.iloc[0]
     assert fault["action"] == "kill" and fault["target"] == "pretix-web-1" and 9 < fault["fault_seconds"] < 13
     assert bool(fault["recovery_recovered"]) and fault["failed_requests"] > 0  # retried: no attempt failed
-    costs = s.journey_costs.loc["api"]
-    assert costs.idxmax() == "pretix-web" and costs["postgres-primary"] > 0 and "pretix-web-1" not in costs
-    assert t.loc["faults", "journey"] == "api"
+    costs = s.journey_costs
+    assert costs.loc["api"].idxmax() == "pretix-web" and costs.loc["shop"].idxmax() == "pretix-web"
+    assert costs.loc["shop"].sum() > 5 * costs.loc["api"].sum()  # the web shop costs far more than an api order
+    assert s.fit_methods["api"].startswith("fitted over") and s.login_source == "measured"
+    assert s.login_cost.idxmax() == "pretix-web" and s.login_cost["pretix-web"] > 0.05  # an Argon2 hash
 
 
 def test_study_report_on_real_runs(tmp_path):
@@ -98,10 +103,22 @@ def test_study_report_on_real_runs(tmp_path):
     shutil.copytree(REAL, study)
     notebook = execute_notebook("04-analysis.ipynb", tmp_path, {"study_dir": str(study)})
     text = to_html(notebook, tmp_path / "index.html").read_text()
-    assert _images(text) == 6 and "Traceback" not in text
+    # capacity; 3 timelines for each of faults, login and sync runs; per-fault latency; CPU per purchase
+    assert _images(text) == 12 and "Traceback" not in text
     expected = summarise(study)
     for verdict in expected.verdicts:
         assert verdict.measured in text, verdict
     assert "AMD EPYC" in text or "not recorded" in text
     assert json.loads((study / "headline.json").read_text())["sustained_per_min"] == pytest.approx(
         expected.headline()["sustained_per_min"])
+
+
+def test_compare_sync_and_async_replication_on_real_runs(tmp_path):
+    names = ("capacity-api-4-api", "sync-api-4-api")
+    runs = sorted(str(p) for p in (REAL / "runs").iterdir() if p.name.endswith(names))
+    notebook = execute_notebook("05-compare.ipynb", tmp_path, {"run_dirs": runs})
+    text = to_html(notebook, tmp_path / "compare.html").read_text()
+    table = compare_table(load_compared(runs))
+    assert list(table["label"]) == ["async replication", "sync replication"]  # what differs names them
+    assert "stack.replication" in text and "sync replication against async replication" in text
+    assert _images(text) == 2

@@ -74,6 +74,8 @@ class StudySummary:
     saturation: pd.DataFrame
     costs: pd.DataFrame
     journey_costs: pd.DataFrame
+    journey_idle: pd.DataFrame
+    fit_methods: dict[str, str]
     login_cost: pd.Series
     login_source: str
     recorded_login_share: float
@@ -111,7 +113,8 @@ class StudySummary:
             journey = best["journey"] if best is not None and best["journey"] in self.journey_costs.index else \
                 self.journey_costs.index[0]
         rate = self.targets.target_per_min if target_per_min is None else target_per_min
-        return planning.cores_for(self.journey_costs.loc[journey], rate, self.utilisation)
+        idle = self.journey_idle.loc[journey] if journey in self.journey_idle.index else None
+        return planning.cores_for(self.journey_costs.loc[journey], rate, self.utilisation, idle)
 
     def cores_table(self) -> pd.DataFrame:
         """Cores per module for each journey at the target (and the extra targets)."""
@@ -127,7 +130,7 @@ class StudySummary:
     def mixes(self, target_per_min: float | None = None) -> pd.DataFrame:
         rate = self.targets.target_per_min if target_per_min is None else target_per_min
         return planning.mix_table(self.journey_costs, self.login_cost, self.recorded_login_share, rate,
-                                  self.utilisation)
+                                  self.utilisation, idle=self.journey_idle)
 
     def meaning(self) -> list[str]:
         cores = {journey: self.cores(journey=journey) for journey in self.journey_costs.index}
@@ -195,7 +198,8 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
         folder=Path(folder), targets=targets, utilisation=utilisation, runs=runs, table=table,
         verdicts=verdicts.study_verdicts(table, targets), steps=steps,
         saturation=capacity.saturation(steps, targets), costs=costs,
-        journey_costs=planning.journey_costs(costs), login_cost=login, login_source=source,
+        journey_costs=planning.journey_costs(costs), journey_idle=planning.journey_idle(costs),
+        fit_methods=planning.fit_methods(costs), login_cost=login, login_source=source,
         recorded_login_share=planning.recorded_login_share(costs) if len(costs) else math.nan,
         faults=pd.concat(fault_tables, ignore_index=True) if fault_tables else pd.DataFrame(),
         audit_faults=pd.concat(audits, ignore_index=True) if audits else pd.DataFrame(),
