@@ -8,6 +8,7 @@ import math
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import blended_transform_factory
 
 from lab.analysis.frames import Run, latency_over_time, throughput
@@ -66,7 +67,7 @@ def _panels(n: int, title: str):
     height = PANEL_HEIGHT * n + 0.9
     fig, axes = plt.subplots(n, 1, figsize=(WIDTH, height), sharex=True, squeeze=False)
     fig.suptitle(title, fontweight="bold", y=1 - 0.12 / height)
-    fig.subplots_adjust(left=0.08, right=0.78, top=1 - 0.75 / height, bottom=0.55 / height, hspace=0.45)
+    fig.subplots_adjust(left=0.1, right=0.78, top=1 - 0.75 / height, bottom=0.55 / height, hspace=0.45)
     return fig, [a[0] for a in axes]
 
 
@@ -160,6 +161,9 @@ def capacity_figure(steps: pd.DataFrame, p95_limits: dict[str, float]):
         lat.axhline(p95_limits.get(journey, math.nan), color=FAULT_COLOUR, ls=":", lw=1.2, label="p95 SLO")
         lat.set(title=f"{journey} journey: latency", xlabel=xlabel, ylabel="latency (s)")
         lat.set_ylim(bottom=0)
+        if model == "closed":
+            for ax in (tp, lat):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         tp.legend(frameon=False)
         lat.legend(frameon=False)
     fig.tight_layout()

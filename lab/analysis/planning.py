@@ -112,7 +112,8 @@ def journey_costs(costs: pd.DataFrame) -> pd.DataFrame:
     """CPU-s per purchase by module (columns) for each journey (index)."""
     if costs.empty:
         return pd.DataFrame()
-    return pd.DataFrame({j: fit_journey(costs, j)[0] for j in sorted(costs["journey"].unique())}).T.fillna(0.0)
+    table = pd.DataFrame({j: fit_journey(costs, j)[0] for j in sorted(costs["journey"].unique())}).T.fillna(0.0)
+    return table[table.sum(axis=0).sort_values(ascending=False).index]  # the costliest module first
 
 
 def journey_idle(costs: pd.DataFrame) -> pd.DataFrame:
