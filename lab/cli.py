@@ -255,43 +255,64 @@ def audit(run: Path) -> None:
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--target", default=800.0, show_default=True, help="purchases per minute to plan for")
-def analyse(run: Path, target: float) -> None:
-    """Headline figures of a run folder: SLO verdicts, latency, errors, CPU per purchase, cores needed."""
-    from lab.analysis.frames import Run, attempt_latency, cores_needed, cpu_per_purchase, errors_by_kind, slo_verdicts
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", default=800.0, show_default=True, help="purchases per minute to judge and plan for")
+@click.option("--utilisation", default=0.7, show_default=True, help="plan each module's cores at this share")
+def analyse(folder: Path, target: float, utilisation: float) -> None:
+    """Headline figures of a run or study folder: verdicts, runs, saturation, CPU per purchase, cores needed."""
+    from lab.analysis.summary import summarise
+    from lab.analysis.verdicts import Targets
 
-    r = Run.load(run)
-    duration = float(r.meta.get("ended", 0) - r.meta.get("started", 0)) or 1.0
-    for v in slo_verdicts(r.attempts, duration, target_per_min=target):
-        click.echo(f"{'PASS' if v.passed else 'FAIL'}  {v.name}: {v.measured} (target {v.target})")
-    latency = attempt_latency(r.attempts[r.attempts["outcome"] == "purchased"])
-    if len(latency):
-        click.echo("latency from scheduled start: " + ", ".join(
-            f"p{q}: {latency.quantile(q / 100):.2f}s" for q in (50, 95, 99)))
-    click.echo("outcomes: " + ", ".join(f"{k} {v}" for k, v in r.attempts["outcome"].value_counts().items()))
-    errors = errors_by_kind(r.requests)
-    if len(errors):
-        click.echo("errors: " + ", ".join(f"{a.step}/{a.error_kind} {a.count}" for a in errors.itertuples()))
-    per = cpu_per_purchase(r)
-    if len(per):
-        need = cores_needed(per, target)
-        click.echo(f"CPU seconds per purchase (total {per.sum():.3f}) and cores needed for {target:.0f}/min "
-                   "at 70% utilisation:")
-        for service, secs in per.items():
-            click.echo(f"  {service:18} {secs:.3f} s  -> {need[service]:.2f} cores")
-        click.echo(f"  {'all services':18} {per.sum():.3f} s  -> {need.sum():.2f} cores")
+    if not 0 < utilisation <= 1:
+        _fail(f"--utilisation must be in (0, 1]; got {utilisation}")
+    try:
+        s = summarise(folder, Targets(target_per_min=target), utilisation=utilisation)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    click.echo(f"{'PASS' if s.passed else 'FAIL'}: {folder.name} ({len(s.table)} run(s))")
+    for v in s.verdicts:
+        click.echo(f"  {v.label:7} {v.check}: {v.measured} (target {v.target}; {v.evidence})")
+    for r in s.table.itertuples():
+        click.echo(f"  run {r.run_id} [{r.kind}, {r.journey}]: {r.throughput_per_min:.0f}/min sustained, "
+                   f"p50/p95/p99 {r.p50:.2f}/{r.p95:.2f}/{r.p99:.2f} s, failed {r.error_rate:.2%}")
+    for r in s.saturation.itertuples():
+        click.echo(f"  capacity {r.journey}: at most {r.max_throughput_per_min:.0f}/min; {r.where}")
+    for journey in s.journey_costs.index:
+        per, need = s.journey_costs.loc[journey], s.cores(target, journey)
+        click.echo(f"  {journey}: CPU-s per purchase and cores for {target:.0f}/min at {utilisation:.0%}: "
+                   + ", ".join(f"{m} {per[m]:.3f} s -> {need[m]:.2f}" for m in per.index)
+                   + f"; total {per.sum():.3f} s -> {need.sum():.2f} cores")
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
-def report(run: Path, pdf: bool) -> None:
-    """Publish one run as reports/<run-id>/index.html (+ report.pdf) through the analysis notebook."""
+def report(folder: Path, pdf: bool) -> None:
+    """Publish a run or study folder as reports/<name>/index.html (+ report.pdf) through 04-analysis."""
     from lab.report import ReportError, report_run
 
     try:
-        html = report_run(run, pdf=pdf)
+        html = report_run(folder, pdf=pdf)
+    except ReportError as error:
+        _fail(str(error))
+    click.echo(f"report: {html}" + (f" and {html.with_name('report.pdf')}" if pdf else ""))
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--label", "labels", multiple=True, help="a short label per run, in order (repeatable)")
+@click.option("--name", help="report folder name under reports/ (default from the run names)")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
+def compare(folders: tuple[Path, ...], labels: tuple[str, ...], name: str | None, pdf: bool) -> None:
+    """Compare two or more runs (e.g. sync vs async replication) through 05-compare; baseline first."""
+    from lab.report import ReportError, report_compare
+
+    if len(folders) < 2 and not any((f / "runs").is_dir() for f in folders):
+        _fail("compare needs two or more run folders (or a study folder)")
+    if labels and len(labels) != len(folders):
+        _fail(f"--label given {len(labels)} times for {len(folders)} folders; give one per folder or none")
+    try:
+        html = report_compare(list(folders), list(labels), name, pdf=pdf)
     except ReportError as error:
         _fail(str(error))
     click.echo(f"report: {html}" + (f" and {html.with_name('report.pdf')}" if pdf else ""))

@@ -69,12 +69,36 @@ def to_pdf(html: Path, pdf: Path) -> Path:
     return pdf
 
 
-def report_run(run_dir: Path, pdf: bool = True) -> Path:
-    """reports/<run-id>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder."""
-    run_dir = Path(run_dir).resolve()
-    executed = execute_notebook("04-analysis.ipynb", run_dir / "notebooks", {"run_dir": str(run_dir)})
-    out = reports_dir() / run_dir.name
+def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) -> Path:
+    """reports/<name>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder or a study
+    folder (its runs under runs/; it also gets headline.json). The executed notebook is kept in the folder."""
+    from lab.analysis.study import is_run_dir
+
+    folder = Path(folder_or_fail(run_dir)).resolve()
+    key = "run_dir" if is_run_dir(folder) else "study_dir"
+    executed = execute_notebook("04-analysis.ipynb", folder / "notebooks", {key: str(folder), **(parameters or {})})
+    out = reports_dir() / folder.name
     html = to_html(executed, out / "index.html")
     if pdf:
         to_pdf(html, out / "report.pdf")
     return html
+
+
+def report_compare(folders: list[Path], labels: list[str] | None = None, name: str | None = None,
+                   pdf: bool = True) -> Path:
+    """reports/<name>/index.html (+ report.pdf) from notebooks/05-compare.ipynb over two or more run folders."""
+    paths = [Path(folder_or_fail(f)).resolve() for f in folders]
+    name = name or "compare-" + "-vs-".join(p.name.split("-", 1)[-1][:24] for p in paths)[:120]
+    out = reports_dir() / name
+    executed = execute_notebook("05-compare.ipynb", out / "notebooks",
+                                {"run_dirs": [str(p) for p in paths], "labels": list(labels or [])})
+    html = to_html(executed, out / "index.html")
+    if pdf:
+        to_pdf(html, out / "report.pdf")
+    return html
+
+
+def folder_or_fail(path: Path) -> Path:
+    if not Path(path).is_dir():
+        raise ReportError(f"{path} is not a run or study folder")
+    return Path(path)

@@ -115,6 +115,23 @@ def write_once(path: Path, text: str) -> None:
         out.write(text)
 
 
+def host_hardware(cpuinfo: str | None = None, meminfo: str | None = None) -> dict[str, Any]:
+    """CPU model, logical cores and RAM of the machine (from /proc; None where it cannot be read)."""
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    cpuinfo = read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    meminfo = read("/proc/meminfo") if meminfo is None else meminfo
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.lower().startswith("model name")), None)
+    total_kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:")), None)
+    return {"cpu_model": model or platform.processor() or None, "cpus": os.cpu_count(),
+            "memory_bytes": total_kib * 1024 if total_kib else None}
+
+
 def environment(docker_client) -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -122,7 +139,7 @@ def environment(docker_client) -> dict[str, Any]:
 
     record = environment_record(docker_client)
     record.update({
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+        "host": {"machine": platform.machine(), **host_hardware(),
                  "kernel": platform.release(), "python": platform.python_version()},
         "packages": {p: version(p) for p in ("httpx", "pandas", "pyarrow", "docker")},
         "pretix": "2026.8.0",
