@@ -42,6 +42,7 @@ def _attempt_ids(db_orders: pd.DataFrame) -> pd.Series:
 
 
 _TAG = re.compile(r"(?:lab-|\+)([0-9a-f]{12})\b", re.IGNORECASE)
+_ANY_TAG = re.compile(r"(?:lab-|\+)[0-9a-f]{12}\b", re.IGNORECASE)
 
 
 def link_orders(db_orders: pd.DataFrame, attempt_ids: Iterable[str],
@@ -96,8 +97,7 @@ def foreign_orders(db_orders: pd.DataFrame, sources: tuple[str, ...] = ("comment
     for column in sources:
         if column in db_orders.columns:
             text = db_orders[column].astype("string").fillna("")
-            tagged |= text.str.contains(r"lab-attempt\s", regex=True) | text.str.contains(_TAG.pattern, regex=True,
-                                                                                              case=False)
+            tagged |= text.str.contains(r"lab-attempt\s", regex=True) | text.str.contains(_ANY_TAG)
     return tagged & _attempt_ids(db_orders).isna()
 
 
