@@ -61,6 +61,11 @@ def test_waiting_room_counts_only_new_buyers_and_answers_a_503_page():
     assert "burst=10" in files["location.conf"]
 
 
+def test_no_burst_renders_no_burst_parameter_which_nginx_would_refuse():
+    files = render(parse_admission({"mode": "waiting-room", "rate": 1, "burst": 0}))
+    assert "limit_req zone=lab_rate;" in files["location.conf"] and "burst=0" not in files["server.conf"]
+
+
 def test_conn_limits_requests_in_progress_over_all_by_default():
     config = parse_admission({"mode": "conn", "connections": 8})
     files = render(config)

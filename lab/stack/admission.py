@@ -157,7 +157,8 @@ def render(config: Admission) -> dict[str, str]:
         else:
             assert config.rate is not None
             http += f"limit_req_zone $lab_admission_key zone=lab_rate:{ZONE_SIZE} rate={_per_minute(config.rate)};\n"
-            limit = (f"limit_req zone=lab_rate burst={config.burst} nodelay;\nlimit_req_status 429;\n"
+            burst = f" burst={config.burst} nodelay" if config.burst else ""  # nginx refuses burst=0
+            limit = (f"limit_req zone=lab_rate{burst};\nlimit_req_status 429;\n"
                      "limit_req_log_level info;\n")
         limit += "error_page 429 = @lab_queued;\n"
         server += _queued_page(config)
