@@ -169,15 +169,19 @@ def search(measure: Callable[[float], Probe], s: SearchSettings, journey: str = 
     return SearchResult(journey, capacity_of(probes), probes, s.model_dump())
 
 
-def admission_for(capacity: float | SearchResult, *, headroom: float = 1.0, retry_after: int = 2) -> Admission:
-    """The waiting room for a measured capacity: admit new buyers at that rate, a second of it as burst."""
+def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retry_after: int = 2) -> Admission:
+    """The waiting room for a measured capacity: admit `headroom` of it per second, half a second of it as burst.
+
+    Why not all of it: the search's short probes find the edge where queues only start to build; admitting
+    exactly that for minutes lets pretix's backlog grow until admitted buyers time out as well.
+    """
     rate = capacity.capacity if isinstance(capacity, SearchResult) else capacity
     if rate is None or not rate > 0:
         raise CapacityError("no capacity was found (nothing met the SLO): cannot size the waiting room")
     if not 0 < headroom <= 2:
         raise CapacityError(f"headroom {headroom:g}: allowed 0 < headroom <= 2 (a share of the capacity)")
     admitted = rate * headroom
-    return Admission(mode="waiting-room", rate=round(admitted, 3), burst=max(1, round(admitted)),
+    return Admission(mode="waiting-room", rate=round(admitted, 3), burst=max(1, round(admitted / 2)),
                      retry_after=retry_after)
 
 

@@ -224,9 +224,9 @@ def test_search_settings_out_of_range_are_refused_naming_the_field():
 
 def test_admission_for_turns_capacity_into_a_waiting_room():
     room = admission_for(12.0)
-    assert room.mode == "waiting-room" and room.rate == 12.0 and room.burst == 12
+    assert room.mode == "waiting-room" and room.rate == pytest.approx(9.6) and room.burst == 5
     assert admission_for(0.4).burst == 1
-    assert admission_for(10.0, headroom=0.9).rate == 9.0
+    assert admission_for(10.0, headroom=1.0).rate == 10.0
     with pytest.raises(CapacityError):
         admission_for(0.0)
 
