@@ -212,6 +212,9 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         base_url = f"https://127.0.0.1:{params.https_port}"
         report.access = bootstrap(container(client, "pretix-web-1"), base_url, tls / "ca.crt", directory)
         _wait_https(report.access)
+        # a deployment starts with admission control off, whatever an interrupted run left configured
+        admission.apply(admission.OFF, docker_client=client, access=report.access, directory=directory,
+                        log=lambda _m: None)
     return report
 
 
