@@ -190,7 +190,11 @@ def seed(params_file, customers, login_pool) -> None:
 @click.option("--faults", "faults_arg",
               help="fault schedule: a YAML/JSON file, or inline JSON, e.g. "
                    '[{"at":20,"target":"pretix-web-1","action":"kill","duration":15}]')
-def load(params_file, journey, workload_json, name, faults_arg) -> None:
+@click.option("--admission", "admission_arg",
+              help='admission control during the run (restored after): a mode (off) or JSON, e.g. '
+                   '{"mode":"waiting-room","rate":12} or {"mode":"rate","rate":5,"burst":10}')
+@click.option("--queue-max-wait", type=float, help="seconds a refused buyer waits in the queue in all (default 60)")
+def load(params_file, journey, workload_json, name, faults_arg, admission_arg, queue_max_wait) -> None:
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
     import json as _json
 
@@ -209,6 +213,10 @@ def load(params_file, journey, workload_json, name, faults_arg) -> None:
             _fail(f"--workload is not JSON: {error}")
     if faults_arg:
         raw["faults"] = _schedule_arg(faults_arg)
+    if admission_arg:
+        raw["admission"] = _admission_arg(admission_arg)
+    if queue_max_wait is not None:
+        raw["queue"] = {**(raw.get("queue") or {}), "max_wait": queue_max_wait}
     cat = Catalogue()
     try:
         params = validate_load(raw, cat)
@@ -223,6 +231,21 @@ def load(params_file, journey, workload_json, name, faults_arg) -> None:
                       catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
                       log=click.echo)
     click.echo(f"run folder: {run_dir}")
+
+
+def _admission_arg(text: str) -> dict:
+    """--admission: a bare mode name or a JSON object."""
+    import json as _json
+
+    if not text.lstrip().startswith("{"):
+        return {"mode": text.strip()}
+    try:
+        doc = _json.loads(text)
+    except ValueError as error:
+        _fail(f"--admission is neither a mode name nor JSON: {error}")
+    if not isinstance(doc, dict):
+        _fail('--admission: expected a JSON object such as {"mode":"waiting-room","rate":12}')
+    return doc
 
 
 def _schedule_arg(text: str):
@@ -455,6 +478,80 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
         stack = sum(full.stack_cpu.values())
         click.echo(f"generator CPU at the sustained step: {gen:.1f}s = {gen / stack:.1%} of the stack's {stack:.1f}s")
     click.echo(f"figures saved: {b.save(f'capacity-{journey}', payload)}")
+
+
+@bench.command("admission")
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--capacity", type=float, default=None,
+              help="the journey's capacity (arrivals/s); default: measured first with the capacity search")
+@click.option("--overload", default=2.0, show_default=True, help="offered load as a multiple of the capacity")
+@click.option("--seconds", default=40.0, show_default=True, help="how long the load is offered")
+@click.option("--max-wait", default=60.0, show_default=True, help="seconds a queued buyer waits in all")
+def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float) -> None:
+    """The same offered load (default 2x capacity) without and with a waiting room: goodput, latency, fairness."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from lab.analysis.traffic import admission_figure, admission_table
+    from lab.capacity import search_journey
+    from lab.load.queue import QueueSettings
+    from lab.overload import run_overload
+
+    if capacity is not None and capacity <= 0:
+        _fail("--capacity must be > 0 (arrivals per second)")
+    if not 1 <= overload <= 10:
+        _fail(f"--overload {overload:g}: allowed 1 to 10 (a multiple of the capacity)")
+    if not 0 < seconds <= 600:
+        _fail(f"--seconds {seconds:g}: allowed 0 < seconds <= 600")
+    try:
+        queue = QueueSettings(max_wait=max_wait)
+    except ValueError as error:
+        _fail(f"--max-wait {max_wait:g}: {error}")
+    ctx = _context()
+    if capacity is None:
+        capacity = search_journey(ctx, journey, log=click.echo).capacity
+        if capacity is None:
+            _fail("the capacity search found no rate that meets the SLO")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    from lab.paths import data_dir
+
+    runs_dir = data_dir() / "bench" / f"{stamp}-admission-{journey}" / "runs"
+    entries = run_overload(ctx, journey=journey, rate=capacity * overload, seconds=seconds, runs_dir=runs_dir,
+                           log=click.echo, capacity=capacity, queue=queue)
+    dirs = [runs_dir.parent / e["dir"] for e in entries]
+    table = admission_table(dirs, [e["label"] for e in entries])
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        click.echo(table.set_index("label").T.to_string(float_format=lambda v: f"{v:.2f}"))
+    figure = admission_figure(dirs, [e["label"] for e in entries])
+    figure.savefig(runs_dir.parent / "admission.png", dpi=110)
+    (runs_dir.parent / "table.csv").write_text(table.to_csv(index=False))
+    click.echo(f"capacity {capacity:g}/s, offered {capacity * overload:g}/s for {seconds:g}s; "
+               f"figures saved: {runs_dir.parent}")
+
+
+@main.command()
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--start", type=float, help="first arrival rate probed, per second (default api 4, shop 0.5)")
+@click.option("--seconds", "probe_seconds", type=float, help="length of each probe (default api 10, shop 30)")
+@click.option("--p95", "slo_p95", type=float, help="SLO on p95 latency from scheduled start, s (api 1, shop 10)")
+@click.option("--tolerance", type=float, help="stop when pass and fail are this close, relative (default 0.1)")
+@click.option("--max-rate", type=float, help="never probe above this rate (default 400)")
+def capacity(journey: str, start, probe_seconds, slo_p95, tolerance, max_rate) -> None:
+    """Find the journey's capacity under the SLO (step up, then bisect) and the admission limits it implies."""
+    from lab.capacity import DEFAULTS, CapacityError, admission_for, search_journey, settings
+
+    try:
+        chosen = settings(DEFAULTS[journey], start=start, probe_seconds=probe_seconds, slo_p95=slo_p95,
+                          tolerance=tolerance, max_rate=max_rate)
+    except CapacityError as error:
+        _fail(str(error))
+    result = search_journey(_context(), journey, chosen, log=click.echo)
+    if result.capacity is None:
+        _fail("no probed rate met the SLO")
+    room = admission_for(result)
+    click.echo(f"waiting room for this capacity: {room.describe()}  "
+               f"(lab load --admission '{room.model_dump_json(exclude_none=True)}')")
 
 
 class _Closing:
