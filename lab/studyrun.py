@@ -1,0 +1,185 @@
+"""`lab study`: the notebooks 00..04 in order under papermill, then the published HTML and PDF.
+
+A failed cell stops the study: study.json records {notebook, cell, error}, everything recorded so far is kept,
+what can be published is published, and the stack is torn down (`lab down --volumes`). Ctrl-C does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+
+from lab import study as studies
+from lab.kernel import ensure_kernel
+from lab.paths import ROOT, reports_dir
+from lab.studyfolder import NOTEBOOKS, StudyFolder
+
+Log = Callable[[str], None]
+ANALYSIS = "04-analysis.ipynb"
+
+
+class StudyFailed(RuntimeError):
+    def __init__(self, message: str, folder: StudyFolder, failed: dict[str, Any]):
+        super().__init__(message)
+        self.folder, self.failed = folder, failed
+
+
+@dataclass
+class StudyResult:
+    folder: StudyFolder
+    html: Path | None
+    pdf: Path | None
+    seconds: dict[str, float]
+
+
+def notebook_parameters(folder: StudyFolder, name: str) -> dict[str, Any]:
+    """00..03 get study_dir and params_file; 04-analysis gets study_dir when it takes it (else one run_dir)."""
+    base = {"study_dir": str(folder.path), "params_file": str(folder.path / "study.yaml")}
+    if name != ANALYSIS:
+        return base
+    accepts = papermill.inspect_notebook(str(ROOT / "notebooks" / name))
+    analysis = folder.params.analysis.model_dump()
+    params: dict[str, Any] = {k: v for k, v in analysis.items() if k in accepts}
+    if "study_dir" in accepts:
+        params["study_dir"] = str(folder.path)
+    if "run_dir" in accepts and "study_dir" not in accepts:
+        runs = folder.runs()
+        chosen = next((r for r in runs if r["kind"] == "spike" and r["journey"] == "api"), runs[0] if runs else None)
+        if chosen is not None:
+            params["run_dir"] = str(folder.path / chosen["dir"])
+    return params
+
+
+def _papermill_logging() -> None:
+    """Show each cell's output as it comes (papermill logs it at INFO when log_output=True)."""
+    logger = logging.getLogger("papermill")
+    if not any(getattr(h, "_pretix_lab", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._pretix_lab = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True) -> Path:
+    target = folder.notebooks_dir / name
+    folder.notebooks_dir.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(ROOT / "notebooks" / name), str(target),
+                               parameters=notebook_parameters(folder, name), kernel_name=kernel, cwd=str(ROOT),
+                               progress_bar=progress, log_output=progress, request_save_on_cell_execute=True)
+    return target
+
+
+def publish(folder: StudyFolder, notebook: Path, pdf: bool = True, log: Log = print) -> tuple[Path, Path | None]:
+    """reports/<study-id>/index.html (+ report.pdf) from an executed notebook; then reports/index.html."""
+    from lab import reports_index
+    from lab.report import to_html, to_pdf
+
+    out = reports_dir() / folder.study_id
+    out.mkdir(parents=True, exist_ok=True)
+    html = to_html(notebook, out / "index.html")
+    printed = to_pdf(html, out / "report.pdf") if pdf else None
+    for extra in ("headline.json", "study.json"):
+        if (folder.path / extra).exists():
+            shutil.copyfile(folder.path / extra, out / extra)
+    index = reports_index.build()
+    log(f"published {html}" + (f" and {printed}" if printed else "") + f"; all studies: {index}")
+    return html, printed
+
+
+def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str, pdf: bool, log: Log):
+    """After a failure: the analysis over the runs recorded so far if there are any, else the failed notebook."""
+    candidates = []
+    if failed_notebook != ANALYSIS and folder.runs():
+        try:
+            log(f"publishing what was recorded: {ANALYSIS} over {len(folder.runs())} run(s)")
+            candidates.append(execute(folder, ANALYSIS, kernel, progress=False))
+        except Exception as error:  # noqa: BLE001 - the failed notebook below is the fallback
+            log(f"  the analysis of the partial study failed too: {error}")
+    candidates.append(folder.notebooks_dir / failed_notebook)
+    for notebook in candidates:
+        if notebook.exists():
+            try:
+                return publish(folder, notebook, pdf=pdf, log=log)
+            except Exception as error:  # noqa: BLE001 - keep going: teardown must still happen
+                log(f"  publishing {notebook.name} failed: {error}")
+    return None, None
+
+
+def teardown(log: Log) -> None:
+    from lab.stack import deploy
+
+    log("tearing the stack down (lab down --volumes)")
+    try:
+        left = deploy.down(volumes=True, log=log)
+        if left:
+            log("  left behind: " + ", ".join(left))
+    except Exception as error:  # noqa: BLE001 - report, the study's own error matters more
+        log(f"  teardown failed: {error}")
+
+
+def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool = False, pdf: bool = True,
+              progress: bool = True, root: Path | None = None) -> StudyResult:
+    """Create the study folder and run notebooks 00..04, then publish. Raises StudyFailed (after teardown)."""
+    kernel = ensure_kernel()
+    if progress:
+        _papermill_logging()
+    folder = StudyFolder.create(params, root)
+    log(f"study {folder.study_id}: {studies.estimate(params).describe()}")
+    log(f"study folder: {folder.path}")
+    seconds: dict[str, float] = {}
+    began = time.monotonic()
+    current = NOTEBOOKS[0]
+    try:
+        for index, name in enumerate(NOTEBOOKS, 1):
+            current = name
+            log(f"[{index}/{len(NOTEBOOKS)}] {name} (at {time.monotonic() - began:.0f} s)")
+            start = time.monotonic()
+            execute(folder, name, kernel, progress)
+            seconds[name] = round(time.monotonic() - start, 1)
+            log(f"[{index}/{len(NOTEBOOKS)}] {name} done in {seconds[name]:.0f} s")
+        folder.finish("passed")
+        start = time.monotonic()
+        html, printed = publish(folder, folder.notebooks_dir / ANALYSIS, pdf=pdf, log=log)
+        seconds["publish"] = round(time.monotonic() - start, 1)
+    except papermill.PapermillExecutionError as error:
+        failed = {"notebook": current, "cell": error.cell_index, "error": f"{error.ename}: {error.evalue}"}
+        _fail(folder, failed, kernel, pdf, keep_stack, log)
+        raise StudyFailed(f"notebook {current} failed in cell {error.cell_index} (execution count "
+                          f"{error.exec_count}): {error.ename}: {error.evalue}", folder, failed) from None
+    except (KeyboardInterrupt, Exception) as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        failed = {"notebook": current, "cell": None,
+                  "error": "interrupted (Ctrl-C)" if interrupted else f"{type(error).__name__}: {error}"}
+        _fail(folder, failed, kernel, pdf and not interrupted, keep_stack, log)
+        if interrupted:
+            raise
+        raise StudyFailed(f"notebook {current} could not run: {failed['error']}", folder, failed) from error
+    seconds["total"] = round(time.monotonic() - began, 1)
+    log(f"study {folder.study_id} passed in {seconds['total'] / 60:.1f} min: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total"))
+    if not keep_stack:
+        teardown(log)
+    return StudyResult(folder, html, printed, seconds)
+
+
+def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log) -> None:
+    log(f"study failed in {failed['notebook']} cell {failed['cell']}: {failed['error']}")
+    folder.finish("failed", failed)
+    try:
+        _publish_what_we_can(folder, failed["notebook"], kernel, pdf, log)
+    except KeyboardInterrupt:
+        log("publishing interrupted")
+    if not keep_stack:
+        teardown(log)
+
+
+__all__ = ["StudyFailed", "StudyResult", "notebook_parameters", "publish", "run_study", "teardown"]
