@@ -355,7 +355,7 @@ def preset_path(name: str) -> Path:
     return path
 
 
-def load(path: Path | str | None = None, preset: str | None = None) -> StudyParams:
+def load(path: Path | str | None = None, preset: str | None = None, check_budget: bool = True) -> StudyParams:
     """Parameters from a YAML file, or from a preset (studies/<preset>.yaml); `default` when neither."""
     if path is None:
         path = preset_path(preset or "default")
@@ -366,7 +366,7 @@ def load(path: Path | str | None = None, preset: str | None = None) -> StudyPara
         raise StudyParamsError(f"cannot read the study parameters {path}: {error}") from None
     except yaml.YAMLError as error:
         raise StudyParamsError(f"{path} is not YAML: {error}") from None
-    return validate(raw)
+    return validate(raw, check_budget=check_budget)
 
 
 def capacity_from(rows: list[dict[str, Any]], p95_limit: float, error_limit: float) -> float | None:

@@ -59,14 +59,14 @@ class StudyFolder:
         else:
             found = sorted((data_dir() / "runs").glob("*/study.json"), key=lambda p: p.stat().st_mtime)
             if not found:
-                params = studies.load(studies.preset_path("quick")) if not params_file else \
-                    studies.load(Path(params_file))
+                params = studies.load(Path(params_file) if params_file else studies.preset_path("quick"),
+                                      check_budget=False)
                 return cls.create(params)
             path = found[-1].parent
         if not (path / "study.json").exists():
             raise FileNotFoundError(f"{path} is not a study folder (no study.json): run `lab study` first")
         source = Path(params_file) if params_file else path / "study.yaml"
-        return cls(path, studies.load(source))
+        return cls(path, studies.load(source, check_budget=False))
 
     # -- the record ----------------------------------------------------------------------------------------------
     @property
@@ -116,13 +116,14 @@ class StudyFolder:
     # -- a run -------------------------------------------------------------------------------------------------
     def execute(self, ctx, planned: studies.PlannedRun, log=print) -> dict[str, Any]:
         """Validate and execute one planned run (lab.run), then record it in study.json; returns its entry."""
+        from lab.blocking import run_blocking
         from lab.run import execute, validate_load
 
         cat = self.params.seed.catalogue
         load = validate_load(planned.load, cat)
         log(f"[{time.strftime('%H:%M:%S')}] run {planned.name}: {load.parsed_workload().describe()}")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = execute(load, access=ctx.access, docker_client=ctx.docker, buyers=ctx.saved_buyers(),
+        run_dir = run_blocking(execute, load, access=ctx.access, docker_client=ctx.docker, buyers=ctx.saved_buyers(),
                           catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
                           stack_params=self.params.stack.model_dump(mode="json"), root=self.runs_dir, log=log)
         entry = {"name": planned.name, "kind": planned.kind, "journey": planned.journey,
