@@ -513,8 +513,7 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
 
 @main.command("lab")
 @click.option("--port", default=8888, show_default=True, help="port on 127.0.0.1")
-@click.option("--no-browser", is_flag=True, default=True, hidden=True)
-def jupyter_lab(port: int, no_browser: bool) -> None:
+def jupyter_lab(port: int) -> None:
     """Open JupyterLab on the notebooks (127.0.0.1 only) with the lab's kernel; prints the URL."""
     import os
     import secrets as _secrets
@@ -533,6 +532,8 @@ def jupyter_lab(port: int, no_browser: bool) -> None:
     command = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
                "--no-browser", f"--ServerApp.root_dir={ROOT / 'notebooks'}", f"--IdentityProvider.token={token}",
                f"--MultiKernelManager.default_kernel_name={kernel}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # the lab's set-up runs as root on a fresh machine
     try:
         sys.exit(subprocess.call(command, env=env, cwd=ROOT / "notebooks"))
     except KeyboardInterrupt:

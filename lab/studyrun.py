@@ -39,12 +39,15 @@ class StudyResult:
     seconds: dict[str, float]
 
 
-def notebook_parameters(folder: StudyFolder, name: str) -> dict[str, Any]:
+NOTEBOOKS_DIR = ROOT / "notebooks"
+
+
+def notebook_parameters(folder: StudyFolder, name: str, source: Path = NOTEBOOKS_DIR) -> dict[str, Any]:
     """00..03 get study_dir and params_file; 04-analysis gets study_dir when it takes it (else one run_dir)."""
     base = {"study_dir": str(folder.path), "params_file": str(folder.path / "study.yaml")}
     if name != ANALYSIS:
         return base
-    accepts = papermill.inspect_notebook(str(ROOT / "notebooks" / name))
+    accepts = papermill.inspect_notebook(str(source / name))
     analysis = folder.params.analysis.model_dump()
     params: dict[str, Any] = {k: v for k, v in analysis.items() if k in accepts}
     if "study_dir" in accepts:
@@ -69,11 +72,12 @@ def _papermill_logging() -> None:
         logger.propagate = False
 
 
-def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True) -> Path:
+def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True, source: Path = NOTEBOOKS_DIR) -> Path:
+    """Run source/<name> with papermill into the study's notebooks/ (the executed copy is kept on failure)."""
     target = folder.notebooks_dir / name
     folder.notebooks_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(ROOT / "notebooks" / name), str(target),
-                               parameters=notebook_parameters(folder, name), kernel_name=kernel, cwd=str(ROOT),
+    papermill.execute_notebook(str(source / name), str(target),
+                               parameters=notebook_parameters(folder, name, source), kernel_name=kernel, cwd=str(ROOT),
                                progress_bar=progress, log_output=progress, request_save_on_cell_execute=True)
     return target
 
@@ -95,13 +99,14 @@ def publish(folder: StudyFolder, notebook: Path, pdf: bool = True, log: Log = pr
     return html, printed
 
 
-def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str, pdf: bool, log: Log):
+def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str, pdf: bool, log: Log,
+                         source: Path = NOTEBOOKS_DIR):
     """After a failure: the analysis over the runs recorded so far if there are any, else the failed notebook."""
     candidates = []
     if failed_notebook != ANALYSIS and folder.runs():
         try:
             log(f"publishing what was recorded: {ANALYSIS} over {len(folder.runs())} run(s)")
-            candidates.append(execute(folder, ANALYSIS, kernel, progress=False))
+            candidates.append(execute(folder, ANALYSIS, kernel, progress=False, source=source))
         except Exception as error:  # noqa: BLE001 - the failed notebook below is the fallback
             log(f"  the analysis of the partial study failed too: {error}")
     candidates.append(folder.notebooks_dir / failed_notebook)
@@ -127,8 +132,11 @@ def teardown(log: Log) -> None:
 
 
 def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool = False, pdf: bool = True,
-              progress: bool = True, root: Path | None = None) -> StudyResult:
-    """Create the study folder and run notebooks 00..04, then publish. Raises StudyFailed (after teardown)."""
+              progress: bool = True, root: Path | None = None, notebooks: list[str] | None = None,
+              source: Path = NOTEBOOKS_DIR) -> StudyResult:
+    """Create the study folder and run notebooks 00..04 (or `notebooks` from `source`), then publish.
+    Raises StudyFailed (after publishing what it can and the teardown) naming the notebook and cell."""
+    sequence = notebooks or NOTEBOOKS
     kernel = ensure_kernel()
     if progress:
         _papermill_logging()
@@ -137,29 +145,29 @@ def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool
     log(f"study folder: {folder.path}")
     seconds: dict[str, float] = {}
     began = time.monotonic()
-    current = NOTEBOOKS[0]
+    current = sequence[0]
     try:
-        for index, name in enumerate(NOTEBOOKS, 1):
+        for index, name in enumerate(sequence, 1):
             current = name
-            log(f"[{index}/{len(NOTEBOOKS)}] {name} (at {time.monotonic() - began:.0f} s)")
+            log(f"[{index}/{len(sequence)}] {name} (at {time.monotonic() - began:.0f} s)")
             start = time.monotonic()
-            execute(folder, name, kernel, progress)
+            execute(folder, name, kernel, progress, source)
             seconds[name] = round(time.monotonic() - start, 1)
-            log(f"[{index}/{len(NOTEBOOKS)}] {name} done in {seconds[name]:.0f} s")
+            log(f"[{index}/{len(sequence)}] {name} done in {seconds[name]:.0f} s")
         folder.finish("passed")
         start = time.monotonic()
-        html, printed = publish(folder, folder.notebooks_dir / ANALYSIS, pdf=pdf, log=log)
+        html, printed = publish(folder, folder.notebooks_dir / sequence[-1], pdf=pdf, log=log)
         seconds["publish"] = round(time.monotonic() - start, 1)
     except papermill.PapermillExecutionError as error:
         failed = {"notebook": current, "cell": error.cell_index, "error": f"{error.ename}: {error.evalue}"}
-        _fail(folder, failed, kernel, pdf, keep_stack, log)
-        raise StudyFailed(f"notebook {current} failed in cell {error.cell_index} (execution count "
-                          f"{error.exec_count}): {error.ename}: {error.evalue}", folder, failed) from None
+        _fail(folder, failed, kernel, pdf, keep_stack, log, source)
+        raise StudyFailed(f"notebook {current} failed in cell {error.cell_index} of its executed copy (execution "
+                          f"count {error.exec_count}): {error.ename}: {error.evalue}", folder, failed) from None
     except (KeyboardInterrupt, Exception) as error:
         interrupted = isinstance(error, KeyboardInterrupt)
         failed = {"notebook": current, "cell": None,
                   "error": "interrupted (Ctrl-C)" if interrupted else f"{type(error).__name__}: {error}"}
-        _fail(folder, failed, kernel, pdf and not interrupted, keep_stack, log)
+        _fail(folder, failed, kernel, pdf and not interrupted, keep_stack, log, source)
         if interrupted:
             raise
         raise StudyFailed(f"notebook {current} could not run: {failed['error']}", folder, failed) from error
@@ -171,11 +179,12 @@ def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool
     return StudyResult(folder, html, printed, seconds)
 
 
-def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log) -> None:
+def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log,
+          source: Path = NOTEBOOKS_DIR) -> None:
     log(f"study failed in {failed['notebook']} cell {failed['cell']}: {failed['error']}")
     folder.finish("failed", failed)
     try:
-        _publish_what_we_can(folder, failed["notebook"], kernel, pdf, log)
+        _publish_what_we_can(folder, failed["notebook"], kernel, pdf, log, source)
     except KeyboardInterrupt:
         log("publishing interrupted")
     if not keep_stack:

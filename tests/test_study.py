@@ -112,6 +112,38 @@ def test_the_reports_index_lists_studies_and_tolerates_missing_figures(tmp_path,
     assert "http" not in page.replace('href="20261201', "")  # nothing loaded from elsewhere
 
 
+def test_a_failed_cell_stops_the_study_and_is_recorded_with_its_notebook_and_cell(tmp_path, monkeypatch):
+    """Through papermill and the real kernel: the second notebook fails in its third cell; the study stops there
+    (the third notebook never runs), study.json names notebook and cell, the executed copy is kept and published."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from lab.studyrun import StudyFailed, run_study
+
+    monkeypatch.setenv("PRETIX_LAB_REPORTS", str(tmp_path / "reports"))
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    cells = {"a.ipynb": ["x = 1"], "b.ipynb": ["print('before')", "raise ValueError('the seed broke')"],
+             "c.ipynb": ["open('never', 'w')"]}
+    for name, code in cells.items():
+        nb = new_notebook(cells=[new_code_cell('study_dir = ""\nparams_file = ""', metadata={"tags": ["parameters"]}),
+                                 *map(new_code_cell, code)],
+                          metadata={"kernelspec": {"name": "pretix-lab", "language": "python", "display_name": "lab"}})
+        nbformat.write(nb, source / name)
+    with pytest.raises(StudyFailed) as error:
+        run_study(studies.load(preset="quick"), keep_stack=True, pdf=False, progress=False, root=tmp_path / "runs",
+                  notebooks=list(cells), source=source)
+    message = str(error.value)
+    assert "notebook b.ipynb failed in cell 3" in message and "ValueError: the seed broke" in message, message
+    record = json.loads((error.value.folder.path / "study.json").read_text())
+    assert record["status"] == "failed" and record["finished"]
+    # cell 0: parameters, 1: papermill's injected parameters, 2: print, 3: the raise
+    assert record["failed"] == {"notebook": "b.ipynb", "cell": 3, "error": "ValueError: the seed broke"}
+    executed = error.value.folder.notebooks_dir
+    assert sorted(p.name for p in executed.iterdir()) == ["a.ipynb", "b.ipynb"]
+    assert (tmp_path / "reports" / error.value.folder.study_id / "index.html").exists()  # what it could publish
+
+
 # --- the quick study end to end, through papermill, on the real stack ----------------------------------------------
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
