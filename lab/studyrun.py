@@ -120,15 +120,24 @@ def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str,
 
 
 def teardown(log: Log) -> None:
+    """`lab down --volumes`; a second Ctrl-C does not cut it short (it would leave half a stack behind)."""
+    import signal
+    import threading
+
     from lab.stack import deploy
 
     log("tearing the stack down (lab down --volumes)")
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         left = deploy.down(volumes=True, log=log)
         if left:
             log("  left behind: " + ", ".join(left))
     except Exception as error:  # noqa: BLE001 - report, the study's own error matters more
         log(f"  teardown failed: {error}")
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool = False, pdf: bool = True,
