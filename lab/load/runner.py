@@ -254,7 +254,7 @@ class _Execution:
 
     async def finalise(self, body: Callable[[], Awaitable[None]]) -> RunSummary:
         """Run the executor body; whatever happens, cancel what is left, then build and emit the summary."""
-        ticker = asyncio.get_running_loop().create_task(self.ticker()) if self.bar else None
+        ticker = asyncio.get_running_loop().create_task(self.ticker()) if self.bar is not None else None
         interrupted = True
         loop_alive = True
         try:
