@@ -275,4 +275,4 @@ def test_closed_model_runs_with_a_progress_bar():
         await asyncio.sleep(0.02)
 
     summary = asyncio.run(run_closed(ClosedWorkload(users=2, duration=0.5), journey, progress=True))
-    assert summary.completed > 0 and summary.failed == 0
+    assert summary.completed > 0 and not summary.failed
