@@ -90,6 +90,18 @@ def publish(folder: StudyFolder, notebook: Path, pdf: bool = True, log: Log = pr
     out = reports_dir() / folder.study_id
     out.mkdir(parents=True, exist_ok=True)
     html = to_html(notebook, out / "index.html")
+    failed = folder.read().get("failed")
+    if failed:  # say so first: the report covers only what was recorded before the failure
+        import html as escape
+        import re
+
+        banner = (f'<div style="background:#f8d7d7;border:1px solid #c00;padding:8px;margin:8px">'
+                  f"<b>This study stopped early.</b> Notebook {escape.escape(str(failed.get('notebook')))} "
+                  f"failed in cell {escape.escape(str(failed.get('cell')))}: "
+                  f"{escape.escape(str(failed.get('error')))}. Only the {len(folder.runs())} run(s) recorded "
+                  f"before it are reported here.</div>")
+        text = html.read_text(encoding="utf-8")
+        html.write_text(re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, text, count=1), encoding="utf-8")
     printed = to_pdf(html, out / "report.pdf") if pdf else None
     for extra in ("headline.json", "study.json"):
         if (folder.path / extra).exists():

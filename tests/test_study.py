@@ -141,7 +141,8 @@ def test_a_failed_cell_stops_the_study_and_is_recorded_with_its_notebook_and_cel
     assert record["failed"] == {"notebook": "b.ipynb", "cell": 3, "error": "ValueError: the seed broke"}
     executed = error.value.folder.notebooks_dir
     assert sorted(p.name for p in executed.iterdir()) == ["a.ipynb", "b.ipynb"]
-    assert (tmp_path / "reports" / error.value.folder.study_id / "index.html").exists()  # what it could publish
+    page = (tmp_path / "reports" / error.value.folder.study_id / "index.html").read_text()  # what it could publish
+    assert "This study stopped early." in page and "b.ipynb failed in cell 3" in page
 
 
 # --- the quick study end to end, through papermill, on the real stack ----------------------------------------------
