@@ -500,13 +500,20 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
         click.echo(f"  {run.notebook:9} {run.name:22} {run.kind:9} {run.journey:4} {run.label}")
     if check:
         return
+    import signal
+
+    def _terminated(signum, frame):  # a CI cancel or `timeout` (SIGTERM) stops the study like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         result = run_study(params, log=click.echo, keep_stack=keep_stack, pdf=pdf)
     except StudyFailed as error:
         _fail(f"{error}\n  executed notebooks: {error.folder.notebooks_dir}\n  study record: "
               f"{error.folder.path / 'study.json'}")
     except KeyboardInterrupt:
-        click.secho("interrupted: the study's record is kept and the stack was torn down", fg="red", err=True)
+        click.secho("interrupted: the study's record is kept" + ("" if keep_stack else " and the stack was torn down"),
+                    fg="red", err=True)
         sys.exit(130)
     click.echo(f"report: {result.html}" + (f" and {result.pdf}" if result.pdf else ""))
 

@@ -214,17 +214,20 @@ def overload_available() -> bool:
 
 
 # -------------------------------------------------------------------------------------------------------- budget
-# Measured on this 2-core machine (see README): seconds outside the load itself.
+# Measured on this 2-core machine (the quick study, README): seconds outside the load itself.
 # The machine's one-time set-up is not part of a study's budget (like the image builds): the first deployment
 # on a machine migrates an empty database (~95 s more than a warm one) and keeps it as a template.
-DEPLOY_WARM_SECONDS = 55.0  # a new deployment restoring the migrated-database template
-DEPLOY_CONVERGE_SECONDS = 20.0  # `lab up` on a running deployment
+DEPLOY_WARM_SECONDS = 55.0  # a new deployment restoring the migrated-database template (measured 48-52 s)
+DEPLOY_CONVERGE_SECONDS = 20.0  # `lab up` on a running deployment (measured 12-19 s)
 CUSTOMERS_PASSWORD_PER_S = 5.5
 CUSTOMERS_PLAIN_PER_S = 30.0
-RUN_OVERHEAD_SECONDS = 12.0  # environment record, drain, container logs, audit
+SEED_SECONDS = 2.0  # the catalogue, the customer list
+RUN_OVERHEAD_SECONDS = 5.0  # environment record, container logs, audit (measured about 4 s)
+API_SATURATES_PER_S = 10.0  # the api journey saturates both cores at about 10 orders/s (README)
 PG_FAILOVER_EXTRA_SECONDS = 60.0  # the undo's rebuild and failback may outlast the load
-NOTEBOOK_SECONDS = 8.0  # a kernel start and the imports
-REPORT_SECONDS = 45.0  # 04-analysis over every run, HTML, Chromium's PDF
+NOTEBOOK_SECONDS = 4.0  # a kernel start and the imports (measured 2-4 s)
+REPORT_SECONDS = 30.0  # 04-analysis over every run, HTML, Chromium's PDF (quick study: 6 s)
+TEARDOWN_SECONDS = 15.0  # lab down --volumes (measured about 10 s)
 
 
 def deploy_seconds() -> float:
@@ -255,17 +258,26 @@ def estimate(params: StudyParams, runs: list[PlannedRun] | None = None, deploy: 
     budget = Budget()
     budget.phases["deploy"] = (deploy_seconds() if deploy is None else deploy) + NOTEBOOK_SECONDS
     budget.phases["seed"] = (who.login_pool / CUSTOMERS_PASSWORD_PER_S
-                             + (who.count - who.login_pool) / CUSTOMERS_PLAIN_PER_S + 10 + NOTEBOOK_SECONDS)
+                             + (who.count - who.login_pool) / CUSTOMERS_PLAIN_PER_S + SEED_SECONDS + NOTEBOOK_SECONDS)
     for notebook in ("02-load", "03-faults"):
         mine = [r for r in runs if r.notebook == notebook]
-        seconds = sum(r.seconds() + RUN_OVERHEAD_SECONDS for r in mine) + NOTEBOOK_SECONDS
+        seconds = sum(r.seconds() + RUN_OVERHEAD_SECONDS + drain_seconds(r) for r in mine) + NOTEBOOK_SECONDS
         if any(s.get("action") == "pg-failover" for r in mine for s in (r.load.get("faults") or {}).get("faults", [])):
             seconds += PG_FAILOVER_EXTRA_SECONDS
         budget.phases[notebook.split("-", 1)[1]] = seconds
     if params.overload.enabled and overload_available():
-        budget.phases["overload"] = 2 * (params.overload.seconds + RUN_OVERHEAD_SECONDS)
+        budget.phases["overload"] = 2 * (params.overload.seconds + RUN_OVERHEAD_SECONDS + 30)
     budget.phases["report"] = REPORT_SECONDS + NOTEBOOK_SECONDS
+    budget.phases["teardown"] = TEARDOWN_SECONDS
     return budget
+
+
+def drain_seconds(run: PlannedRun) -> float:
+    """A run that overloads the stack waits up to its grace for the attempts still in flight."""
+    workload = run.load["workload"]
+    overloads = run.kind in ("spike", "overload") or (
+        run.journey == "api" and workload.get("model") == "constant" and workload.get("rate", 0) > API_SATURATES_PER_S)
+    return float(workload.get("grace", 30)) if overloads else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------- validation
