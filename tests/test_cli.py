@@ -9,7 +9,7 @@ from lab.cli import main
 from lab.paths import ROOT
 
 COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse",
-            "report"]
+            "report", "lab"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
