@@ -524,7 +524,6 @@ def jupyter_lab(port: int) -> None:
     """Open JupyterLab on the notebooks (127.0.0.1 only) with the lab's kernel; prints the URL."""
     import os
     import secrets as _secrets
-    import subprocess
 
     from lab.kernel import ensure_kernel
     from lab.paths import ROOT
@@ -541,10 +540,9 @@ def jupyter_lab(port: int) -> None:
                f"--MultiKernelManager.default_kernel_name={kernel}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # the lab's set-up runs as root on a fresh machine
-    try:
-        sys.exit(subprocess.call(command, env=env, cwd=ROOT / "notebooks"))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    sys.stdout.flush()
+    os.chdir(ROOT / "notebooks")
+    os.execve(command[0], command, env)  # JupyterLab takes this process over: Ctrl-C and signals reach it directly
 
 
 if __name__ == "__main__":

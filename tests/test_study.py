@@ -145,6 +145,45 @@ def test_a_failed_cell_stops_the_study_and_is_recorded_with_its_notebook_and_cel
     assert "This study stopped early." in page and "b.ipynb failed in cell 3" in page
 
 
+def test_lab_lab_serves_the_notebooks_on_localhost_with_the_lab_kernel(tmp_path):
+    """`lab lab` starts JupyterLab bound to 127.0.0.1, default kernel pretix-lab (the venv's Python), on notebooks/."""
+    import os
+    import socket
+    import sys
+
+    import httpx
+
+    from lab.paths import ROOT
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    server = subprocess.Popen([sys.executable, "-m", "lab.cli", "lab", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = server.stdout.readline()
+        url = re.search(r"(http://127\.0\.0\.1:\d+/lab\?token=\S+)", first).group(1)
+        token = url.split("token=")[1]
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                specs = httpx.get(f"http://127.0.0.1:{port}/api/kernelspecs", params={"token": token}, timeout=5)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "JupyterLab did not answer"
+                time.sleep(0.5)
+        assert specs.status_code == 200 and specs.json()["default"] == "pretix-lab"
+        spec = specs.json()["kernelspecs"]["pretix-lab"]["spec"]
+        assert spec["argv"][0] == sys.executable
+        listing = httpx.get(f"http://127.0.0.1:{port}/api/contents", params={"token": token}, timeout=5).json()
+        assert {"00-deploy.ipynb", "02-load.ipynb", "04-analysis.ipynb"} <= {c["name"] for c in listing["content"]}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/contents", timeout=5).status_code == 403  # token needed
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 # --- the quick study end to end, through papermill, on the real stack ----------------------------------------------
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
