@@ -593,11 +593,74 @@ def engine(images: bool) -> None:
 
 
 @main.command()
-def study() -> None:
-    """Run the default study end to end (for now: the deployment smoke test) and leave a report."""
-    from click import get_current_context
+@click.argument("params_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--preset", help="a preset of studies/ (quick, default) when no PARAMS_FILE is given")
+@click.option("--keep-stack", is_flag=True, help="leave the stack running afterwards (to explore it in `lab lab`)")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print the report as PDF (Chromium)")
+@click.option("--check", is_flag=True, help="only validate the parameters and print the plan and its budget")
+def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: bool, check: bool) -> None:
+    """Run a study end to end: deploy, seed, load, faults, analysis; publish reports/<study-id>/ (HTML + PDF).
 
-    get_current_context().invoke(smoke)
+    PARAMS_FILE is a study YAML (see studies/default.yaml); without it, --preset (default: `default`).
+    """
+    from lab import study as studies
+    from lab.studyrun import StudyFailed, run_study
+
+    if params_file and preset:
+        _fail("give either PARAMS_FILE or --preset, not both")
+    try:
+        params = studies.load(params_file, preset)
+    except studies.StudyParamsError as error:
+        _fail(str(error))
+    budget = studies.estimate(params)
+    click.echo(f"study `{params.preset}`: {budget.describe()}; at most {params.max_minutes:g} min")
+    for run in studies.plan_runs(params):
+        click.echo(f"  {run.notebook:9} {run.name:22} {run.kind:9} {run.journey:4} {run.label}")
+    if check:
+        return
+    import signal
+
+    def _terminated(signum, frame):  # a CI cancel or `timeout` (SIGTERM) stops the study like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        result = run_study(params, log=click.echo, keep_stack=keep_stack, pdf=pdf)
+    except StudyFailed as error:
+        _fail(f"{error}\n  executed notebooks: {error.folder.notebooks_dir}\n  study record: "
+              f"{error.folder.path / 'study.json'}")
+    except KeyboardInterrupt:
+        click.secho("interrupted: the study's record is kept" + ("" if keep_stack else " and the stack was torn down"),
+                    fg="red", err=True)
+        sys.exit(130)
+    click.echo(f"report: {result.html}" + (f" and {result.pdf}" if result.pdf else ""))
+
+
+@main.command("lab")
+@click.option("--port", default=8888, show_default=True, help="port on 127.0.0.1")
+def jupyter_lab(port: int) -> None:
+    """Open JupyterLab on the notebooks (127.0.0.1 only) with the lab's kernel; prints the URL."""
+    import os
+    import secrets as _secrets
+
+    from lab.kernel import ensure_kernel
+    from lab.paths import ROOT
+
+    kernel = ensure_kernel()
+    token = _secrets.token_urlsafe(24)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    url = f"http://127.0.0.1:{port}/lab?token={token}"
+    click.echo(f"JupyterLab on {ROOT / 'notebooks'} with the `{kernel}` kernel: {url}")
+    click.echo("Each notebook runs against the deployed stack (`lab up` first); Ctrl-C stops JupyterLab.")
+    command = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+               "--no-browser", f"--ServerApp.root_dir={ROOT / 'notebooks'}", f"--IdentityProvider.token={token}",
+               f"--MultiKernelManager.default_kernel_name={kernel}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # the lab's set-up runs as root on a fresh machine
+    sys.stdout.flush()
+    os.chdir(ROOT / "notebooks")
+    os.execve(command[0], command, env)  # JupyterLab takes this process over: Ctrl-C and signals reach it directly
 
 
 if __name__ == "__main__":

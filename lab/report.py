@@ -14,7 +14,10 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
+from lab.kernel import ensure_kernel
 from lab.paths import ROOT, reports_dir
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 class ReportError(RuntimeError):
@@ -27,7 +30,7 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
     target = out_dir / name
     try:
         papermill.execute_notebook(str(ROOT / "notebooks" / name), str(target), parameters=parameters,
-                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+                                   cwd=str(ROOT), progress_bar=False, kernel_name=ensure_kernel())
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
                           f"(executed copy: {target})") from None
@@ -35,8 +38,10 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
 
 
 def to_html(notebook: Path, html: Path) -> Path:
+    """Self-contained HTML without code: figures embedded, nothing loaded from a CDN (templates/)."""
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
+                            embed_images=True, exclude_anchor_links=True, template_name="pretix_lab_report",
+                            extra_template_basedirs=[str(TEMPLATES)])
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(body, encoding="utf-8")

@@ -9,7 +9,7 @@ from lab.cli import main
 from lab.paths import ROOT
 
 COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse",
-            "capacity", "report", "compare"]
+            "capacity", "report", "compare", "lab"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

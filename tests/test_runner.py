@@ -277,3 +277,12 @@ def test_a_journey_that_ignores_cancellation_is_abandoned_and_counted(monkeypatc
     summary = asyncio.run(main())
     assert summary.cancelled == summary.launched == 5 and summary.completed == 0
     assert time.monotonic() - began < 2
+
+
+def test_closed_model_runs_with_a_progress_bar():
+    """A closed workload has no planned total: its tqdm bar must not be asked for its truth value (TypeError)."""
+    async def journey(attempt: Attempt) -> None:
+        await asyncio.sleep(0.02)
+
+    summary = asyncio.run(run_closed(ClosedWorkload(users=2, duration=0.5), journey, progress=True))
+    assert summary.completed > 0 and not summary.failed
