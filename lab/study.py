@@ -75,6 +75,8 @@ class Spike(_Section):
     shop_max_in_flight: int = Field(default=100, ge=1, le=2000,
                                     description="shop: checkouts in flight; arrivals beyond are dropped, counted")
     login_share: float = Field(default=0.2, ge=0, le=1)
+    grace: float = Field(default=30, ge=1, le=300,
+                         description="seconds the attempts still in flight may take after the arrivals stop")
 
 
 class FaultSteps(_Section):
@@ -97,6 +99,8 @@ class Overload(_Section):
     seconds: float = Field(default=40, ge=3, le=600)
     fallback_rate: float = Field(default=16, gt=0, le=200,
                                  description="offered rate when no capacity step met the SLO")
+    queue_max_wait: float = Field(default=45, ge=1, le=600,
+                                  description="seconds a refused buyer keeps retrying (Retry-After) before giving up")
 
 
 class Analysis(_Section):
@@ -185,12 +189,12 @@ def plan_runs(params: StudyParams) -> list[PlannedRun]:
         runs.append(PlannedRun("spike-api", "spike", "api", f"{spike.per_min:g}/min", {
             "journey": "api", "product_mix": mix,
             "workload": {"model": "constant", "rate": round(rate, 3), "duration": spike.api_seconds,
-                         "grace": 30}}, "02-load"))
+                         "grace": spike.grace}}, "02-load"))
     if spike.shop_seconds > 0:
         runs.append(PlannedRun("spike-shop", "spike", "shop", f"{spike.per_min:g}/min", {
             "journey": "shop", "product_mix": mix, "login_share": spike.login_share,
             "workload": {"model": "constant", "rate": round(rate, 3), "duration": spike.shop_seconds,
-                         "max_in_flight": spike.shop_max_in_flight, "grace": 30}}, "02-load"))
+                         "max_in_flight": spike.shop_max_in_flight, "grace": spike.grace}}, "02-load"))
     steps = fault_steps(params)
     if steps:
         schedule: dict[str, Any] = {"faults": steps}
@@ -266,7 +270,8 @@ def estimate(params: StudyParams, runs: list[PlannedRun] | None = None, deploy: 
             seconds += PG_FAILOVER_EXTRA_SECONDS
         budget.phases[notebook.split("-", 1)[1]] = seconds
     if params.overload.enabled and overload_available():
-        budget.phases["overload"] = 2 * (params.overload.seconds + RUN_OVERHEAD_SECONDS + 30)
+        over = params.overload  # each run: arrivals, then queued buyers' last tries, then the stack drains
+        budget.phases["overload"] = 2 * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait + 15)
     budget.phases["report"] = REPORT_SECONDS + NOTEBOOK_SECONDS
     budget.phases["teardown"] = TEARDOWN_SECONDS
     return budget
