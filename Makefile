@@ -1,11 +1,17 @@
 # The lab's single entry point. Each target does its own set-up, idempotently.
-.PHONY: setup study test lint up down status clean-stack
+.PHONY: setup study quick-study lab test lint up down status clean-stack
 
 setup:
 	@./scripts/setup.sh
 
 study: setup
 	.venv/bin/lab study
+
+quick-study: setup
+	.venv/bin/lab study --preset quick
+
+lab: setup
+	.venv/bin/lab lab
 
 test: setup
 	.venv/bin/lab engine

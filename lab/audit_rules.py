@@ -42,6 +42,7 @@ def _attempt_ids(db_orders: pd.DataFrame) -> pd.Series:
 
 
 _TAG = re.compile(r"(?:lab-|\+)([0-9a-f]{12})\b", re.IGNORECASE)
+_ANY_TAG = re.compile(r"(?:lab-|\+)[0-9a-f]{12}\b", re.IGNORECASE)
 
 
 def link_orders(db_orders: pd.DataFrame, attempt_ids: Iterable[str],
@@ -85,11 +86,27 @@ def find_lost(attempts: pd.DataFrame, db_orders: pd.DataFrame) -> pd.DataFrame:
     return purchased[missing].reset_index(drop=True)
 
 
+def foreign_orders(db_orders: pd.DataFrame, sources: tuple[str, ...] = ("comment", "email", "internal_reference")
+                   ) -> pd.Series:
+    """True for orders that carry a lab attempt tag yet are linked to none of this run's attempts.
+
+    The run's window starts a few seconds before its first request, so it can hold the previous run's late
+    orders: they belong to that run's audit, not to this one's ghosts. Call after `link_orders`.
+    """
+    tagged = pd.Series(False, index=db_orders.index)
+    for column in sources:
+        if column in db_orders.columns:
+            text = db_orders[column].astype("string").fillna("")
+            tagged |= text.str.contains(r"lab-attempt\s", regex=True) | text.str.contains(_ANY_TAG)
+    return tagged & _attempt_ids(db_orders).isna()
+
+
 def find_ghosts(attempts: pd.DataFrame, db_orders: pd.DataFrame) -> pd.DataFrame:
     """Orders in the database that no attempt saw succeed (e.g. made after a client timeout).
 
     Not necessarily a bug (a timeout does not mean no order), but a buyer who was told 'failed' now holds a
     ticket, so every ghost is listed with what the client saw (client_outcome 'unlinked': no attempt known).
+    Orders tagged by another run (see `foreign_orders`) are not this run's ghosts.
     """
     _require(attempts, "attempts", ["attempt_id", "outcome", "order_code"])
     _require(db_orders, "db_orders", ["code", "status"])
@@ -97,7 +114,8 @@ def find_ghosts(attempts: pd.DataFrame, db_orders: pd.DataFrame) -> pd.DataFrame
     seen_codes = set(purchased["order_code"].dropna())
     seen_attempts = set(purchased["attempt_id"])
     ids = _attempt_ids(db_orders)
-    ghosts = db_orders[~db_orders["code"].isin(seen_codes) & ~ids.isin(seen_attempts)].copy()
+    ghosts = db_orders[~db_orders["code"].isin(seen_codes) & ~ids.isin(seen_attempts)
+                       & ~foreign_orders(db_orders)].copy()
     ghosts["attempt_id"] = _attempt_ids(ghosts)
     client = attempts.drop_duplicates("attempt_id").set_index("attempt_id")
     ghosts["client_outcome"] = ghosts["attempt_id"].map(client["outcome"]).fillna("unlinked")
@@ -219,6 +237,7 @@ def audit(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.Data
         "db_orders": len(db_orders),
         "db_orders_holding": int(db_orders["status"].isin(HOLDING).sum()),
         "db_orders_linked": int(_attempt_ids(db_orders).notna().sum()),
+        "db_orders_of_other_runs": int(foreign_orders(db_orders).sum()),
         "db_positions": len(db_positions),
         "quotas": len(quotas),
         "oversold_positions": int(oversold["over_by"].sum()) if len(oversold) else 0,
@@ -249,5 +268,5 @@ def read_audit(run_dir: Path) -> AuditResult:
 
 __all__ = [
     "AuditResult", "RuleResult", "audit", "find_duplicates", "find_false_availability", "find_ghosts",
-    "find_lost", "find_oversold", "link_orders", "quota_usage", "read_audit", "write_audit",
+    "find_lost", "find_oversold", "foreign_orders", "link_orders", "quota_usage", "read_audit", "write_audit",
 ]

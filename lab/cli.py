@@ -190,7 +190,11 @@ def seed(params_file, customers, login_pool) -> None:
 @click.option("--faults", "faults_arg",
               help="fault schedule: a YAML/JSON file, or inline JSON, e.g. "
                    '[{"at":20,"target":"pretix-web-1","action":"kill","duration":15}]')
-def load(params_file, journey, workload_json, name, faults_arg) -> None:
+@click.option("--admission", "admission_arg",
+              help='admission control during the run (restored after): a mode (off) or JSON, e.g. '
+                   '{"mode":"waiting-room","rate":12} or {"mode":"rate","rate":5,"burst":10}')
+@click.option("--queue-max-wait", type=float, help="seconds a refused buyer waits in the queue in all (default 60)")
+def load(params_file, journey, workload_json, name, faults_arg, admission_arg, queue_max_wait) -> None:
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
     import json as _json
 
@@ -209,6 +213,10 @@ def load(params_file, journey, workload_json, name, faults_arg) -> None:
             _fail(f"--workload is not JSON: {error}")
     if faults_arg:
         raw["faults"] = _schedule_arg(faults_arg)
+    if admission_arg:
+        raw["admission"] = _admission_arg(admission_arg)
+    if queue_max_wait is not None:
+        raw["queue"] = {**(raw.get("queue") or {}), "max_wait": queue_max_wait}
     cat = Catalogue()
     try:
         params = validate_load(raw, cat)
@@ -223,6 +231,21 @@ def load(params_file, journey, workload_json, name, faults_arg) -> None:
                       catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
                       log=click.echo)
     click.echo(f"run folder: {run_dir}")
+
+
+def _admission_arg(text: str) -> dict:
+    """--admission: a bare mode name or a JSON object."""
+    import json as _json
+
+    if not text.lstrip().startswith("{"):
+        return {"mode": text.strip()}
+    try:
+        doc = _json.loads(text)
+    except ValueError as error:
+        _fail(f"--admission is neither a mode name nor JSON: {error}")
+    if not isinstance(doc, dict):
+        _fail('--admission: expected a JSON object such as {"mode":"waiting-room","rate":12}')
+    return doc
 
 
 def _schedule_arg(text: str):
@@ -255,43 +278,64 @@ def audit(run: Path) -> None:
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--target", default=800.0, show_default=True, help="purchases per minute to plan for")
-def analyse(run: Path, target: float) -> None:
-    """Headline figures of a run folder: SLO verdicts, latency, errors, CPU per purchase, cores needed."""
-    from lab.analysis.frames import Run, attempt_latency, cores_needed, cpu_per_purchase, errors_by_kind, slo_verdicts
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--target", default=800.0, show_default=True, help="purchases per minute to judge and plan for")
+@click.option("--utilisation", default=0.7, show_default=True, help="plan each module's cores at this share")
+def analyse(folder: Path, target: float, utilisation: float) -> None:
+    """Headline figures of a run or study folder: verdicts, runs, saturation, CPU per purchase, cores needed."""
+    from lab.analysis.summary import summarise
+    from lab.analysis.verdicts import Targets
 
-    r = Run.load(run)
-    duration = float(r.meta.get("ended", 0) - r.meta.get("started", 0)) or 1.0
-    for v in slo_verdicts(r.attempts, duration, target_per_min=target):
-        click.echo(f"{'PASS' if v.passed else 'FAIL'}  {v.name}: {v.measured} (target {v.target})")
-    latency = attempt_latency(r.attempts[r.attempts["outcome"] == "purchased"])
-    if len(latency):
-        click.echo("latency from scheduled start: " + ", ".join(
-            f"p{q}: {latency.quantile(q / 100):.2f}s" for q in (50, 95, 99)))
-    click.echo("outcomes: " + ", ".join(f"{k} {v}" for k, v in r.attempts["outcome"].value_counts().items()))
-    errors = errors_by_kind(r.requests)
-    if len(errors):
-        click.echo("errors: " + ", ".join(f"{a.step}/{a.error_kind} {a.count}" for a in errors.itertuples()))
-    per = cpu_per_purchase(r)
-    if len(per):
-        need = cores_needed(per, target)
-        click.echo(f"CPU seconds per purchase (total {per.sum():.3f}) and cores needed for {target:.0f}/min "
-                   "at 70% utilisation:")
-        for service, secs in per.items():
-            click.echo(f"  {service:18} {secs:.3f} s  -> {need[service]:.2f} cores")
-        click.echo(f"  {'all services':18} {per.sum():.3f} s  -> {need.sum():.2f} cores")
+    if not 0 < utilisation <= 1:
+        _fail(f"--utilisation must be in (0, 1]; got {utilisation}")
+    try:
+        s = summarise(folder, Targets(target_per_min=target), utilisation=utilisation)
+    except FileNotFoundError as error:
+        _fail(str(error))
+    click.echo(f"{'PASS' if s.passed else 'FAIL'}: {folder.name} ({len(s.table)} run(s))")
+    for v in s.verdicts:
+        click.echo(f"  {v.label:7} {v.check}: {v.measured} (target {v.target}; {v.evidence})")
+    for r in s.table.itertuples():
+        click.echo(f"  run {r.run_id} [{r.kind}, {r.journey}]: {r.throughput_per_min:.0f}/min sustained, "
+                   f"p50/p95/p99 {r.p50:.2f}/{r.p95:.2f}/{r.p99:.2f} s, failed {r.error_rate:.2%}")
+    for r in s.saturation.itertuples():
+        click.echo(f"  capacity {r.journey}: at most {r.max_throughput_per_min:.0f}/min; {r.where}")
+    for journey in s.journey_costs.index:
+        per, need = s.journey_costs.loc[journey], s.cores(target, journey)
+        click.echo(f"  {journey}: CPU-s per purchase and cores for {target:.0f}/min at {utilisation:.0%}: "
+                   + ", ".join(f"{m} {per[m]:.3f} s -> {need[m]:.2f}" for m in per.index)
+                   + f"; total {per.sum():.3f} s -> {need.sum():.2f} cores")
 
 
 @main.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
-def report(run: Path, pdf: bool) -> None:
-    """Publish one run as reports/<run-id>/index.html (+ report.pdf) through the analysis notebook."""
+def report(folder: Path, pdf: bool) -> None:
+    """Publish a run or study folder as reports/<name>/index.html (+ report.pdf) through 04-analysis."""
     from lab.report import ReportError, report_run
 
     try:
-        html = report_run(run, pdf=pdf)
+        html = report_run(folder, pdf=pdf)
+    except ReportError as error:
+        _fail(str(error))
+    click.echo(f"report: {html}" + (f" and {html.with_name('report.pdf')}" if pdf else ""))
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--label", "labels", multiple=True, help="a short label per run, in order (repeatable)")
+@click.option("--name", help="report folder name under reports/ (default from the run names)")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
+def compare(folders: tuple[Path, ...], labels: tuple[str, ...], name: str | None, pdf: bool) -> None:
+    """Compare two or more runs (e.g. sync vs async replication) through 05-compare; baseline first."""
+    from lab.report import ReportError, report_compare
+
+    if len(folders) < 2 and not any((f / "runs").is_dir() for f in folders):
+        _fail("compare needs two or more run folders (or a study folder)")
+    if labels and len(labels) != len(folders):
+        _fail(f"--label given {len(labels)} times for {len(folders)} folders; give one per folder or none")
+    try:
+        html = report_compare(list(folders), list(labels), name, pdf=pdf)
     except ReportError as error:
         _fail(str(error))
     click.echo(f"report: {html}" + (f" and {html.with_name('report.pdf')}" if pdf else ""))
@@ -436,6 +480,80 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
     click.echo(f"figures saved: {b.save(f'capacity-{journey}', payload)}")
 
 
+@bench.command("admission")
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--capacity", type=float, default=None,
+              help="the journey's capacity (arrivals/s); default: measured first with the capacity search")
+@click.option("--overload", default=2.0, show_default=True, help="offered load as a multiple of the capacity")
+@click.option("--seconds", default=40.0, show_default=True, help="how long the load is offered")
+@click.option("--max-wait", default=60.0, show_default=True, help="seconds a queued buyer waits in all")
+def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float) -> None:
+    """The same offered load (default 2x capacity) without and with a waiting room: goodput, latency, fairness."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from lab.analysis.traffic import admission_figure, admission_table
+    from lab.capacity import search_journey
+    from lab.load.queue import QueueSettings
+    from lab.overload import run_overload
+
+    if capacity is not None and capacity <= 0:
+        _fail("--capacity must be > 0 (arrivals per second)")
+    if not 1 <= overload <= 10:
+        _fail(f"--overload {overload:g}: allowed 1 to 10 (a multiple of the capacity)")
+    if not 0 < seconds <= 600:
+        _fail(f"--seconds {seconds:g}: allowed 0 < seconds <= 600")
+    try:
+        queue = QueueSettings(max_wait=max_wait)
+    except ValueError as error:
+        _fail(f"--max-wait {max_wait:g}: {error}")
+    ctx = _context()
+    if capacity is None:
+        capacity = search_journey(ctx, journey, log=click.echo).capacity
+        if capacity is None:
+            _fail("the capacity search found no rate that meets the SLO")
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    from lab.paths import data_dir
+
+    runs_dir = data_dir() / "bench" / f"{stamp}-admission-{journey}" / "runs"
+    entries = run_overload(ctx, journey=journey, rate=capacity * overload, seconds=seconds, runs_dir=runs_dir,
+                           log=click.echo, capacity=capacity, queue=queue)
+    dirs = [runs_dir.parent / e["dir"] for e in entries]
+    table = admission_table(dirs, [e["label"] for e in entries])
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        click.echo(table.set_index("label").T.to_string(float_format=lambda v: f"{v:.2f}"))
+    figure = admission_figure(dirs, [e["label"] for e in entries])
+    figure.savefig(runs_dir.parent / "admission.png", dpi=110)
+    (runs_dir.parent / "table.csv").write_text(table.to_csv(index=False))
+    click.echo(f"capacity {capacity:g}/s, offered {capacity * overload:g}/s for {seconds:g}s; "
+               f"figures saved: {runs_dir.parent}")
+
+
+@main.command()
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--start", type=float, help="first arrival rate probed, per second (default api 4, shop 0.5)")
+@click.option("--seconds", "probe_seconds", type=float, help="length of each probe (default api 10, shop 30)")
+@click.option("--p95", "slo_p95", type=float, help="SLO on p95 latency from scheduled start, s (api 1, shop 10)")
+@click.option("--tolerance", type=float, help="stop when pass and fail are this close, relative (default 0.1)")
+@click.option("--max-rate", type=float, help="never probe above this rate (default 400)")
+def capacity(journey: str, start, probe_seconds, slo_p95, tolerance, max_rate) -> None:
+    """Find the journey's capacity under the SLO (step up, then bisect) and the admission limits it implies."""
+    from lab.capacity import DEFAULTS, CapacityError, admission_for, search_journey, settings
+
+    try:
+        chosen = settings(DEFAULTS[journey], start=start, probe_seconds=probe_seconds, slo_p95=slo_p95,
+                          tolerance=tolerance, max_rate=max_rate)
+    except CapacityError as error:
+        _fail(str(error))
+    result = search_journey(_context(), journey, chosen, log=click.echo)
+    if result.capacity is None:
+        _fail("no probed rate met the SLO")
+    room = admission_for(result)
+    click.echo(f"waiting room for this capacity: {room.describe()}  "
+               f"(lab load --admission '{room.model_dump_json(exclude_none=True)}')")
+
+
 class _Closing:
     """Closes the step's recorder when the journey's context ends."""
 
@@ -475,11 +593,74 @@ def engine(images: bool) -> None:
 
 
 @main.command()
-def study() -> None:
-    """Run the default study end to end (for now: the deployment smoke test) and leave a report."""
-    from click import get_current_context
+@click.argument("params_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--preset", help="a preset of studies/ (quick, default) when no PARAMS_FILE is given")
+@click.option("--keep-stack", is_flag=True, help="leave the stack running afterwards (to explore it in `lab lab`)")
+@click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print the report as PDF (Chromium)")
+@click.option("--check", is_flag=True, help="only validate the parameters and print the plan and its budget")
+def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: bool, check: bool) -> None:
+    """Run a study end to end: deploy, seed, load, faults, analysis; publish reports/<study-id>/ (HTML + PDF).
 
-    get_current_context().invoke(smoke)
+    PARAMS_FILE is a study YAML (see studies/default.yaml); without it, --preset (default: `default`).
+    """
+    from lab import study as studies
+    from lab.studyrun import StudyFailed, run_study
+
+    if params_file and preset:
+        _fail("give either PARAMS_FILE or --preset, not both")
+    try:
+        params = studies.load(params_file, preset)
+    except studies.StudyParamsError as error:
+        _fail(str(error))
+    budget = studies.estimate(params)
+    click.echo(f"study `{params.preset}`: {budget.describe()}; at most {params.max_minutes:g} min")
+    for run in studies.plan_runs(params):
+        click.echo(f"  {run.notebook:9} {run.name:22} {run.kind:9} {run.journey:4} {run.label}")
+    if check:
+        return
+    import signal
+
+    def _terminated(signum, frame):  # a CI cancel or `timeout` (SIGTERM) stops the study like Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        result = run_study(params, log=click.echo, keep_stack=keep_stack, pdf=pdf)
+    except StudyFailed as error:
+        _fail(f"{error}\n  executed notebooks: {error.folder.notebooks_dir}\n  study record: "
+              f"{error.folder.path / 'study.json'}")
+    except KeyboardInterrupt:
+        click.secho("interrupted: the study's record is kept" + ("" if keep_stack else " and the stack was torn down"),
+                    fg="red", err=True)
+        sys.exit(130)
+    click.echo(f"report: {result.html}" + (f" and {result.pdf}" if result.pdf else ""))
+
+
+@main.command("lab")
+@click.option("--port", default=8888, show_default=True, help="port on 127.0.0.1")
+def jupyter_lab(port: int) -> None:
+    """Open JupyterLab on the notebooks (127.0.0.1 only) with the lab's kernel; prints the URL."""
+    import os
+    import secrets as _secrets
+
+    from lab.kernel import ensure_kernel
+    from lab.paths import ROOT
+
+    kernel = ensure_kernel()
+    token = _secrets.token_urlsafe(24)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    url = f"http://127.0.0.1:{port}/lab?token={token}"
+    click.echo(f"JupyterLab on {ROOT / 'notebooks'} with the `{kernel}` kernel: {url}")
+    click.echo("Each notebook runs against the deployed stack (`lab up` first); Ctrl-C stops JupyterLab.")
+    command = [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
+               "--no-browser", f"--ServerApp.root_dir={ROOT / 'notebooks'}", f"--IdentityProvider.token={token}",
+               f"--MultiKernelManager.default_kernel_name={kernel}"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # the lab's set-up runs as root on a fresh machine
+    sys.stdout.flush()
+    os.chdir(ROOT / "notebooks")
+    os.execve(command[0], command, env)  # JupyterLab takes this process over: Ctrl-C and signals reach it directly
 
 
 if __name__ == "__main__":

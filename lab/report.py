@@ -14,7 +14,10 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
+from lab.kernel import ensure_kernel
 from lab.paths import ROOT, reports_dir
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 class ReportError(RuntimeError):
@@ -27,7 +30,7 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
     target = out_dir / name
     try:
         papermill.execute_notebook(str(ROOT / "notebooks" / name), str(target), parameters=parameters,
-                                   cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+                                   cwd=str(ROOT), progress_bar=False, kernel_name=ensure_kernel())
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
                           f"(executed copy: {target})") from None
@@ -35,8 +38,10 @@ def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
 
 
 def to_html(notebook: Path, html: Path) -> Path:
+    """Self-contained HTML without code: figures embedded, nothing loaded from a CDN (templates/)."""
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
+                            embed_images=True, exclude_anchor_links=True, template_name="pretix_lab_report",
+                            extra_template_basedirs=[str(TEMPLATES)])
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(body, encoding="utf-8")
@@ -69,12 +74,36 @@ def to_pdf(html: Path, pdf: Path) -> Path:
     return pdf
 
 
-def report_run(run_dir: Path, pdf: bool = True) -> Path:
-    """reports/<run-id>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder."""
-    run_dir = Path(run_dir).resolve()
-    executed = execute_notebook("04-analysis.ipynb", run_dir / "notebooks", {"run_dir": str(run_dir)})
-    out = reports_dir() / run_dir.name
+def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) -> Path:
+    """reports/<name>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder or a study
+    folder (its runs under runs/; it also gets headline.json). The executed notebook is kept in the folder."""
+    from lab.analysis.study import is_run_dir
+
+    folder = Path(folder_or_fail(run_dir)).resolve()
+    key = "run_dir" if is_run_dir(folder) else "study_dir"
+    executed = execute_notebook("04-analysis.ipynb", folder / "notebooks", {key: str(folder), **(parameters or {})})
+    out = reports_dir() / folder.name
     html = to_html(executed, out / "index.html")
     if pdf:
         to_pdf(html, out / "report.pdf")
     return html
+
+
+def report_compare(folders: list[Path], labels: list[str] | None = None, name: str | None = None,
+                   pdf: bool = True) -> Path:
+    """reports/<name>/index.html (+ report.pdf) from notebooks/05-compare.ipynb over two or more run folders."""
+    paths = [Path(folder_or_fail(f)).resolve() for f in folders]
+    name = name or "compare-" + "-vs-".join(p.name.split("-", 1)[-1][:24] for p in paths)[:120]
+    out = reports_dir() / name
+    executed = execute_notebook("05-compare.ipynb", out / "notebooks",
+                                {"run_dirs": [str(p) for p in paths], "labels": list(labels or [])})
+    html = to_html(executed, out / "index.html")
+    if pdf:
+        to_pdf(html, out / "report.pdf")
+    return html
+
+
+def folder_or_fail(path: Path) -> Path:
+    if not Path(path).is_dir():
+        raise ReportError(f"{path} is not a run or study folder")
+    return Path(path)

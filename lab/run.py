@@ -20,9 +20,11 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lab.load.queue import QueueSettings
 from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
 from lab.paths import data_dir
 from lab.seed import Catalogue, CustomerSeed
+from lab.stack.admission import Admission
 from lab.validation import describe
 
 
@@ -44,6 +46,11 @@ class LoadParams(BaseModel):
     audit: bool = True
     faults: list[Any] | dict[str, Any] | None = Field(
         default=None, description="a fault schedule (lab/faults/schedule.py) run next to the load from one t0")
+    admission: Admission | None = Field(
+        default=None, description="admission control at the proxy during the run (lab/stack/admission.py), "
+                                  "restored afterwards; None leaves the proxy as it is")
+    queue: QueueSettings = Field(default_factory=QueueSettings,
+                                 description="how buyers refused by admission control wait and retry")
 
     @field_validator("workload")
     @classmethod
@@ -92,6 +99,11 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
                 print(f"warning: {warning}")
         except FaultScheduleError as error:
             raise RunParamsError(f"invalid load parameters: faults: {error}") from None
+    if params.admission is not None and params.admission.mode != "off" and params.queue.waits():
+        grace = float(getattr(params.parsed_workload(), "grace", 0.0))
+        if grace < params.queue.max_wait:
+            print(f"warning: workload.grace {grace:g}s < queue.max_wait {params.queue.max_wait:g}s: buyers still "
+                  "queued when the grace ends are cancelled")
     if catalogue is not None:
         names = [p.name for p in catalogue.products]
         for product in params.product_mix:
@@ -115,6 +127,23 @@ def write_once(path: Path, text: str) -> None:
         out.write(text)
 
 
+def host_hardware(cpuinfo: str | None = None, meminfo: str | None = None) -> dict[str, Any]:
+    """CPU model, logical cores and RAM of the machine (from /proc; None where it cannot be read)."""
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return ""
+
+    cpuinfo = read("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    meminfo = read("/proc/meminfo") if meminfo is None else meminfo
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.lower().startswith("model name")), None)
+    total_kib = next((int(line.split()[1]) for line in meminfo.splitlines() if line.startswith("MemTotal:")), None)
+    return {"cpu_model": model or platform.processor() or None, "cpus": os.cpu_count(),
+            "memory_bytes": total_kib * 1024 if total_kib else None}
+
+
 def environment(docker_client) -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -122,7 +151,7 @@ def environment(docker_client) -> dict[str, Any]:
 
     record = environment_record(docker_client)
     record.update({
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+        "host": {"machine": platform.machine(), **host_hardware(),
                  "kernel": platform.release(), "python": platform.python_version()},
         "packages": {p: version(p) for p in ("httpx", "pandas", "pyarrow", "docker")},
         "pretix": "2026.8.0",
@@ -190,18 +219,21 @@ class FaultsAlongside:
 def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogue_ids: dict[str, dict],
             event: str, buyer_secret: str, stack_params: dict | None = None, root: Path | None = None,
             log=print) -> Path:
-    """Run one workload against the deployed stack and record everything; returns the run folder."""
+    """Run one workload against the deployed stack and record everything; returns the run folder.
+
+    With `params.admission`, the proxy's admission control is set before the load and restored after it.
+    """
+    run_id, run_dir = new_run_dir(params.name, params.journey, root)
+    write_once(run_dir / "params.yaml", yaml.safe_dump({"load": params.model_dump(), "stack": stack_params},
+                                                        sort_keys=False, allow_unicode=True))
+    write_once(run_dir / "environment.json", json.dumps(environment(docker_client), indent=2))
+    pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(run_dir / "customers.parquet")
     from lab.buyers import password_for
     from lab.load.api import ApiJourney
     from lab.load.http import Stepper
     from lab.load.recorder import Recorder
     from lab.load.runner import attempts_to
 
-    run_id, run_dir = new_run_dir(params.name, params.journey, root)
-    write_once(run_dir / "params.yaml", yaml.safe_dump({"load": params.model_dump(), "stack": stack_params},
-                                                        sort_keys=False, allow_unicode=True))
-    write_once(run_dir / "environment.json", json.dumps(environment(docker_client), indent=2))
-    pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(run_dir / "customers.parquet")
     weights = {catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
     monitor = None
     if params.monitor:
@@ -213,9 +245,15 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
     summary = None
     plan = params.fault_plan()
     faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access) if plan is not None else None
+    restore, restore_error = None, None
+    if params.admission is not None:
+        from lab.stack import admission
+
+        restore = admission.current()
+        admission.apply(params.admission, docker_client=docker_client, access=access, log=log)
     try:
         with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
-            stepper = Stepper(requests, params.journey)
+            stepper = Stepper(requests, params.journey, queue=params.queue)
             if params.journey == "api":
                 journey = ApiJourney(access.base_url, access.tls(), access.api_token, access.organizer, event,
                                      stepper, buyers, weights)
@@ -228,6 +266,11 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
             summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
     finally:
         ended = time.time()
+        if restore is not None:  # before the audit: its API calls must not wait in a queue
+            try:
+                admission.apply(restore, docker_client=docker_client, access=access, log=log)
+            except Exception as error:  # noqa: BLE001 - raised after the run's record is written
+                restore_error = error
         if monitor is not None:
             monitor.stop()
         try:
@@ -239,8 +282,11 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
         meta = {"run_id": run_id, "event": event, "organizer": access.organizer, "started": started,
                 "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),
                 "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None,
-                "faults": faults.record() if faults is not None else None}
+                "faults": faults.record() if faults is not None else None,
+                "admission": params.admission.model_dump() if params.admission is not None else None}
         write_once(run_dir / "run.json", json.dumps(meta, indent=2, default=str))
+    if restore_error is not None:
+        raise restore_error
     if summary is not None:
         log(summary.describe())
     if faults is not None and faults.result is not None:

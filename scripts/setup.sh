@@ -1,9 +1,24 @@
 #!/usr/bin/env bash
-# Idempotent set-up of the lab's Python environment: a venv in .venv with the pinned packages.
+# Idempotent set-up of the lab's Python environment: a venv in .venv with the pinned packages, Debian's
+# Chromium (prints the reports as PDF) and poppler-utils (the tests read the PDFs with pdftotext).
 # The Docker engine and the images are set up by the lab itself when it first needs them
 # (`lab engine`, `lab up`), so that every entry point does its own set-up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# System packages: only what is missing, only with apt-get as root (otherwise say what to install).
+missing=()
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
+command -v pdftotext >/dev/null || missing+=(poppler-utils)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing ${missing[*]} (Debian packages) ..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
+  else
+    echo "warning: missing ${missing[*]}: install them (apt-get install ${missing[*]}) for the PDF report" >&2
+  fi
+fi
 
 PY="${PYTHON:-python3}"
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
@@ -30,3 +45,5 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+# The notebooks' kernel (the venv's Python), for papermill and JupyterLab.
+.venv/bin/python -c 'from lab.kernel import ensure_kernel; ensure_kernel()'

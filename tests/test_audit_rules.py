@@ -14,6 +14,7 @@ from lab.audit_rules import (
     find_ghosts,
     find_lost,
     find_oversold,
+    foreign_orders,
     link_orders,
     quota_usage,
     read_audit,
@@ -197,3 +198,21 @@ def test_shop_orders_link_by_their_12_digit_tag():
                            "internal_reference": ["lab-0a1b2c3d4e5f", None, "lab-ffffffffffff"]})
     linked = link_orders(orders, [attempt])
     assert list(linked["attempt_id"].fillna("-")) == [attempt, attempt, "-"]
+
+
+def test_orders_tagged_by_another_run_are_not_this_runs_ghosts():
+    mine, other = str(uuid.uuid4()), str(uuid.uuid4())
+    orders = pd.DataFrame([
+        {"code": "M1", "status": "p", "comment": f"lab-attempt {mine}", "email": None, "internal_reference": None},
+        {"code": "F1", "status": "p", "comment": f"lab-attempt {other}", "email": None, "internal_reference": None},
+        {"code": "F2", "status": "n", "comment": None, "email": None,
+         "internal_reference": "lab-" + other.replace("-", "")[:12]},
+        {"code": "U1", "status": "p", "comment": None, "email": "walk-in@example.org", "internal_reference": None},
+    ])
+    attempts = pd.DataFrame([{"attempt_id": mine, "outcome": "failed", "order_code": None}])
+    linked = link_orders(orders, [mine])
+    assert foreign_orders(linked).tolist() == [False, True, True, False]
+    assert set(find_ghosts(attempts, linked)["code"]) == {"M1", "U1"}
+    result = audit(attempts, linked, pd.DataFrame(columns=["order_code", "item_id"]),
+                   _quotas())
+    assert result.totals["db_orders_of_other_runs"] == 2 and result.ghost.count == 2

@@ -9,7 +9,7 @@ from lab.cli import main
 from lab.paths import ROOT
 
 COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse",
-            "report"]
+            "capacity", "report", "compare", "lab"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -59,3 +59,25 @@ def test_fault_schedule_from_a_yaml_file(tmp_path):
     result = CliRunner().invoke(main, ["load", "--workload", '{"model":"constant","rate":1,"duration":30}',
                                        "--faults", str(path)])
     assert result.exit_code == 2 and "undone at 55 s, after the load's 30 s" in result.output, result.output
+
+
+def test_analyse_a_study_folder_prints_the_verdicts(tmp_path):
+    from study_fixture import build_study
+
+    study = build_study(tmp_path / "study")
+    result = CliRunner().invoke(main, ["analyse", str(study), "--target", "300"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("FAIL: study (6 run(s))")  # the api p95 at its best steady step breaks the SLO
+    assert "pass    sustained purchases per minute: 360/min (target >= 300/min" in result.output
+    assert "capacity api: at most 360/min" in result.output and "total 0.078 s -> 0.56 cores" in result.output
+    bad = CliRunner().invoke(main, ["analyse", str(study), "--utilisation", "0"])
+    assert bad.exit_code == 2 and "--utilisation must be in (0, 1]" in bad.output
+
+
+def test_compare_refuses_one_run_and_wrong_labels(tmp_path):
+    one = tmp_path / "run"
+    one.mkdir()
+    result = CliRunner().invoke(main, ["compare", str(one)])
+    assert result.exit_code == 2 and "two or more run folders" in result.output
+    result = CliRunner().invoke(main, ["compare", str(one), str(one), "--label", "a"])
+    assert result.exit_code == 2 and "--label given 1 times for 2 folders" in result.output

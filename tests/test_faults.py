@@ -156,8 +156,8 @@ def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items,
 
     params = validate_load({
         "name": f"kill-{signal.lower()}", "journey": "api", "monitor": False,
-        "workload": {"model": "constant", "rate": 4, "duration": 45, "grace": 60},
-        "faults": {"faults": [{"at": 10, "target": "pretix-web-1", "action": "kill", "duration": 12,
+        "workload": {"model": "constant", "rate": 4, "duration": 55, "grace": 60},
+        "faults": {"faults": [{"at": 10, "target": "pretix-web-1", "action": "kill", "duration": 10,
                                "options": {"signal": signal}}], "steady_state": {"settle": 90}},
     }, Catalogue())
     run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
@@ -169,7 +169,7 @@ def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items,
     assert outcome["before"]["outcome"] == "pass" and outcome["after"]["outcome"] == "pass", outcome
     t0 = meta["faults"]["t0"]
     attempts = read_attempts(run_dir)
-    assert len(attempts) == 180
+    assert len(attempts) == 220
     audit = read_audit(run_dir)
     print(audit.describe())
     assert audit.clean and audit.lost.count == 0 and audit.duplicate.count == 0, audit.describe()

@@ -246,6 +246,16 @@ def test_progress_bar_shows_launched_in_flight_and_completed(capsys):
     assert "40/40" in err and "in_flight=" in err and "completed=40" in err
 
 
+def test_progress_bar_of_an_unbounded_closed_run(capsys):
+    """A closed run bounded only by time has no total: its progress bar must not be truth-tested (tqdm raises)."""
+    async def journey(attempt: Attempt) -> None:
+        await asyncio.sleep(0.05)
+        attempt.outcome = "purchased"
+
+    summary = asyncio.run(run_closed(ClosedWorkload(users=2, duration=0.5), journey, progress=True))
+    assert summary.completed >= 4 and "completed=" in capsys.readouterr().err
+
+
 def test_a_journey_that_ignores_cancellation_is_abandoned_and_counted(monkeypatch):
     import lab.load.runner as runner
 
@@ -267,3 +277,12 @@ def test_a_journey_that_ignores_cancellation_is_abandoned_and_counted(monkeypatc
     summary = asyncio.run(main())
     assert summary.cancelled == summary.launched == 5 and summary.completed == 0
     assert time.monotonic() - began < 2
+
+
+def test_closed_model_runs_with_a_progress_bar():
+    """A closed workload has no planned total: its tqdm bar must not be asked for its truth value (TypeError)."""
+    async def journey(attempt: Attempt) -> None:
+        await asyncio.sleep(0.02)
+
+    summary = asyncio.run(run_closed(ClosedWorkload(users=2, duration=0.5), journey, progress=True))
+    assert summary.completed > 0 and not summary.failed

@@ -116,6 +116,9 @@ class ApiJourney:
                 if outcome == "sold_out":
                     attempt.outcome = "sold_out"
                     return
+                if outcome == "queued":  # still refused by admission control when the buyer's patience ran out
+                    attempt.outcome, attempt.error_kind = "queued", kind
+                    return
                 attempt.error_kind = kind
                 if kind not in RETRYABLE or retry == self.max_retries:
                     if kind in CHECK_FIRST:  # the last word was a 5xx: the order may still be there

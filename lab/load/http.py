@@ -5,6 +5,7 @@ A failed request is data (counted by step and error kind), never an exception th
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from lab.load.queue import QueueSettings, is_queued, pause_for
 from lab.load.recorder import Recorder, RequestRecord
 from lab.load.runner import Attempt
 
@@ -21,8 +23,11 @@ SOLD_OUT_MARKERS = ("not enough quota", "sold out", "esgotad", "no longer availa
                     "não há quota suficiente")
 
 
+CLIENT_HEADER = "X-Lab-Client"  # each simulated buyer's own key for per-client admission control
+
+
 def classify(response: httpx.Response | None, error: BaseException | None) -> tuple[str, str | None]:
-    """(outcome, error_kind) of one request: ok, sold_out, or error with a kind."""
+    """(outcome, error_kind) of one request: ok, sold_out, queued (told to retry later), or error with a kind."""
     if error is not None:
         if isinstance(error, httpx.TimeoutException):
             return "error", "timeout"
@@ -33,6 +38,8 @@ def classify(response: httpx.Response | None, error: BaseException | None) -> tu
         return "error", type(error).__name__
     assert response is not None
     code = response.status_code
+    if is_queued(response):
+        return "queued", None
     if code < 400:
         return "ok", None
     if code == 400 and any(m in response.text.lower() for m in SOLD_OUT_MARKERS):
@@ -49,12 +56,34 @@ class Stepper:
     recorder: Recorder[RequestRecord]
     journey: str
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
     async def step(
         self, client: httpx.AsyncClient, attempt: Attempt, step: str, method: str, url: str, *,
         retry: int = 0, idempotency_key: str | None = None, **kwargs: Any,
     ) -> tuple[httpx.Response | None, str, str | None]:
-        """One request, timed from the wall clock and recorded. Returns (response, outcome, error_kind)."""
+        """One request, recorded; a refusal by admission control is waited out as its Retry-After says.
+
+        Returns (response, outcome, error_kind); outcome `queued` when the buyer gave up waiting.
+        """
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), CLIENT_HEADER: attempt.attempt_id}
+        while True:
+            response, outcome, kind = await self._once(client, attempt, step, method, url, retry=retry,
+                                                       idempotency_key=idempotency_key, **kwargs)
+            if outcome != "queued" or response is None:
+                return response, outcome, kind
+            attempt.queued += 1
+            pause = pause_for(response, self.queue, attempt.queue_wait)
+            if pause is None:
+                return response, outcome, "queue_gave_up"
+            await asyncio.sleep(pause)
+            attempt.queue_wait += pause
+
+    async def _once(
+        self, client: httpx.AsyncClient, attempt: Attempt, step: str, method: str, url: str, *,
+        retry: int = 0, idempotency_key: str | None = None, **kwargs: Any,
+    ) -> tuple[httpx.Response | None, str, str | None]:
+        """One request, timed from the wall clock and recorded."""
         start = time.time()
         response: httpx.Response | None = None
         error: BaseException | None = None

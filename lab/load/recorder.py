@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 REQUESTS = "requests.parquet"
 ATTEMPTS = "attempts.parquet"
 
-REQUEST_OUTCOMES = frozenset({"ok", "sold_out", "error"})
-ATTEMPT_OUTCOMES = frozenset({"purchased", "sold_out", "failed", "dropped", "cancelled"})
+REQUEST_OUTCOMES = frozenset({"ok", "sold_out", "error", "queued"})
+ATTEMPT_OUTCOMES = frozenset({"purchased", "sold_out", "failed", "dropped", "cancelled", "queued"})
 
 
 @dataclass(slots=True, kw_only=True)
@@ -43,7 +43,7 @@ class RequestRecord:
     start: float
     end: float
     status: int = 0  # 0 when no response came
-    outcome: Literal["ok", "sold_out", "error"] = "ok"
+    outcome: Literal["ok", "sold_out", "error", "queued"] = "ok"  # queued: refused by admission, retry later
     error_kind: str | None = None  # timeout, connect, http_5xx, http_409, http_400, protocol ...
     order_code: str | None = None
     idempotency_key: str | None = None
@@ -63,11 +63,14 @@ class AttemptRecord:
     scheduled: float
     start: float | None  # None when it never started (dropped, or cancelled before it ran)
     end: float | None
-    outcome: Literal["purchased", "sold_out", "failed", "dropped", "cancelled"]
+    # queued: the buyer gave up waiting in front of admission control
+    outcome: Literal["purchased", "sold_out", "failed", "dropped", "cancelled", "queued"]
     order_code: str | None = None
     error_kind: str | None = None
     retries: int = 0
     idempotency_key: str | None = None
+    queued: int = 0  # refusals by admission control the buyer saw (each told it to come back later)
+    queue_wait: float = 0.0  # seconds the buyer waited in the queue in all
     run_id: str = ""
 
 
@@ -83,7 +86,7 @@ ATTEMPT_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("attempt_id", pa.string()), ("buyer", pa.string()), ("journey", pa.string()),
     ("scheduled", pa.float64()), ("start", pa.float64()), ("end", pa.float64()), ("outcome", pa.string()),
     ("order_code", pa.string()), ("error_kind", pa.string()), ("retries", pa.int32()),
-    ("idempotency_key", pa.string()),
+    ("idempotency_key", pa.string()), ("queued", pa.int32()), ("queue_wait", pa.float64()),
 ])
 
 R = TypeVar("R", RequestRecord, AttemptRecord)

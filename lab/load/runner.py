@@ -56,11 +56,13 @@ class Attempt:
     scheduled: float  # wall epoch s of its due start (closed model: when the user decided to start)
     started: float | None = None  # wall epoch s when the journey actually began to run
     ended: float | None = None
-    outcome: Literal["purchased", "sold_out", "failed"] | None = None
+    outcome: Literal["purchased", "sold_out", "failed", "queued"] | None = None
     order_code: str | None = None
     error_kind: str | None = None
     retries: int = 0
     buyer: str | None = None  # the journey may name the customer it used
+    queued: int = 0  # refusals by admission control (429/503 + Retry-After) this buyer saw
+    queue_wait: float = 0.0  # seconds it waited in the queue
     _due: float = field(default=math.nan, repr=False)  # monotonic
     _began: float = field(default=math.nan, repr=False)  # monotonic
     _final: bool = field(default=False, repr=False)
@@ -254,7 +256,7 @@ class _Execution:
 
     async def finalise(self, body: Callable[[], Awaitable[None]]) -> RunSummary:
         """Run the executor body; whatever happens, cancel what is left, then build and emit the summary."""
-        ticker = asyncio.get_running_loop().create_task(self.ticker()) if self.bar else None
+        ticker = asyncio.get_running_loop().create_task(self.ticker()) if self.bar is not None else None
         interrupted = True
         loop_alive = True
         try:
@@ -389,7 +391,7 @@ def attempts_to(recorder: Recorder[AttemptRecord], journey: str) -> Callable[[Ru
             attempt_id=attempt.attempt_id, buyer=attempt.buyer or str(attempt.buyer_index), journey=journey,
             scheduled=attempt.scheduled, start=attempt.started, end=attempt.ended, outcome=outcome,  # type: ignore[arg-type]
             order_code=attempt.order_code, error_kind=error_kind, retries=attempt.retries,
-            idempotency_key=attempt.idempotency_key,
+            idempotency_key=attempt.idempotency_key, queued=attempt.queued, queue_wait=attempt.queue_wait,
         ))
 
     return listen

@@ -419,6 +419,8 @@ class ShopJourney:
         v.current = None
         if outcome == "sold_out":
             raise ShopStop("sold_out")
+        if outcome == "queued":
+            raise ShopStop("queued", kind)
         if outcome != "ok" or response is None:
             if response is not None and response.status_code == 403 and "csrf" in response.text.lower():
                 kind = "csrf"

@@ -19,7 +19,7 @@ import yaml
 
 from lab.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
-from lab.stack import secrets
+from lab.stack import admission, secrets
 from lab.stack.compose import Compose
 from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
@@ -199,6 +199,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         tls = secrets.ensure_tls(directory)
         secrets.write_private(directory / "params.json", params.model_dump_json(indent=2))
         _write_limits(params, directory / "compose.limits.yaml")
+        admission.ensure(directory)  # the proxy mounts it; off unless a configuration is already there
         pretix_id = image_ids["pretix-lab/pretix:local"].split(":")[-1][:16]
         template = template_dir() / f"pretix-{pretix_id}.dump"
         use_template = fresh_db and template.exists()
@@ -216,6 +217,9 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         base_url = f"https://127.0.0.1:{params.https_port}"
         report.access = bootstrap(container(client, "pretix-web-1"), base_url, tls / "ca.crt", directory)
         _wait_https(report.access)
+        # a deployment starts with admission control off, whatever an interrupted run left configured
+        admission.apply(admission.OFF, docker_client=client, access=report.access, directory=directory,
+                        log=lambda _m: None)
     return report
 
 

@@ -1,0 +1,397 @@
+"""A study: one validated parameter file -> the runs it makes, and whether it fits its time budget.
+
+A study is the lab's main job: deploy, seed, a capacity ramp per journey, the seed's on-sale spike, the fault
+catalogue under load, the overload scenario, analysis and report (lab/studyrun.py runs the notebooks in order).
+Everything a study will do is derived from StudyParams here, so every mistake (a bad field, a fault schedule that
+does not fit, a study longer than its `max_minutes`) is reported before anything is deployed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lab.paths import ROOT
+from lab.seed import Catalogue, CustomerSeed
+from lab.stack.params import StackParams
+
+PRESETS_DIR = ROOT / "studies"
+
+
+class StudyParamsError(ValueError):
+    """A study parameter is wrong; raised before anything is deployed. One line per bad field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SeedParams(_Section):
+    catalogue: Catalogue = Field(default_factory=Catalogue)
+    customers: CustomerSeed = Field(default_factory=CustomerSeed)
+
+
+class CapacityApi(_Section):
+    """Open workload, constant-rate steps of the api journey: where does it saturate?"""
+
+    rates: list[float] = Field(min_length=1, max_length=20, description="offered orders per second, one run each")
+    step_seconds: float = Field(default=45, ge=3, le=600, description="seconds each step offers load")
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, value: list[float]) -> list[float]:
+        if any(r <= 0 or r > 200 for r in value):
+            raise ValueError(f"every rate must be > 0 and <= 200 per second (got {value})")
+        return value
+
+
+class CapacityShop(_Section):
+    """Closed workload steps of the web-shop journey (N concurrent buyers with think time)."""
+
+    users: list[int] = Field(min_length=1, max_length=10, description="concurrent buyers, one run each")
+    step_seconds: float = Field(default=40, ge=3, le=600)
+    think_time: float = Field(default=1.0, ge=0, le=60, description="mean seconds between a buyer's checkouts")
+    login_share: float = Field(default=0.2, ge=0, le=1, description="share of buyers who log in")
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, value: list[int]) -> list[int]:
+        if any(u < 1 or u > 200 for u in value):
+            raise ValueError(f"every step needs 1 to 200 users (got {value})")
+        return value
+
+
+class Spike(_Section):
+    """The on-sale: the seed's purchases per minute offered at once, per journey."""
+
+    per_min: float = Field(default=800, gt=0, le=60_000, description="offered purchases per minute")
+    api_seconds: float = Field(default=60, ge=0, le=600, description="api journey: seconds (0 skips it)")
+    shop_seconds: float = Field(default=20, ge=0, le=600, description="shop journey: seconds (0 skips it)")
+    shop_max_in_flight: int = Field(default=100, ge=1, le=2000,
+                                    description="shop: checkouts in flight; arrivals beyond are dropped, counted")
+    login_share: float = Field(default=0.2, ge=0, le=1)
+    grace: float = Field(default=30, ge=1, le=300,
+                         description="seconds the attempts still in flight may take after the arrivals stop")
+
+
+class FaultSteps(_Section):
+    """One api run at a rate below capacity with the fault catalogue injected in sequence."""
+
+    rate: float = Field(default=5, gt=0, le=200, description="api orders per second while faults happen")
+    seconds: float = Field(default=240, ge=5, le=1800, description="seconds of load (every fault is undone in it)")
+    steps: list[dict[str, Any]] = Field(default_factory=list, max_length=50,
+                                        description="fault steps (lab/faults/schedule.py); `optional: true` "
+                                                    "drops a step whose action is not in the catalogue")
+    steady_state: dict[str, Any] = Field(default_factory=dict)
+
+
+class Overload(_Section):
+    """Traffic control (lab.overload, when present): the same offered load without and with admission."""
+
+    enabled: bool = True
+    factor: float = Field(default=2.0, gt=0, le=10, description="offered rate as a multiple of the measured "
+                                                                  "api capacity")
+    seconds: float = Field(default=40, ge=3, le=600)
+    fallback_rate: float = Field(default=16, gt=0, le=200,
+                                 description="offered rate when no capacity step met the SLO")
+    queue_max_wait: float = Field(default=45, ge=1, le=600,
+                                  description="seconds a refused buyer keeps retrying (Retry-After) before giving up")
+
+
+class Analysis(_Section):
+    target_per_min: float = Field(default=800.0, gt=0)
+    slo_p95_seconds: float = Field(default=1.0, gt=0)
+    slo_p95_shop_seconds: float = Field(default=10.0, gt=0)
+    slo_error_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class StudyParams(_Section):
+    """Everything a study does. Defaults are the `default` preset's shape; presets live in studies/*.yaml."""
+
+    preset: str = Field(default="custom", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
+                        description="a short name, part of the study id")
+    description: str = ""
+    max_minutes: float = Field(default=20, gt=0, le=600, description="refuse a study estimated to take longer")
+    stack: StackParams = Field(default_factory=StackParams)
+    seed: SeedParams = Field(default_factory=SeedParams)
+    product_mix: dict[str, float] = Field(default_factory=lambda: {"Bilhete Geral": 0.8, "Estudante": 0.15,
+                                                                    "VIP": 0.05})
+    capacity_api: CapacityApi = Field(default_factory=lambda: CapacityApi(rates=[4, 8, 12, 16]))
+    capacity_shop: CapacityShop = Field(default_factory=lambda: CapacityShop(users=[2, 4, 8]))
+    spike: Spike = Field(default_factory=Spike)
+    faults: FaultSteps = Field(default_factory=FaultSteps)
+    overload: Overload = Field(default_factory=Overload)
+    analysis: Analysis = Field(default_factory=Analysis)
+
+
+# ------------------------------------------------------------------------------------------------------ planning
+@dataclass
+class PlannedRun:
+    """One run of the study: what lab.run.execute is given, and how study.json names it."""
+
+    name: str
+    kind: str
+    journey: str
+    label: str
+    load: dict[str, Any]
+    notebook: str
+
+    def seconds(self) -> float:
+        from lab.load.workload import parse_workload
+
+        workload = parse_workload(self.load["workload"])
+        return float(getattr(workload, "total_duration", None) or workload.duration)
+
+
+def _rate_name(rate: float) -> str:
+    return f"{rate:g}".replace(".", "p")
+
+
+def fault_steps(params: StudyParams) -> list[dict[str, Any]]:
+    """The schedule's steps: `optional` steps whose action the catalogue lacks are left out."""
+    from lab.faults import faults
+
+    known = set(faults.names())
+    steps = []
+    for step in params.faults.steps:
+        step = dict(step)
+        optional = bool(step.pop("optional", False))
+        if optional and step.get("action") not in known:
+            continue
+        steps.append(step)
+    return steps
+
+
+def plan_runs(params: StudyParams) -> list[PlannedRun]:
+    """Every run of notebooks 02-load and 03-faults, in order (the overload runs depend on the measured capacity
+    and are planned by the notebook)."""
+    mix = params.product_mix
+    runs: list[PlannedRun] = []
+    cap = params.capacity_api
+    for rate in cap.rates:
+        runs.append(PlannedRun(f"capacity-api-{_rate_name(rate)}", "capacity", "api", f"{rate:g}/s", {
+            "journey": "api", "product_mix": mix,
+            "workload": {"model": "constant", "rate": rate, "duration": cap.step_seconds, "grace": 30}}, "02-load"))
+    shop = params.capacity_shop
+    for users in shop.users:
+        runs.append(PlannedRun(f"capacity-shop-{users}", "capacity", "shop", f"{users} users", {
+            "journey": "shop", "product_mix": mix, "login_share": shop.login_share,
+            "workload": {"model": "closed", "users": users, "think_time": shop.think_time,
+                         "duration": shop.step_seconds, "grace": 30}}, "02-load"))
+    spike = params.spike
+    rate = spike.per_min / 60.0
+    if spike.api_seconds > 0:
+        runs.append(PlannedRun("spike-api", "spike", "api", f"{spike.per_min:g}/min", {
+            "journey": "api", "product_mix": mix,
+            "workload": {"model": "constant", "rate": round(rate, 3), "duration": spike.api_seconds,
+                         "grace": spike.grace}}, "02-load"))
+    if spike.shop_seconds > 0:
+        runs.append(PlannedRun("spike-shop", "spike", "shop", f"{spike.per_min:g}/min", {
+            "journey": "shop", "product_mix": mix, "login_share": spike.login_share,
+            "workload": {"model": "constant", "rate": round(rate, 3), "duration": spike.shop_seconds,
+                         "max_in_flight": spike.shop_max_in_flight, "grace": spike.grace}}, "02-load"))
+    steps = fault_steps(params)
+    if steps:
+        schedule: dict[str, Any] = {"faults": steps}
+        if params.faults.steady_state:
+            schedule["steady_state"] = params.faults.steady_state
+        runs.append(PlannedRun("faults-api", "faults", "api", f"{len(steps)} faults", {
+            "journey": "api", "product_mix": mix, "faults": schedule,
+            "workload": {"model": "constant", "rate": params.faults.rate, "duration": params.faults.seconds,
+                         "grace": 30}}, "03-faults"))
+    for run in runs:
+        run.load["name"] = run.name
+    return runs
+
+
+def overload_available() -> bool:
+    try:
+        import lab.overload  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -------------------------------------------------------------------------------------------------------- budget
+# Measured on this 2-core machine (the quick study, README): seconds outside the load itself.
+# The machine's one-time set-up is not part of a study's budget (like the image builds): the first deployment
+# on a machine migrates an empty database (~95 s more than a warm one) and keeps it as a template.
+DEPLOY_WARM_SECONDS = 55.0  # a new deployment restoring the migrated-database template (measured 48-52 s)
+DEPLOY_CONVERGE_SECONDS = 20.0  # `lab up` on a running deployment (measured 12-19 s)
+CUSTOMERS_PASSWORD_PER_S = 5.5
+CUSTOMERS_PLAIN_PER_S = 30.0
+SEED_SECONDS = 2.0  # the catalogue, the customer list
+RUN_OVERHEAD_SECONDS = 5.0  # environment record, container logs, audit (measured about 4 s)
+API_SATURATES_PER_S = 10.0  # the api journey saturates both cores at about 10 orders/s (README)
+PG_FAILOVER_EXTRA_SECONDS = 20.0  # the undo's rebuild and failback (measured: done within the load, settle 8 s)
+NOTEBOOK_SECONDS = 4.0  # a kernel start and the imports (measured 2-4 s)
+REPORT_SECONDS = 30.0  # 04-analysis over every run, HTML, Chromium's PDF (quick study: 6 s)
+TEARDOWN_SECONDS = 15.0  # lab down --volumes (measured about 10 s)
+
+
+def deploy_seconds() -> float:
+    """What `lab up` will cost, from the machine's state files (no engine call)."""
+    from lab.paths import deploy_dir
+
+    return DEPLOY_CONVERGE_SECONDS if (deploy_dir() / "pretix.json").exists() else DEPLOY_WARM_SECONDS
+
+
+@dataclass
+class Budget:
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return sum(self.phases.values())
+
+    def describe(self) -> str:
+        parts = ", ".join(f"{k} {v / 60:.1f}" for k, v in self.phases.items())
+        return f"estimated {self.total / 60:.1f} min ({parts})"
+
+
+def estimate(params: StudyParams, runs: list[PlannedRun] | None = None, deploy: float | None = None) -> Budget:
+    """The study's wall time from its parameters and the costs measured here (deploy, seeding, overheads).
+    `deploy`: seconds for the deployment (default: from the machine's state, cold, warm or converge)."""
+    runs = plan_runs(params) if runs is None else runs
+    who = params.seed.customers
+    budget = Budget()
+    budget.phases["deploy"] = (deploy_seconds() if deploy is None else deploy) + NOTEBOOK_SECONDS
+    budget.phases["seed"] = (who.login_pool / CUSTOMERS_PASSWORD_PER_S
+                             + (who.count - who.login_pool) / CUSTOMERS_PLAIN_PER_S + SEED_SECONDS + NOTEBOOK_SECONDS)
+    for notebook in ("02-load", "03-faults"):
+        mine = [r for r in runs if r.notebook == notebook]
+        seconds = sum(r.seconds() + RUN_OVERHEAD_SECONDS + drain_seconds(r) for r in mine) + NOTEBOOK_SECONDS
+        if any(s.get("action") == "pg-failover" for r in mine for s in (r.load.get("faults") or {}).get("faults", [])):
+            seconds += PG_FAILOVER_EXTRA_SECONDS
+        budget.phases[notebook.split("-", 1)[1]] = seconds
+    if params.overload.enabled and overload_available():
+        over = params.overload  # each run: arrivals, then queued buyers' last tries, then the stack drains
+        budget.phases["overload"] = 2 * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait + 15)
+    budget.phases["report"] = REPORT_SECONDS + NOTEBOOK_SECONDS
+    budget.phases["teardown"] = TEARDOWN_SECONDS
+    return budget
+
+
+def drain_seconds(run: PlannedRun) -> float:
+    """A run that overloads the stack waits up to its grace for the attempts still in flight."""
+    workload = run.load["workload"]
+    overloads = run.kind in ("spike", "overload") or (
+        run.journey == "api" and workload.get("model") == "constant" and workload.get("rate", 0) > API_SATURATES_PER_S)
+    return float(workload.get("grace", 30)) if overloads else 0.0
+
+
+# ---------------------------------------------------------------------------------------------------- validation
+def _field_errors(error: ValidationError, model: type[BaseModel]) -> list[str]:
+    lines = []
+    for item in error.errors():
+        loc = [str(p) for p in item["loc"]]
+        name = ".".join(loc) or "study"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            holder: Any = model
+            for part in loc[:-1]:
+                info = holder.model_fields.get(part) if hasattr(holder, "model_fields") else None
+                annotation = getattr(info, "annotation", None)
+                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                    holder = annotation
+            message = f"unknown parameter; allowed: {', '.join(holder.model_fields)}"
+        elif item["type"] == "missing":
+            message = "required"
+        elif not isinstance(item.get("input"), dict | list):
+            message += f" (got {item.get('input')!r})"
+        lines.append(f"  {name}: {message}")
+    return lines
+
+
+def _run_errors(run: PlannedRun, text: str) -> list[str]:
+    """A planned run's validation lines, named by the study field that made them."""
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.endswith("parameters:") or line.endswith("invalid fault schedule:"):
+            continue
+        line = line.removeprefix("faults: invalid fault schedule:").strip()
+        if run.kind == "faults" and line.startswith("faults."):
+            lines.append(f"  faults.steps.{line.removeprefix('faults.')}")
+        elif run.kind == "faults" and line.startswith("steady_state"):
+            lines.append(f"  faults.{line}")
+        elif line.startswith("product_mix"):
+            lines.append(f"  {line}")
+        else:
+            section = {"capacity": f"capacity_{run.journey}", "spike": "spike", "faults": "faults"}[run.kind]
+            lines.append(f"  {section} (run {run.name}): {line}")
+    return lines
+
+
+def validate(raw: dict[str, Any] | None, *, check_budget: bool = True) -> StudyParams:
+    """A raw mapping -> StudyParams whose every run is valid and which fits its budget; else StudyParamsError."""
+    from lab.run import RunParamsError, validate_load
+
+    if raw is not None and not isinstance(raw, dict):
+        raise StudyParamsError(f"invalid study parameters:\n  a study is a mapping of sections; got "
+                               f"{type(raw).__name__}")
+    try:
+        params = StudyParams.model_validate(raw or {})
+    except ValidationError as error:
+        raise StudyParamsError("invalid study parameters:\n" + "\n".join(_field_errors(error, StudyParams))) \
+            from None
+    except ValueError as error:  # a model_post_init check (e.g. seed.customers.login_pool > count)
+        raise StudyParamsError(f"invalid study parameters:\n  {error}") from None
+    runs = plan_runs(params)
+    lines = []
+    for run in runs:
+        try:
+            validate_load(run.load, params.seed.catalogue)
+        except RunParamsError as error:
+            lines += _run_errors(run, str(error))
+    if lines:
+        raise StudyParamsError("invalid study parameters:\n" + "\n".join(dict.fromkeys(lines)))
+    if check_budget:
+        budget = estimate(params, runs)
+        if budget.total > params.max_minutes * 60:
+            raise StudyParamsError(
+                f"invalid study parameters:\n  max_minutes: the study is {budget.describe()}, above "
+                f"max_minutes={params.max_minutes:g}; shorten its steps or raise max_minutes")
+    return params
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise StudyParamsError(f"invalid study parameters:\n  preset: no preset named {name!r}; "
+                               f"known: {', '.join(preset_names())}")
+    return path
+
+
+def load(path: Path | str | None = None, preset: str | None = None, check_budget: bool = True) -> StudyParams:
+    """Parameters from a YAML file, or from a preset (studies/<preset>.yaml); `default` when neither."""
+    if path is None:
+        path = preset_path(preset or "default")
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise StudyParamsError(f"cannot read the study parameters {path}: {error}") from None
+    except yaml.YAMLError as error:
+        raise StudyParamsError(f"{path} is not YAML: {error}") from None
+    return validate(raw, check_budget=check_budget)
+
+
+def capacity_from(rows: list[dict[str, Any]], p95_limit: float, error_limit: float) -> float | None:
+    """The highest achieved rate (per second) of a step that met the SLO; rows: offered, achieved, p95, errors."""
+    good = [r["achieved"] for r in rows if r["p95"] is not None and not math.isnan(r["p95"])
+            and r["p95"] <= p95_limit and r["errors"] <= error_limit]
+    return max(good) if good else None
+
+
+__all__ = ["StudyParams", "StudyParamsError", "PlannedRun", "Budget", "validate", "load", "plan_runs", "estimate",
+           "preset_names", "preset_path", "capacity_from", "overload_available"]

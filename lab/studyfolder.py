@@ -1,0 +1,172 @@
+"""A study folder (data/runs/<study-id>/): its parameters, its record (study.json) and its runs.
+
+study.json is written whole, atomically (temp file + rename), by whoever adds to it: the runner (status, failure)
+and the notebooks (one entry per run), which never run at the same time. See /work/helpers/CONTRACT.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab import study as studies
+from lab.paths import ROOT, data_dir
+
+NOTEBOOKS = ["00-deploy.ipynb", "01-seed.ipynb", "02-load.ipynb", "03-faults.ipynb", "04-analysis.ipynb"]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def new_study_id(preset: str) -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{preset}"
+
+
+@dataclass
+class StudyFolder:
+    path: Path
+    params: studies.StudyParams
+
+    # -- making and opening ------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, params: studies.StudyParams, root: Path | None = None) -> StudyFolder:
+        """A new folder with study.yaml (the validated parameters: no secrets in them) and study.json."""
+        root = root or data_dir() / "runs"
+        path = root / new_study_id(params.preset)
+        path.mkdir(parents=True, exist_ok=False)
+        (path / "study.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False,
+                                                        allow_unicode=True))
+        folder = cls(path, params)
+        folder.write({"study_id": path.name, "preset": params.preset, "status": "running", "started": _now(),
+                      "finished": None, "failed": None, "runs": []})
+        return folder
+
+    @classmethod
+    def open(cls, study_dir: str | Path = "", params_file: str | Path = "") -> StudyFolder:
+        """The study a notebook works on. Empty study_dir: the newest study folder under data/runs, or a new one
+        from the `quick` preset (a notebook opened alone in JupyterLab). Empty params_file: its study.yaml."""
+        if study_dir:
+            path = Path(study_dir)
+            path = path if path.is_absolute() else ROOT / path
+        else:
+            found = sorted((data_dir() / "runs").glob("*/study.json"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                params = studies.load(Path(params_file) if params_file else studies.preset_path("quick"),
+                                      check_budget=False)
+                return cls.create(params)
+            path = found[-1].parent
+        if not (path / "study.json").exists():
+            raise FileNotFoundError(f"{path} is not a study folder (no study.json): run `lab study` first")
+        source = Path(params_file) if params_file else path / "study.yaml"
+        return cls(path, studies.load(source, check_budget=False))
+
+    # -- the record ----------------------------------------------------------------------------------------------
+    @property
+    def study_id(self) -> str:
+        return self.path.name
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    @property
+    def notebooks_dir(self) -> Path:
+        return self.path / "notebooks"
+
+    def read(self) -> dict[str, Any]:
+        return json.loads((self.path / "study.json").read_text())
+
+    def write(self, doc: dict[str, Any]) -> None:
+        target = self.path / "study.json"
+        partial = target.with_suffix(f".{os.getpid()}.partial")
+        partial.write_text(json.dumps(doc, indent=2, default=str))
+        partial.replace(target)
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        doc = self.read()
+        doc.update(changes)
+        self.write(doc)
+        return doc
+
+    def add_run(self, entry: dict[str, Any]) -> None:
+        """Record a run; a run of the same name recorded before is superseded (a notebook run again)."""
+        entry = dict(entry)
+        run_dir = Path(entry["dir"])
+        if run_dir.is_absolute():
+            entry["dir"] = str(run_dir.relative_to(self.path))
+        doc = self.read()
+        doc["runs"] = [r for r in doc.get("runs", []) if r.get("name") != entry["name"]] + [entry]
+        self.write(doc)
+
+    def runs(self, kind: str | None = None, journey: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.read().get("runs", [])
+                if (kind is None or r.get("kind") == kind) and (journey is None or r.get("journey") == journey)]
+
+    def finish(self, status: str, failed: dict[str, Any] | None = None) -> None:
+        self.update(status=status, finished=_now(), failed=failed)
+
+    # -- a run -------------------------------------------------------------------------------------------------
+    def execute(self, ctx, planned: studies.PlannedRun, log=print) -> dict[str, Any]:
+        """Validate and execute one planned run (lab.run), then record it in study.json; returns its entry."""
+        from lab.blocking import run_blocking
+        from lab.run import execute, validate_load
+
+        cat = self.params.seed.catalogue
+        load = validate_load(planned.load, cat)
+        log(f"[{time.strftime('%H:%M:%S')}] run {planned.name}: {load.parsed_workload().describe()}")
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = run_blocking(execute, load, access=ctx.access, docker_client=ctx.docker, buyers=ctx.saved_buyers(),
+                          catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
+                          stack_params=self.params.stack.model_dump(mode="json"), root=self.runs_dir, log=log)
+        entry = {"name": planned.name, "kind": planned.kind, "journey": planned.journey,
+                 "dir": str(run_dir.relative_to(self.path)), "label": planned.label}
+        self.add_run(entry)
+        return entry
+
+    def planned(self, notebook: str) -> list[studies.PlannedRun]:
+        return [r for r in studies.plan_runs(self.params) if r.notebook == notebook]
+
+
+def step_figures(study: StudyFolder, entries: list[dict[str, Any]]):
+    """One row per run: offered, achieved purchases/s, p95 from the scheduled start, failed share, audit."""
+    import pandas as pd
+
+    from lab.analysis.frames import attempt_latency
+    from lab.load.recorder import read_attempts
+
+    rows = []
+    for entry in entries:
+        run_dir = study.path / entry["dir"]
+        meta = json.loads((run_dir / "run.json").read_text())
+        attempts = read_attempts(run_dir)
+        load = yaml.safe_load((run_dir / "params.yaml").read_text())["load"]
+        workload = load["workload"]
+        seconds = float(workload.get("duration") or workload.get("within") or 1.0)
+        purchased = int((attempts["outcome"] == "purchased").sum()) if len(attempts) else 0
+        failed = int(attempts["outcome"].isin(["failed", "dropped", "cancelled"]).sum()) if len(attempts) else 0
+        latency = attempt_latency(attempts[attempts["outcome"].isin(["purchased", "sold_out"])]) \
+            if len(attempts) else pd.Series(dtype=float)
+        audit_path = run_dir / "audit.json"
+        audit = json.loads(audit_path.read_text()) if audit_path.exists() else {}
+        rows.append({
+            "run": entry["name"], "journey": entry["journey"], "kind": entry["kind"], "label": entry["label"],
+            "offered": workload.get("rate") or workload.get("users"), "attempts": len(attempts),
+            "achieved": round(purchased / seconds, 2), "purchased": purchased,
+            "p95": round(float(latency.quantile(0.95)), 2) if len(latency) else float("nan"),
+            "errors": round(failed / len(attempts), 4) if len(attempts) else 0.0,
+            "lost/dup/oversold": "/".join(str((audit.get(k) or {}).get("count", "-"))
+                                          for k in ("lost", "duplicate", "oversold")),
+            "interrupted": bool(meta.get("interrupted")),
+        })
+    return pd.DataFrame(rows)
+
+
+__all__ = ["NOTEBOOKS", "StudyFolder", "new_study_id", "step_figures"]

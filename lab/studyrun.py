@@ -1,0 +1,215 @@
+"""`lab study`: the notebooks 00..04 in order under papermill, then the published HTML and PDF.
+
+A failed cell stops the study: study.json records {notebook, cell, error}, everything recorded so far is kept,
+what can be published is published, and the stack is torn down (`lab down --volumes`). Ctrl-C does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import papermill
+
+from lab import study as studies
+from lab.kernel import ensure_kernel
+from lab.paths import ROOT, reports_dir
+from lab.studyfolder import NOTEBOOKS, StudyFolder
+
+Log = Callable[[str], None]
+ANALYSIS = "04-analysis.ipynb"
+
+
+class StudyFailed(RuntimeError):
+    def __init__(self, message: str, folder: StudyFolder, failed: dict[str, Any]):
+        super().__init__(message)
+        self.folder, self.failed = folder, failed
+
+
+@dataclass
+class StudyResult:
+    folder: StudyFolder
+    html: Path | None
+    pdf: Path | None
+    seconds: dict[str, float]
+
+
+NOTEBOOKS_DIR = ROOT / "notebooks"
+
+
+def notebook_parameters(folder: StudyFolder, name: str, source: Path = NOTEBOOKS_DIR) -> dict[str, Any]:
+    """00..03 get study_dir and params_file; 04-analysis gets study_dir when it takes it (else one run_dir)."""
+    base = {"study_dir": str(folder.path), "params_file": str(folder.path / "study.yaml")}
+    if name != ANALYSIS:
+        return base
+    accepts = papermill.inspect_notebook(str(source / name))
+    analysis = folder.params.analysis.model_dump()
+    params: dict[str, Any] = {k: v for k, v in analysis.items() if k in accepts}
+    if "study_dir" in accepts:
+        params["study_dir"] = str(folder.path)
+    if "run_dir" in accepts and "study_dir" not in accepts:
+        runs = folder.runs()
+        chosen = next((r for r in runs if r["kind"] == "spike" and r["journey"] == "api"), runs[0] if runs else None)
+        if chosen is not None:
+            params["run_dir"] = str(folder.path / chosen["dir"])
+    return params
+
+
+def _papermill_logging() -> None:
+    """Show each cell's output as it comes (papermill logs it at INFO when log_output=True)."""
+    logger = logging.getLogger("papermill")
+    if not any(getattr(h, "_pretix_lab", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("    %(message)s"))
+        handler._pretix_lab = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True, source: Path = NOTEBOOKS_DIR) -> Path:
+    """Run source/<name> with papermill into the study's notebooks/ (the executed copy is kept on failure)."""
+    target = folder.notebooks_dir / name
+    folder.notebooks_dir.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(source / name), str(target),
+                               parameters=notebook_parameters(folder, name, source), kernel_name=kernel, cwd=str(ROOT),
+                               progress_bar=progress, log_output=progress, request_save_on_cell_execute=True)
+    return target
+
+
+def publish(folder: StudyFolder, notebook: Path, pdf: bool = True, log: Log = print) -> tuple[Path, Path | None]:
+    """reports/<study-id>/index.html (+ report.pdf) from an executed notebook; then reports/index.html."""
+    from lab import reports_index
+    from lab.report import to_html, to_pdf
+
+    out = reports_dir() / folder.study_id
+    out.mkdir(parents=True, exist_ok=True)
+    html = to_html(notebook, out / "index.html")
+    failed = folder.read().get("failed")
+    if failed:  # say so first: the report covers only what was recorded before the failure
+        import html as escape
+        import re
+
+        banner = (f'<div style="background:#f8d7d7;border:1px solid #c00;padding:8px;margin:8px">'
+                  f"<b>This study stopped early.</b> Notebook {escape.escape(str(failed.get('notebook')))} "
+                  f"failed in cell {escape.escape(str(failed.get('cell')))}: "
+                  f"{escape.escape(str(failed.get('error')))}. Only the {len(folder.runs())} run(s) recorded "
+                  f"before it are reported here.</div>")
+        text = html.read_text(encoding="utf-8")
+        html.write_text(re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, text, count=1), encoding="utf-8")
+    printed = to_pdf(html, out / "report.pdf") if pdf else None
+    for extra in ("headline.json", "study.json"):
+        if (folder.path / extra).exists():
+            shutil.copyfile(folder.path / extra, out / extra)
+    index = reports_index.build()
+    log(f"published {html}" + (f" and {printed}" if printed else "") + f"; all studies: {index}")
+    return html, printed
+
+
+def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str, pdf: bool, log: Log,
+                         source: Path = NOTEBOOKS_DIR):
+    """After a failure: the analysis over the runs recorded so far if there are any, else the failed notebook."""
+    candidates = []
+    if failed_notebook != ANALYSIS and folder.runs():
+        try:
+            log(f"publishing what was recorded: {ANALYSIS} over {len(folder.runs())} run(s)")
+            candidates.append(execute(folder, ANALYSIS, kernel, progress=False, source=source))
+        except Exception as error:  # noqa: BLE001 - the failed notebook below is the fallback
+            log(f"  the analysis of the partial study failed too: {error}")
+    candidates.append(folder.notebooks_dir / failed_notebook)
+    for notebook in candidates:
+        if notebook.exists():
+            try:
+                return publish(folder, notebook, pdf=pdf, log=log)
+            except Exception as error:  # noqa: BLE001 - keep going: teardown must still happen
+                log(f"  publishing {notebook.name} failed: {error}")
+    return None, None
+
+
+def teardown(log: Log) -> None:
+    """`lab down --volumes`; a second Ctrl-C does not cut it short (it would leave half a stack behind)."""
+    import signal
+    import threading
+
+    from lab.stack import deploy
+
+    log("tearing the stack down (lab down --volumes)")
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        left = deploy.down(volumes=True, log=log)
+        if left:
+            log("  left behind: " + ", ".join(left))
+    except Exception as error:  # noqa: BLE001 - report, the study's own error matters more
+        log(f"  teardown failed: {error}")
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool = False, pdf: bool = True,
+              progress: bool = True, root: Path | None = None, notebooks: list[str] | None = None,
+              source: Path = NOTEBOOKS_DIR) -> StudyResult:
+    """Create the study folder and run notebooks 00..04 (or `notebooks` from `source`), then publish.
+    Raises StudyFailed (after publishing what it can and the teardown) naming the notebook and cell."""
+    sequence = notebooks or NOTEBOOKS
+    kernel = ensure_kernel()
+    if progress:
+        _papermill_logging()
+    folder = StudyFolder.create(params, root)
+    log(f"study {folder.study_id}: {studies.estimate(params).describe()}")
+    log(f"study folder: {folder.path}")
+    seconds: dict[str, float] = {}
+    began = time.monotonic()
+    current = sequence[0]
+    try:
+        for index, name in enumerate(sequence, 1):
+            current = name
+            log(f"[{index}/{len(sequence)}] {name} (at {time.monotonic() - began:.0f} s)")
+            start = time.monotonic()
+            execute(folder, name, kernel, progress, source)
+            seconds[name] = round(time.monotonic() - start, 1)
+            log(f"[{index}/{len(sequence)}] {name} done in {seconds[name]:.0f} s")
+        folder.finish("passed")
+        start = time.monotonic()
+        html, printed = publish(folder, folder.notebooks_dir / sequence[-1], pdf=pdf, log=log)
+        seconds["publish"] = round(time.monotonic() - start, 1)
+    except papermill.PapermillExecutionError as error:
+        failed = {"notebook": current, "cell": error.cell_index, "error": f"{error.ename}: {error.evalue}"}
+        _fail(folder, failed, kernel, pdf, keep_stack, log, source)
+        raise StudyFailed(f"notebook {current} failed in cell {error.cell_index} of its executed copy (execution "
+                          f"count {error.exec_count}): {error.ename}: {error.evalue}", folder, failed) from None
+    except (KeyboardInterrupt, Exception) as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        failed = {"notebook": current, "cell": None,
+                  "error": "interrupted (Ctrl-C)" if interrupted else f"{type(error).__name__}: {error}"}
+        _fail(folder, failed, kernel, pdf and not interrupted, keep_stack, log, source)
+        if interrupted:
+            raise
+        raise StudyFailed(f"notebook {current} could not run: {failed['error']}", folder, failed) from error
+    seconds["total"] = round(time.monotonic() - began, 1)
+    log(f"study {folder.study_id} passed in {seconds['total'] / 60:.1f} min: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total"))
+    if not keep_stack:
+        teardown(log)
+    return StudyResult(folder, html, printed, seconds)
+
+
+def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log,
+          source: Path = NOTEBOOKS_DIR) -> None:
+    log(f"study failed in {failed['notebook']} cell {failed['cell']}: {failed['error']}")
+    folder.finish("failed", failed)
+    try:
+        _publish_what_we_can(folder, failed["notebook"], kernel, pdf, log, source)
+    except KeyboardInterrupt:
+        log("publishing interrupted")
+    if not keep_stack:
+        teardown(log)
+
+
+__all__ = ["StudyFailed", "StudyResult", "notebook_parameters", "publish", "run_study", "teardown"]

@@ -1,0 +1,145 @@
+"""Admission control on the real stack: limits applied live at the proxy, refusals fast with Retry-After, queued
+buyers who wait and buy, and a capacity search that finds a limit the test itself sets. Off again afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from lab.audit_rules import read_audit
+from lab.capacity import SearchSettings, measure, search
+from lab.context import LabContext
+from lab.load.http import CLIENT_HEADER
+from lab.load.recorder import read_attempts, read_requests
+from lab.run import execute, validate_load
+from lab.seed import Catalogue, CustomerSeed
+from lab.stack import admission
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def ctx(stack):
+    return LabContext.load()
+
+
+@pytest.fixture(autouse=True)
+def back_to_off(ctx):
+    """Whatever a test does, the proxy admits everyone again afterwards (and says so)."""
+    yield
+    admission.apply(admission.OFF, docker_client=ctx.docker, access=ctx.access)
+    assert admission.current() == admission.OFF
+    state = httpx.get(f"{ctx.access.base_url}/lab-admission-state", verify=ctx.access.tls(), timeout=5).text
+    assert state.startswith("off ")
+
+
+async def _fire(ctx, path: str, rate: float, seconds: float, client: str) -> list[tuple[int, float, httpx.Headers]]:
+    """GET `path` at a constant rate as one client; (status, seconds, headers) of each request."""
+    results: list[tuple[int, float, httpx.Headers]] = []
+    headers = {"Authorization": f"Token {ctx.access.api_token}", CLIENT_HEADER: client}
+    async with httpx.AsyncClient(base_url=ctx.access.base_url, verify=ctx.access.tls(), headers=headers,
+                                 timeout=30) as http:
+        async def one() -> None:
+            began = time.perf_counter()
+            response = await http.get(path)
+            results.append((response.status_code, time.perf_counter() - began, response.headers))
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+    return results
+
+
+def test_rate_limit_refuses_a_burst_fast_with_retry_after_and_admitted_requests_keep_their_latency(ctx):
+    path = f"/api/v1/organizers/{ctx.access.organizer}/"  # a cheap pretix page (one row from PostgreSQL)
+    asyncio.run(_fire(ctx, path, 4, 1, "warm-up"))
+    baseline = asyncio.run(_fire(ctx, path, 4, 5, "baseline"))
+    assert all(status == 200 for status, _, _ in baseline)
+    base = np.array([secs for _, secs, _ in baseline])
+
+    limit, burst, seconds = 4.0, 4, 3.0
+    admission.apply({"mode": "rate", "rate": limit, "burst": burst}, docker_client=ctx.docker, access=ctx.access)
+
+    async def both():
+        return await asyncio.gather(_fire(ctx, path, 40, seconds, "greedy"), _fire(ctx, path, 2, seconds, "calm"))
+
+    greedy, calm = asyncio.run(both())
+    admitted = np.array([secs for status, secs, _ in greedy if status == 200])
+    refused = [(secs, h) for status, secs, h in greedy if status == 429]
+    assert len(admitted) + len(refused) == len(greedy)  # nothing but admissions and refusals
+    assert burst <= len(admitted) <= burst + limit * seconds + 2, len(admitted)
+    assert len(refused) >= len(greedy) / 2
+    assert all(h.get("retry-after") == "2" and h.get("x-lab-admission") == "queued" for _, h in refused)
+    assert all(status == 200 for status, _, _ in calm)  # the limit is per client: a calm buyer is not touched
+    refused_secs = np.array([secs for secs, _ in refused])
+    ratio = np.percentile(admitted, 95) / np.percentile(base, 95)
+    print(f"\nbaseline p50 {np.median(base) * 1000:.1f} ms p95 {np.percentile(base, 95) * 1000:.1f} ms; "
+          f"admitted ({len(admitted)}) p95 {np.percentile(admitted, 95) * 1000:.1f} ms = {ratio:.2f}x baseline; "
+          f"refused ({len(refused)}) p50 {np.median(refused_secs) * 1000:.1f} ms "
+          f"p95 {np.percentile(refused_secs, 95) * 1000:.1f} ms")
+    assert ratio < 3
+    assert np.percentile(refused_secs, 50) < np.percentile(base, 50)  # nginx answers: faster than pretix
+
+
+def test_waiting_room_queues_buyers_who_then_buy_and_execute_restores_admission(ctx, tmp_path):
+    buyers, _ = ctx.customers(CustomerSeed(count=100, login_pool=0, concurrency=8))
+    params = validate_load({"name": "room", "journey": "api", "monitor": False,
+                            "workload": {"model": "constant", "rate": 6, "duration": 3, "grace": 40},
+                            "admission": {"mode": "waiting-room", "rate": 2, "burst": 1, "retry_after": 1},
+                            "queue": {"max_wait": 30}})
+    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
+                      catalogue_ids=ctx.catalogue(Catalogue()), event=Catalogue().slug,
+                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    assert admission.current() == admission.OFF  # execute restored what was there before
+    attempts, requests = read_attempts(run_dir), read_requests(run_dir)
+    print("\n" + attempts[["outcome", "queued", "queue_wait"]].describe().to_string())
+    assert (attempts["outcome"] == "purchased").all(), attempts["outcome"].value_counts()
+    assert (attempts["queued"] > 0).sum() >= len(attempts) / 2  # 6/s offered, 2/s admitted
+    assert attempts.loc[attempts["queued"] > 0, "queue_wait"].min() >= 1.0  # each waited as told (1 s)
+    refusals = requests[requests["outcome"] == "queued"]
+    assert set(refusals["status"]) == {503} and len(refusals) == attempts["queued"].sum()
+    # every refused request was retried by the same buyer and one of its requests got through
+    assert set(refusals["attempt_id"]) <= set(requests.loc[requests["status"] == 201, "attempt_id"])
+    result = read_audit(run_dir)
+    assert result.clean, result.describe()
+
+
+class _ProbeJourney:
+    """A buyer that GETs the proxy's /lab-admission-probe (served by nginx under the admission limit)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    async def __aenter__(self):
+        self.http = httpx.AsyncClient(base_url=self.ctx.access.base_url, verify=self.ctx.access.tls(), timeout=10,
+                                      limits=httpx.Limits(max_connections=64))
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.http.aclose()
+
+    async def __call__(self, attempt):
+        response = await self.http.get("/lab-admission-probe", headers={CLIENT_HEADER: attempt.attempt_id})
+        attempt.outcome = "purchased" if response.status_code == 200 else (
+            "queued" if response.status_code == 429 else "failed")
+
+
+def test_capacity_search_finds_a_limit_set_at_the_proxy(ctx):
+    known = 20.0
+    admission.apply({"mode": "rate", "rate": known, "burst": 2, "per": "all"}, docker_client=ctx.docker,
+                    access=ctx.access)
+    s = SearchSettings(start=5, factor=2, tolerance=0.1, probe_seconds=3, slo_p95=1.0, max_probes=10)
+    result = search(lambda rate: measure(lambda: _ProbeJourney(ctx), rate, s.probe_seconds, grace=5), s,
+                    journey="probe")
+    print("\n" + result.describe() + ": " + ", ".join(f"{p.rate:g}{'+' if p.passed else '-'}" for p in result.probes))
+    assert result.capacity is not None
+    assert known * 0.8 <= result.capacity <= known * 1.2
