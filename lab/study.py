@@ -271,10 +271,17 @@ def estimate(params: StudyParams, runs: list[PlannedRun] | None = None, deploy: 
         budget.phases[notebook.split("-", 1)[1]] = seconds
     if params.overload.enabled and overload_available():
         over = params.overload  # each run: arrivals, then queued buyers' last tries, then the stack drains
-        budget.phases["overload"] = 2 * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait + 15)
+        budget.phases["overload"] = 2 * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait
+                                         + overload_drain_seconds(over.seconds))
     budget.phases["report"] = REPORT_SECONDS + NOTEBOOK_SECONDS
     budget.phases["teardown"] = TEARDOWN_SECONDS
     return budget
+
+
+def overload_drain_seconds(seconds: float) -> float:
+    """After an overload run the backlog drains until pretix answers fast again: measured 70-80 s after 30 s at
+    twice the capacity, so it grows with the run's length."""
+    return min(90.0, 2.5 * seconds + 5.0)
 
 
 def drain_seconds(run: PlannedRun) -> float:
