@@ -40,7 +40,7 @@ class CapacityApi(_Section):
     """Open workload, constant-rate steps of the api journey: where does it saturate?"""
 
     rates: list[float] = Field(min_length=1, max_length=20, description="offered orders per second, one run each")
-    step_seconds: float = Field(default=45, ge=3, le=600, description="seconds each step offers load")
+    step_seconds: float = Field(default=25, ge=3, le=600, description="seconds each step offers load")
 
     @field_validator("rates")
     @classmethod
@@ -54,7 +54,7 @@ class CapacityShop(_Section):
     """Closed workload steps of the web-shop journey (N concurrent buyers with think time)."""
 
     users: list[int] = Field(min_length=1, max_length=10, description="concurrent buyers, one run each")
-    step_seconds: float = Field(default=40, ge=3, le=600)
+    step_seconds: float = Field(default=15, ge=3, le=600)
     think_time: float = Field(default=1.0, ge=0, le=60, description="mean seconds between a buyer's checkouts")
     login_share: float = Field(default=0.2, ge=0, le=1, description="share of buyers who log in")
 
@@ -70,8 +70,8 @@ class Spike(_Section):
     """The on-sale: the seed's purchases per minute offered at once, per journey."""
 
     per_min: float = Field(default=800, gt=0, le=60_000, description="offered purchases per minute")
-    api_seconds: float = Field(default=60, ge=0, le=600, description="api journey: seconds (0 skips it)")
-    shop_seconds: float = Field(default=20, ge=0, le=600, description="shop journey: seconds (0 skips it)")
+    api_seconds: float = Field(default=40, ge=0, le=600, description="api journey: seconds (0 skips it)")
+    shop_seconds: float = Field(default=15, ge=0, le=600, description="shop journey: seconds (0 skips it)")
     shop_max_in_flight: int = Field(default=100, ge=1, le=2000,
                                     description="shop: checkouts in flight; arrivals beyond are dropped, counted")
     login_share: float = Field(default=0.2, ge=0, le=1)
@@ -96,10 +96,10 @@ class Overload(_Section):
     enabled: bool = True
     factor: float = Field(default=2.0, gt=0, le=10, description="offered rate as a multiple of the measured "
                                                                   "api capacity")
-    seconds: float = Field(default=40, ge=3, le=600)
+    seconds: float = Field(default=25, ge=3, le=600)
     fallback_rate: float = Field(default=16, gt=0, le=200,
                                  description="offered rate when no capacity step met the SLO")
-    queue_max_wait: float = Field(default=45, ge=1, le=600,
+    queue_max_wait: float = Field(default=30, ge=1, le=600,
                                   description="seconds a refused buyer keeps retrying (Retry-After) before giving up")
 
 
@@ -108,6 +108,9 @@ class Analysis(_Section):
     slo_p95_seconds: float = Field(default=1.0, gt=0)
     slo_p95_shop_seconds: float = Field(default=10.0, gt=0)
     slo_error_rate: float = Field(default=0.01, ge=0, le=1)
+    warmup_seconds: float = Field(default=5.0, ge=0, le=120,
+                                  description="each run's first seconds left out of latency and error figures "
+                                              "(a freshly deployed stack's cold caches are not its capacity)")
 
 
 class StudyParams(_Section):
@@ -400,5 +403,13 @@ def capacity_from(rows: list[dict[str, Any]], p95_limit: float, error_limit: flo
     return max(good) if good else None
 
 
+def kept_up_from(rows: list[dict[str, Any]], error_limit: float, share: float = 0.9) -> float | None:
+    """When no step met the latency SLO: the highest achieved rate (per second) of a step that still served at
+    least `share` of what was offered with few errors. A measured figure, where a fixed fallback would be a guess."""
+    good = [r["achieved"] for r in rows if r.get("offered") and r["achieved"] >= share * float(r["offered"])
+            and r["errors"] <= error_limit]
+    return max(good) if good else None
+
+
 __all__ = ["StudyParams", "StudyParamsError", "PlannedRun", "Budget", "validate", "load", "plan_runs", "estimate",
-           "preset_names", "preset_path", "capacity_from", "overload_available"]
+           "preset_names", "preset_path", "capacity_from", "kept_up_from", "overload_available"]

@@ -135,11 +135,13 @@ class StudyFolder:
         return [r for r in studies.plan_runs(self.params) if r.notebook == notebook]
 
 
-def step_figures(study: StudyFolder, entries: list[dict[str, Any]]):
-    """One row per run: offered, achieved purchases/s, p95 from the scheduled start, failed share, audit."""
+def step_figures(study: StudyFolder, entries: list[dict[str, Any]], warmup_seconds: float = 0.0):
+    """One row per run: offered, achieved purchases/s, p95 from the scheduled start, failed share, audit.
+    p95 and the failed share leave out attempts scheduled in the run's first `warmup_seconds`."""
     import pandas as pd
 
     from lab.analysis.frames import attempt_latency
+    from lab.analysis.study import after_warmup
     from lab.load.recorder import read_attempts
 
     rows = []
@@ -151,9 +153,10 @@ def step_figures(study: StudyFolder, entries: list[dict[str, Any]]):
         workload = load["workload"]
         seconds = float(workload.get("duration") or workload.get("within") or 1.0)
         purchased = int((attempts["outcome"] == "purchased").sum()) if len(attempts) else 0
-        failed = int(attempts["outcome"].isin(["failed", "dropped", "cancelled"]).sum()) if len(attempts) else 0
-        latency = attempt_latency(attempts[attempts["outcome"].isin(["purchased", "sold_out"])]) \
-            if len(attempts) else pd.Series(dtype=float)
+        judged = after_warmup(attempts, warmup_seconds) if len(attempts) else attempts
+        failed = int(judged["outcome"].isin(["failed", "dropped", "cancelled"]).sum()) if len(judged) else 0
+        latency = attempt_latency(judged[judged["outcome"].isin(["purchased", "sold_out"])]) \
+            if len(judged) else pd.Series(dtype=float)
         audit_path = run_dir / "audit.json"
         audit = json.loads(audit_path.read_text()) if audit_path.exists() else {}
         rows.append({
@@ -161,7 +164,7 @@ def step_figures(study: StudyFolder, entries: list[dict[str, Any]]):
             "offered": workload.get("rate") or workload.get("users"), "attempts": len(attempts),
             "achieved": round(purchased / seconds, 2), "purchased": purchased,
             "p95": round(float(latency.quantile(0.95)), 2) if len(latency) else float("nan"),
-            "errors": round(failed / len(attempts), 4) if len(attempts) else 0.0,
+            "errors": round(failed / len(judged), 4) if len(judged) else 0.0,
             "lost/dup/oversold": "/".join(str((audit.get(k) or {}).get("count", "-"))
                                           for k in ("lost", "duplicate", "oversold")),
             "interrupted": bool(meta.get("interrupted")),

@@ -291,3 +291,15 @@ def test_no_secret_in_any_notebook_html_or_pdf(quick_study):
     leaks = [(path, secret[:4] + "...") for path, text in texts.items() for secret in secrets if secret in text]
     assert not leaks, leaks
     assert len(published) >= 7
+
+
+def test_capacity_is_the_best_step_under_the_slo_else_the_best_step_that_kept_up():
+    from lab.study import capacity_from, kept_up_from
+
+    rows = [{"offered": 4, "achieved": 3.9, "p95": 0.3, "errors": 0.0},
+            {"offered": 8, "achieved": 7.8, "p95": 1.3, "errors": 0.0},
+            {"offered": 12, "achieved": 7.1, "p95": 20.0, "errors": 0.0}]
+    assert capacity_from(rows, 1.0, 0.01) == 3.9
+    assert capacity_from(rows, 0.2, 0.01) is None
+    assert kept_up_from(rows, 0.01) == 7.8  # 12/s achieved 7.1: it no longer kept up
+    assert kept_up_from([{**r, "errors": 0.5} for r in rows], 0.01) is None
