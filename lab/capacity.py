@@ -220,35 +220,13 @@ def measure(journey_factory: Callable[[], object], rate: float, seconds: float, 
     return summarise(rate, finished, summary.planned)
 
 
-class _Recorded:
-    """A journey whose requests go to their own recorder, closed when the probe ends."""
-
-    def __init__(self, inner, recorder):
-        self.inner, self.recorder = inner, recorder
-
-    async def __aenter__(self):
-        if hasattr(self.inner, "__aenter__"):
-            await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc):
-        try:
-            if hasattr(self.inner, "__aexit__"):
-                await self.inner.__aexit__(*exc)
-        finally:
-            self.recorder.close()
-
-    async def __call__(self, attempt):
-        await self.inner(attempt)
-
-
 def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0.2):
     """(rate -> fresh recorded journey) for the api or shop journey on the deployed stack; no queueing."""
     from lab.buyers import password_for
     from lab.load.api import ApiJourney
     from lab.load.http import Stepper
     from lab.load.queue import QueueSettings
-    from lab.load.recorder import Recorder
+    from lab.load.recorder import RecordedJourney, Recorder
     from lab.seed import Catalogue
 
     cat = Catalogue()
@@ -273,7 +251,7 @@ def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0
                 inner = ShopJourney(ctx.access.base_url, ctx.access.tls(), ctx.access.organizer, cat.slug, stepper,
                                     buyers, item_weights=weights, login_share=login_share,
                                     password=lambda buyer: password_for(secret, buyer.email))
-            return _Recorded(inner, recorder)
+            return RecordedJourney(inner, recorder)
         return factory
 
     return make

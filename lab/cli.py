@@ -412,7 +412,7 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
     from lab.buyers import password_for
     from lab.load.api import ApiJourney
     from lab.load.http import Stepper
-    from lab.load.recorder import Recorder
+    from lab.load.recorder import RecordedJourney, Recorder
     from lab.seed import Catalogue
 
     default = "5,10,15,20,25,30,35,40" if journey == "api" else "0.5,1,1.5,2,2.5,3,4"
@@ -446,7 +446,7 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
                 inner = ShopJourney(base_url, tls, ctx.access.organizer, cat.slug, stepper, buyers,
                                     item_weights=weights, login_share=login_share,
                                     password=lambda buyer: password_for(secret, buyer.email))
-            return _Closing(inner, recorder)
+            return RecordedJourney(inner, recorder)
         return make
 
     click.echo(f"full stack ({journey} journey, through the proxy; SLO p95 <= {p95_limit:g} s, errors <= 1%):")
@@ -552,26 +552,6 @@ def capacity(journey: str, start, probe_seconds, slo_p95, tolerance, max_rate) -
     room = admission_for(result)
     click.echo(f"waiting room for this capacity: {room.describe()}  "
                f"(lab load --admission '{room.model_dump_json(exclude_none=True)}')")
-
-
-class _Closing:
-    """Closes the step's recorder when the journey's context ends."""
-
-    def __init__(self, inner, recorder):
-        self.inner, self.recorder = inner, recorder
-
-    async def __aenter__(self):
-        if hasattr(self.inner, "__aenter__"):
-            await self.inner.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc):
-        if hasattr(self.inner, "__aexit__"):
-            await self.inner.__aexit__(*exc)
-        self.recorder.close()
-
-    async def __call__(self, attempt):
-        await self.inner(attempt)
 
 
 @main.command()

@@ -33,7 +33,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lab.faults.catalogue import Fault, FaultActionError, faults, image_role, long_running_specs
+from lab.faults.catalogue import faults, image_role, long_running_specs
+from lab.faults.failover import PrimaryFailover, wait_for
 from lab.stack.deploy import LABEL_PROJECT
 from lab.stack.sql import SOCKET, psql  # noqa: F401 - psql is part of this module's API
 from lab.stack.topology import PROJECT
@@ -129,23 +130,8 @@ def _lsn(text: str) -> int:
     return (int(high, 16) << 32) + int(low, 16)
 
 
-def wait_for(check, timeout: float, what: str, pause: float = 0.5):
-    """Poll check() until it returns a true value (exceptions count as not yet); bounded in time."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as error:  # noqa: BLE001 - not ready yet
-            last = error
-        time.sleep(pause)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
-
-
 @faults.register("pg-failover")
-class PgFailover(Fault):
+class PgFailover(PrimaryFailover):
     summary = ("kill the PostgreSQL primary and promote the standby; undo: rebuild the old primary as a standby "
                "of the new one, then (failback) switch the roles back")
     Options = FailoverOptions
@@ -154,33 +140,14 @@ class PgFailover(Fault):
     def allowed_targets(cls, topology=None) -> list[str]:
         return [name for name, spec in long_running_specs(topology).items() if image_role(spec) == "postgres"]
 
-    @classmethod
-    def services_of(cls, target: str, topology=None) -> list[str]:
-        return cls.allowed_targets(topology)  # both nodes change roles
-
-    def __init__(self, instance, ctx):
-        super().__init__(instance, ctx)
-        self.state: dict[str, Any] = {}
+    node_kind = "PostgreSQL node"
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _nodes(self) -> tuple[Any, Any, str]:
         from lab.stack.deploy import container
 
-        others = [s for s in self.allowed_targets(self.ctx.topology) if s != self.instance.target]
-        if len(others) != 1:
-            raise ValueError(f"pg-failover needs exactly one other PostgreSQL node; the topology has {others}")
-        return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, others[0]), others[0]
-
-    def _step(self, phase: str, name: str, node: Any, fn, **extra: Any) -> Any:
-        """Run one step, record it (ok or error) with its timing; errors are raised as FaultActionError."""
-        start = time.time()
-        try:
-            detail = fn() or {}
-        except Exception as error:
-            self.record(phase, start, container=node.name, outcome="error", error=error, detail={"step": name, **extra})
-            raise FaultActionError(f"{self.instance.fault_id} {name} on {node.name}: {error}") from error
-        self.record(phase, start, container=node.name, detail={"step": name, **extra, **detail})
-        return detail
+        other = self._other_service()
+        return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, other), other
 
     def _helper(self, image: str, volume: str, script: str, *, network: str | None = None,
                 environment: dict[str, str] | None = None, timeout: float = 300) -> str:
@@ -217,17 +184,10 @@ class PgFailover(Fault):
     # -- inject ---------------------------------------------------------------------------------------------------
     def inject(self) -> None:
         with self._lock:
-            if self.undone or self.injected:
-                self.record("inject", time.time(), container=None, outcome="skipped",
-                            detail={"reason": "already undone" if self.undone else "already injected"})
+            nodes = self._start_inject(self._nodes)
+            if nodes is None:
                 return
-            self.injected = True
-            start = time.time()
-            try:
-                old, new, new_service = self._nodes()
-            except Exception as error:
-                self.record("inject", start, container=None, outcome="error", error=error, detail={"step": "check"})
-                raise FaultActionError(f"{self.instance.fault_id}: {error}") from error
+            old, new, new_service = nodes
             st = self.state
             st.update(old=old, new=new, new_service=new_service, image=old.attrs["Config"]["Image"],
                       old_volume=self._volume(old), new_volume=self._volume(new), network=self._network(new),
@@ -245,14 +205,7 @@ class PgFailover(Fault):
 
             self._step("inject", "check", old, check)
 
-            def kill() -> dict[str, Any]:
-                old.update(restart_policy={"Name": "no"})
-                st["killed"] = True
-                old.kill(signal="SIGKILL")
-                wait_for(lambda: (old.reload(), old.status != "running")[1], 30, f"{old.name} to stop", 0.1)
-                return {"restart_policy_was": st["policy"]}
-
-            self._step("inject", "kill", old, kill)
+            self._step("inject", "kill", old, lambda: self._kill(old))
 
             def promote() -> dict[str, Any]:
                 result = new.exec_run(["pg-promote"])
@@ -274,14 +227,9 @@ class PgFailover(Fault):
     # -- undo -----------------------------------------------------------------------------------------------------
     def undo(self, reason: str = "scheduled") -> None:
         with self._lock:
-            if self.undone:
+            if not self._start_undo():
                 return
-            self.undone = True
             st = self.state
-            if not st.get("killed"):
-                if self.injected and "old" in st:  # killed nothing: only the restart policy may need restoring
-                    st["old"].update(restart_policy=st["policy"])
-                return
             old, new, timeout = st["old"], st["new"], self.options.timeout
             promoted = st.get("promoted") or not self._still_standby(new)
             if not promoted:

@@ -29,7 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lab.faults.catalogue import Fault, FaultActionError, faults, image_role, long_running_specs
+from lab.faults.catalogue import faults, image_role, long_running_specs
+from lab.faults.failover import PrimaryFailover, wait_for
 from lab.stack.redis_ha import MASTER_NAME, PRIMARY_SERVICE, SENTINEL_PORT, SENTINEL_SERVICES, parse_master_addr
 
 WEB_SERVICE = "pretix-web-1"
@@ -78,20 +79,6 @@ def is_good_replica(entry: dict[str, str], address: str) -> bool:
     return (entry.get("ip") == address and flags == {"slave"} and entry.get("master-link-status") == "ok")
 
 
-def _wait(check, timeout: float, what: str, pause: float = 0.2):
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as error:  # noqa: BLE001 - not ready yet
-            last = error
-        time.sleep(pause)
-    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
-
-
 def data_nodes(topology=None) -> list[str]:
     """The redis services that hold data (the sentinels run the same image, named redis-sentinel-N)."""
     return [name for name, spec in long_running_specs(topology).items()
@@ -99,7 +86,7 @@ def data_nodes(topology=None) -> list[str]:
 
 
 @faults.register("redis-failover")
-class RedisFailover(Fault):
+class RedisFailover(PrimaryFailover):
     summary = ("kill the redis master, the sentinels promote the replica; undo: the old master rejoins as a replica, "
                "then (failback) the roles switch back")
     Options = RedisFailoverOptions
@@ -108,13 +95,7 @@ class RedisFailover(Fault):
     def allowed_targets(cls, topology=None) -> list[str]:
         return data_nodes(topology)
 
-    @classmethod
-    def services_of(cls, target: str, topology=None) -> list[str]:
-        return cls.allowed_targets(topology)  # both nodes change roles
-
-    def __init__(self, instance, ctx):
-        super().__init__(instance, ctx)
-        self.state: dict[str, Any] = {}
+    node_kind = "redis data node"
 
     # -- docker exec helpers -----------------------------------------------------------------------------------
     @staticmethod
@@ -159,20 +140,7 @@ class RedisFailover(Fault):
     def _nodes(self) -> tuple[Any, Any]:
         from lab.stack.deploy import container
 
-        others = [s for s in self.allowed_targets(self.ctx.topology) if s != self.instance.target]
-        if len(others) != 1:
-            raise ValueError(f"redis-failover needs exactly one other redis data node; the topology has {others}")
-        return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, others[0])
-
-    def _step(self, phase: str, name: str, node: Any, fn, **extra: Any) -> Any:
-        start = time.time()
-        try:
-            detail = fn() or {}
-        except Exception as error:
-            self.record(phase, start, container=node.name, outcome="error", error=error, detail={"step": name, **extra})
-            raise FaultActionError(f"{self.instance.fault_id} {name} on {node.name}: {error}") from error
-        self.record(phase, start, container=node.name, detail={"step": name, **extra, **detail})
-        return detail
+        return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, self._other_service())
 
     def _web_healthy(self) -> bool:
         from lab.stack.deploy import container
@@ -182,17 +150,10 @@ class RedisFailover(Fault):
     # -- inject -------------------------------------------------------------------------------------------------
     def inject(self) -> None:
         with self._lock:
-            if self.undone or self.injected:
-                self.record("inject", time.time(), container=None, outcome="skipped",
-                            detail={"reason": "already undone" if self.undone else "already injected"})
+            nodes = self._start_inject(self._nodes)
+            if nodes is None:
                 return
-            self.injected = True
-            start = time.time()
-            try:
-                old, new = self._nodes()
-            except Exception as error:
-                self.record("inject", start, container=None, outcome="error", error=error, detail={"step": "check"})
-                raise FaultActionError(f"{self.instance.fault_id}: {error}") from error
+            old, new = nodes
             st = self.state
             st.update(old=old, new=new, policy=dict(old.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}))
             timeout = self.options.timeout
@@ -212,18 +173,10 @@ class RedisFailover(Fault):
 
             self._step("inject", "check", old, check)
 
-            def kill() -> dict[str, Any]:
-                old.update(restart_policy={"Name": "no"})
-                st["killed"] = True
-                old.kill(signal="SIGKILL")
-                st["killed_at"] = time.monotonic()
-                _wait(lambda: (old.reload(), old.status != "running")[1], 30, f"{old.name} to stop", 0.1)
-                return {"restart_policy_was": st["policy"]}
-
-            self._step("inject", "kill", old, kill)
+            self._step("inject", "kill", old, lambda: self._kill(old))
 
             def promote() -> dict[str, Any]:
-                _wait(lambda: self.master_addr() == st["new_addr"], timeout,
+                wait_for(lambda: self.master_addr() == st["new_addr"], timeout,
                       f"the sentinels to promote {new.name}", pause=0.1)
                 st["promoted"] = True
                 return {"promoted_after_seconds": round(time.monotonic() - st["killed_at"], 2),
@@ -232,7 +185,7 @@ class RedisFailover(Fault):
             self._step("inject", "promote", new, promote)
 
             def pretix() -> dict[str, Any]:
-                _wait(self._web_healthy, timeout, "pretix's /healthcheck/ to answer 200", pause=0.2)
+                wait_for(self._web_healthy, timeout, "pretix's /healthcheck/ to answer 200", pause=0.2)
                 return {"healthy_after_seconds": round(time.monotonic() - st["killed_at"], 2)}
 
             self._step("inject", "pretix", new, pretix)
@@ -240,14 +193,9 @@ class RedisFailover(Fault):
     # -- undo ---------------------------------------------------------------------------------------------------
     def undo(self, reason: str = "scheduled") -> None:
         with self._lock:
-            if self.undone:
+            if not self._start_undo():
                 return
-            self.undone = True
             st = self.state
-            if not st.get("killed"):
-                if self.injected and "old" in st:  # killed nothing: only the restart policy may need restoring
-                    st["old"].update(restart_policy=st["policy"])
-                return
             old, new, timeout = st["old"], st["new"], self.options.timeout
             self._step("undo", "rejoin", old, lambda: self._rejoin(old, timeout), reason=reason)
             # failback: the declared master (`redis`) ends as the master; when the killed node was the replica
@@ -266,28 +214,28 @@ class RedisFailover(Fault):
             old.start()
         master = self.master_addr()
         if master == st["old_addr"]:  # never promoted: it is the master again (empty: no persistence)
-            _wait(lambda: self.replication(old).get("role") == "master", timeout, f"{old.name} to answer")
+            wait_for(lambda: self.replication(old).get("role") == "master", timeout, f"{old.name} to answer", pause=0.2)
             return {"role": "master", "seconds": round(time.monotonic() - began, 2)}
-        _wait(lambda: (lambda i: i.get("role") == "slave" and i.get("master_host") == master
-                       and i.get("master_link_status") == "up")(self.replication(old)),
-              timeout, f"{old.name} to replicate from {master}")
+        wait_for(lambda: (lambda i: i.get("role") == "slave" and i.get("master_host") == master
+                          and i.get("master_link_status") == "up")(self.replication(old)),
+                 timeout, f"{old.name} to replicate from {master}", pause=0.2)
         return {"role": "replica", "master": master, "seconds": round(time.monotonic() - began, 2)}
 
     def _failback(self, old: Any, new: Any, timeout: float) -> dict[str, Any]:
         """Controlled switch back: writes paused on the current master until the rejoined node has everything."""
         st = self.state
         began = time.monotonic()
-        _wait(lambda: any(is_good_replica(r, st["old_addr"]) for r in parse_sentinel_replicas(
+        wait_for(lambda: any(is_good_replica(r, st["old_addr"]) for r in parse_sentinel_replicas(
             self.sentinel_cli("sentinel", "replicas", MASTER_NAME))), timeout,
             f"the sentinels to list {old.name} as a good replica", pause=0.5)
         paused_at = time.monotonic()
         self.redis_cli(new, "client", "pause", str(PAUSE_MS), "WRITE")
         try:
             target = int(self.replication(new)["master_repl_offset"])
-            _wait(lambda: int(self.replication(old).get("slave_repl_offset", -1)) >= target, PAUSE_MS / 1000 / 2,
+            wait_for(lambda: int(self.replication(old).get("slave_repl_offset", -1)) >= target, PAUSE_MS / 1000 / 2,
                   f"{old.name} to reach offset {target}", pause=0.05)
             self.sentinel_cli("sentinel", "failover", MASTER_NAME)
-            _wait(lambda: self.master_addr() == st["old_addr"], timeout, f"the sentinels to name {old.name}",
+            wait_for(lambda: self.master_addr() == st["old_addr"], timeout, f"the sentinels to name {old.name}",
                   pause=0.1)
             # a sentinel turns a live demoted master into a replica only after failover-timeout: until then it
             # would take writes from clients still connected to it. Demote it now, while its writes are paused.
@@ -298,9 +246,9 @@ class RedisFailover(Fault):
                 self.redis_cli(new, "client", "unpause")
             except Exception:  # noqa: BLE001 - the pause ends by itself after PAUSE_MS
                 pass
-        _wait(lambda: (lambda i: i.get("role") == "slave" and i.get("master_host") == st["old_addr"]
-                       and i.get("master_link_status") == "up")(self.replication(new)),
-              timeout, f"{new.name} to replicate from {old.name}")
+        wait_for(lambda: (lambda i: i.get("role") == "slave" and i.get("master_host") == st["old_addr"]
+                          and i.get("master_link_status") == "up")(self.replication(new)),
+                 timeout, f"{new.name} to replicate from {old.name}", pause=0.2)
         return {"synced_offset": target, "write_pause_seconds": round(switched, 2),
                 "seconds": round(time.monotonic() - began, 2)}
 

@@ -244,7 +244,30 @@ def read_attempts(run_dir: Path) -> pd.DataFrame:
     return _read(Path(run_dir) / ATTEMPTS, ATTEMPT_SCHEMA)
 
 
+class RecordedJourney:
+    """A journey whose requests go to a recorder of its own, closed when the journey's context ends (one per
+    benchmark step or capacity probe)."""
+
+    def __init__(self, inner, recorder):
+        self.inner, self.recorder = inner, recorder
+
+    async def __aenter__(self):
+        if hasattr(self.inner, "__aenter__"):
+            await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        try:
+            if hasattr(self.inner, "__aexit__"):
+                await self.inner.__aexit__(*exc)
+        finally:
+            self.recorder.close()
+
+    async def __call__(self, attempt):
+        await self.inner(attempt)
+
+
 __all__ = [
-    "ATTEMPTS", "ATTEMPT_SCHEMA", "AttemptRecord", "REQUESTS", "REQUEST_SCHEMA", "Recorder", "RequestRecord",
-    "Table", "read_attempts", "read_requests",
+    "ATTEMPTS", "ATTEMPT_SCHEMA", "AttemptRecord", "REQUESTS", "REQUEST_SCHEMA", "Recorder",
+    "RecordedJourney", "RequestRecord", "Table", "read_attempts", "read_requests",
 ]

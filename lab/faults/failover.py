@@ -1,0 +1,100 @@
+"""What every "kill the primary, promote the other node" fault shares (PostgreSQL, redis).
+
+Each step is recorded in faults.parquet with its timing, an error stops the fault as FaultActionError, the old
+primary's restart policy is switched off before the kill (so the engine does not bring back a second primary)
+and restored by the undo, and inject/undo each run once, whoever calls first.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from lab.faults.catalogue import Fault, FaultActionError
+
+
+def wait_for(check, timeout: float, what: str, pause: float = 0.5):
+    """Poll check() until it returns a true value (exceptions count as not yet); bounded in time."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - not ready yet
+            last = error
+        time.sleep(pause)
+    raise TimeoutError(f"{what} did not happen within {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
+
+
+class PrimaryFailover(Fault):
+    """Base of the failover faults: the target is the primary, the one other node of its kind takes over."""
+
+    node_kind = "node"  # for messages: "PostgreSQL node", "redis data node"
+
+    @classmethod
+    def services_of(cls, target: str, topology=None) -> list[str]:
+        return cls.allowed_targets(topology)  # both nodes change roles
+
+    def __init__(self, instance, ctx):
+        super().__init__(instance, ctx)
+        self.state: dict[str, Any] = {}
+
+    def _other_service(self) -> str:
+        others = [s for s in self.allowed_targets(self.ctx.topology) if s != self.instance.target]
+        if len(others) != 1:
+            raise ValueError(f"{self.instance.action} needs exactly one other {self.node_kind}; "
+                             f"the topology has {others}")
+        return others[0]
+
+    def _step(self, phase: str, name: str, node: Any, fn, **extra: Any) -> Any:
+        """Run one step, record it (ok or error) with its timing; errors are raised as FaultActionError."""
+        start = time.time()
+        try:
+            detail = fn() or {}
+        except Exception as error:
+            self.record(phase, start, container=node.name, outcome="error", error=error, detail={"step": name, **extra})
+            raise FaultActionError(f"{self.instance.fault_id} {name} on {node.name}: {error}") from error
+        self.record(phase, start, container=node.name, detail={"step": name, **extra, **detail})
+        return detail
+
+    def _start_inject(self, nodes) -> Any:
+        """Call under self._lock. None when already injected or undone (recorded as skipped); else nodes()."""
+        if self.undone or self.injected:
+            self.record("inject", time.time(), container=None, outcome="skipped",
+                        detail={"reason": "already undone" if self.undone else "already injected"})
+            return None
+        self.injected = True
+        start = time.time()
+        try:
+            return nodes()
+        except Exception as error:
+            self.record("inject", start, container=None, outcome="error", error=error, detail={"step": "check"})
+            raise FaultActionError(f"{self.instance.fault_id}: {error}") from error
+
+    def _kill(self, old: Any) -> dict[str, Any]:
+        """SIGKILL the old primary with its restart policy off; st["killed_at"] is the monotonic time of the kill."""
+        st = self.state
+        st.setdefault("policy", dict(old.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}))
+        old.update(restart_policy={"Name": "no"})
+        st["killed"] = True
+        old.kill(signal="SIGKILL")
+        st["killed_at"] = time.monotonic()
+        wait_for(lambda: (old.reload(), old.status != "running")[1], 30, f"{old.name} to stop", 0.1)
+        return {"restart_policy_was": st["policy"]}
+
+    def _start_undo(self) -> bool:
+        """Call under self._lock. True when there is a killed primary to bring back (the undo goes on)."""
+        if self.undone:
+            return False
+        self.undone = True
+        st = self.state
+        if not st.get("killed"):
+            if self.injected and "old" in st:  # killed nothing: only the restart policy may need restoring
+                st["old"].update(restart_policy=st["policy"])
+            return False
+        return True
+
+
+__all__ = ["PrimaryFailover", "wait_for"]
