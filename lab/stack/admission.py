@@ -144,8 +144,9 @@ def render(config: Admission) -> dict[str, str]:
     fingerprint = hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
     server += (f"location = /lab-admission-state {{\n    access_log off;\n    default_type text/plain;\n"
                f"    return 200 '{config.mode} {fingerprint}\\n';\n}}\n")
-    # pretix's own health and metrics stay reachable whatever the limit
-    server += ("location = /healthcheck/ {\n    access_log off;\n    proxy_pass http://pretix;\n}\n"
+    # pretix's own health and metrics stay reachable whatever the limit (and logged as before: the access log
+    # is the run's independent count of requests)
+    server += ("location = /healthcheck/ {\n    proxy_pass http://pretix;\n}\n"
                "location /metrics {\n    proxy_pass http://pretix;\n}\n")
     limit = ""
     if config.mode != "off":
