@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from lab.context import LabContext
+from lab.seed import CustomerSeed
 from lab.stack import deploy
 from lab.stack.engine import ensure_engine
 from lab.stack.params import StackParams
@@ -29,3 +31,17 @@ def stack(docker_client):
     yield report
     if not os.environ.get("PRETIX_LAB_KEEP_STACK"):
         deploy.down(volumes=True)
+
+
+@pytest.fixture(scope="module")
+def ctx(stack):
+    """The deployment's access (API token, CA), read again per module: teardown tests redeploy."""
+    return LabContext.load()
+
+
+@pytest.fixture(scope="module")
+def buyers(ctx):
+    """The session's one seed shape: a buyer created without a password can never get one (API: on create only),
+    so every module asks for the same customers."""
+    first, _ = ctx.customers(CustomerSeed(count=300, login_pool=10, concurrency=8))
+    return first

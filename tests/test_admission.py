@@ -12,7 +12,6 @@ import pytest
 
 from lab.audit_rules import read_audit
 from lab.capacity import SearchSettings, measure, search
-from lab.context import LabContext
 from lab.load.http import CLIENT_HEADER
 from lab.load.recorder import read_attempts, read_requests
 from lab.run import execute, validate_load
@@ -20,11 +19,6 @@ from lab.seed import Catalogue, CustomerSeed
 from lab.stack import admission
 
 pytestmark = pytest.mark.stack
-
-
-@pytest.fixture(scope="module")
-def ctx(stack):
-    return LabContext.load()
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ import pytest
 
 from lab.audit import audit_run
 from lab.bench_failover import HEADER, figures_of
-from lab.context import LabContext
 from lab.faults import (
     Fault,
     FaultActionError,
@@ -33,7 +32,7 @@ from lab.load.http import Stepper
 from lab.load.recorder import Recorder, read_attempts, read_requests
 from lab.load.runner import attempts_to, run_open
 from lab.load.workload import ConstantWorkload
-from lab.seed import Catalogue, CustomerSeed
+from lab.seed import Catalogue
 from lab.stack import deploy
 from lab.stack.sql import pretix_sql
 from lab.stack.topology import long_running
@@ -41,17 +40,6 @@ from lab.stack.topology import long_running
 pytestmark = pytest.mark.stack
 
 HEALTHY_WITHIN = 180  # seconds the stack may take to be all healthy again after a test
-
-
-@pytest.fixture(scope="module")
-def ctx(stack):
-    return LabContext.load()
-
-
-@pytest.fixture(scope="module")
-def buyers(ctx):
-    first, _ = ctx.customers(CustomerSeed(count=300, login_pool=10, concurrency=8))
-    return first
 
 
 @pytest.fixture(scope="module")

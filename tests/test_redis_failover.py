@@ -9,12 +9,11 @@ import time
 import pandas as pd
 import pytest
 
-from lab.context import LabContext
 from lab.faults import read_faults
 from lab.faults.catalogue import FaultContext, FaultInstance
 from lab.faults.redis import RedisFailover
 from lab.load.recorder import read_attempts, read_requests
-from lab.seed import Catalogue, CustomerSeed
+from lab.seed import Catalogue
 from lab.stack import deploy
 from lab.stack.redis_ha import RedisTopology
 from lab.stack.topology import long_running
@@ -22,17 +21,6 @@ from lab.stack.topology import long_running
 pytestmark = pytest.mark.stack
 
 HEALTHY_WITHIN = 180
-
-
-@pytest.fixture(scope="module")
-def ctx(stack):
-    return LabContext.load()
-
-
-@pytest.fixture(scope="module")
-def buyers(ctx):
-    first, _ = ctx.customers(CustomerSeed(count=300, login_pool=10, concurrency=8))
-    return first
 
 
 def wait_all_healthy(client, timeout: float = HEALTHY_WITHIN) -> float:
