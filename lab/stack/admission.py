@@ -249,19 +249,21 @@ def apply(config: Admission | dict[str, Any] | str | None, *, docker_client, acc
 
 
 def _wait_state(config: Admission, access, timeout: float) -> None:
-    """New connections reach workers with the new configuration once the state location answers with it."""
+    """New connections reach workers with the new configuration once the state location answers with it on
+    several fresh connections in a row (just after a reload an old worker can still take one new connection)."""
     import httpx
 
     want = f"{config.mode} {fingerprint_of(config)}"
     deadline = time.monotonic() + timeout
-    seen = ""
+    seen, agreed = "", 0
     while time.monotonic() < deadline:
         try:
             seen = httpx.get(f"{access.base_url}/lab-admission-state", verify=access.tls(), timeout=3).text
-            if seen.strip() == want:
+            agreed = agreed + 1 if seen.strip() == want else 0
+            if agreed >= 5:
                 return
         except httpx.HTTPError as error:
-            seen = repr(error)
+            seen, agreed = repr(error), 0
         time.sleep(0.2)
     raise AdmissionError(f"the proxy did not take the new admission configuration within {timeout:.0f}s "
                          f"(wanted {want!r}, saw {seen.strip()!r})")
