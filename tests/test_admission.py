@@ -15,7 +15,7 @@ from lab.capacity import SearchSettings, measure, search
 from lab.load.http import CLIENT_HEADER
 from lab.load.recorder import read_attempts, read_requests
 from lab.run import execute, validate_load
-from lab.seed import Catalogue, CustomerSeed
+from lab.seed import Catalogue
 from lab.stack import admission
 
 pytestmark = pytest.mark.stack
@@ -86,14 +86,16 @@ def test_rate_limit_refuses_a_burst_fast_with_retry_after_and_admitted_requests_
     assert np.percentile(refused_secs, 50) < np.percentile(base, 50)  # nginx answers: faster than pretix
 
 
-def test_waiting_room_queues_buyers_who_then_buy_and_execute_restores_admission(ctx, tmp_path):
-    # the session's one seed shape (tests/test_load.py): the first buyers have passwords, and a buyer created
-    # without one can never get one (the API sets passwords on create only), so a smaller pool here broke logins
-    buyers, _ = ctx.customers(CustomerSeed(count=300, login_pool=10, concurrency=8))
+@pytest.mark.parametrize(("admission_params", "refusal_status"), [
+    ({"mode": "waiting-room", "rate": 2, "burst": 1, "retry_after": 1}, 503),
+    ({"mode": "conn", "connections": 1, "per": "all", "retry_after": 1}, 429),
+], ids=["waiting-room", "conn"])
+def test_queued_api_buyers_wait_then_buy_and_execute_restores_admission(ctx, buyers, tmp_path, admission_params,
+                                                                        refusal_status):
+    # 12 buyers/s offered: the waiting room admits 2 new buyers/s, one order in progress at a time ~4-6/s
     params = validate_load({"name": "room", "journey": "api", "monitor": False,
-                            "workload": {"model": "constant", "rate": 6, "duration": 3, "grace": 40},
-                            "admission": {"mode": "waiting-room", "rate": 2, "burst": 1, "retry_after": 1},
-                            "queue": {"max_wait": 30}})
+                            "workload": {"model": "constant", "rate": 12, "duration": 2, "grace": 40},
+                            "admission": admission_params, "queue": {"max_wait": 30}})
     run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
                       catalogue_ids=ctx.catalogue(Catalogue()), event=Catalogue().slug,
                       buyer_secret=ctx.buyer_secret(), root=tmp_path)
@@ -101,12 +103,65 @@ def test_waiting_room_queues_buyers_who_then_buy_and_execute_restores_admission(
     attempts, requests = read_attempts(run_dir), read_requests(run_dir)
     print("\n" + attempts[["outcome", "queued", "queue_wait"]].describe().to_string())
     assert (attempts["outcome"] == "purchased").all(), attempts["outcome"].value_counts()
-    assert (attempts["queued"] > 0).sum() >= len(attempts) / 2  # 6/s offered, 2/s admitted
+    assert (attempts["queued"] > 0).sum() >= len(attempts) / 3
     assert attempts.loc[attempts["queued"] > 0, "queue_wait"].min() >= 1.0  # each waited as told (1 s)
     refusals = requests[requests["outcome"] == "queued"]
-    assert set(refusals["status"]) == {503} and len(refusals) == attempts["queued"].sum()
+    assert set(refusals["status"]) == {refusal_status} and len(refusals) == attempts["queued"].sum()
     # every refused request was retried by the same buyer and one of its requests got through
     assert set(refusals["attempt_id"]) <= set(requests.loc[requests["status"] == 201, "attempt_id"])
+    result = read_audit(run_dir)
+    assert result.clean, result.describe()
+
+
+def test_conn_limit_refuses_only_what_is_beyond_the_requests_in_progress(ctx):
+    path = f"/api/v1/organizers/{ctx.access.organizer}/events/"
+    admission.apply({"mode": "conn", "connections": 2, "per": "all", "retry_after": 1}, docker_client=ctx.docker,
+                    access=ctx.access)
+
+    async def one_at_a_time(client: str, count: int) -> list[int]:
+        """A buyer who waits for each answer: never more than one request of its own in progress."""
+        headers = {"Authorization": f"Token {ctx.access.api_token}", CLIENT_HEADER: client}
+        async with httpx.AsyncClient(base_url=ctx.access.base_url, verify=ctx.access.tls(), headers=headers,
+                                     timeout=30) as http:
+            return [(await http.get(path)).status_code for _ in range(count)]
+
+    async def two_buyers():
+        return await asyncio.gather(one_at_a_time("a", 10), one_at_a_time("b", 10))
+
+    within = asyncio.run(two_buyers())
+    assert all(status == 200 for statuses in within for status in statuses), within  # 2 in progress: all pass
+    crowd = asyncio.run(_fire(ctx, path, 600, 0.05, "crowd"))  # 30 requests within 50 ms
+    admitted = [secs for status, secs, _ in crowd if status == 200]
+    refused = [(secs, h) for status, secs, h in crowd if status == 429]
+    print(f"\ncrowd of {len(crowd)}: {len(admitted)} admitted, {len(refused)} refused "
+          f"(p50 {np.median([s for s, _ in refused]) * 1000:.1f} ms)")
+    assert len(admitted) + len(refused) == len(crowd) == 30
+    assert len(admitted) >= 2 and len(refused) >= 15
+    assert all(h.get("retry-after") == "1" and h.get("x-lab-admission") == "queued" for _, h in refused)
+
+
+def test_shop_buyers_queue_only_at_the_door_of_the_waiting_room_then_check_out(ctx, buyers, tmp_path):
+    params = validate_load({"name": "shop-room", "journey": "shop", "login_share": 0.5, "monitor": False,
+                            "workload": {"model": "constant", "rate": 2, "duration": 3, "grace": 60},
+                            "admission": {"mode": "waiting-room", "rate": 0.5, "burst": 0, "retry_after": 1},
+                            "queue": {"max_wait": 40}})
+    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
+                      catalogue_ids=ctx.catalogue(Catalogue()), event=Catalogue().slug,
+                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    assert admission.current() == admission.OFF
+    attempts, requests = read_attempts(run_dir), read_requests(run_dir)
+    print("\n" + attempts[["outcome", "queued", "queue_wait"]].describe().to_string())
+    assert (attempts["outcome"] == "purchased").all(), attempts[["outcome", "error_kind"]]
+    assert (attempts["queued"] > 0).sum() >= len(attempts) / 2  # 2 new buyers/s offered, 0.5/s let in
+    refusals = requests[requests["outcome"] == "queued"]
+    assert set(refusals["status"]) == {503}
+    # a buyer is refused only at the door (its first page, without a cookie), never halfway through a checkout
+    first_steps = requests.sort_values("start").groupby("attempt_id")["step"].first()
+    assert set(refusals["step"]) <= {"event_page", "login_page"}, set(refusals["step"])
+    for attempt_id, own in requests.sort_values("start").groupby("attempt_id"):
+        admitted_at = own.loc[own["outcome"] != "queued", "start"].min()
+        assert (own.loc[own["outcome"] == "queued", "start"] < admitted_at).all(), attempt_id
+        assert first_steps[attempt_id] in ("event_page", "login_page")
     result = read_audit(run_dir)
     assert result.clean, result.describe()
 
