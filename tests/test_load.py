@@ -9,7 +9,6 @@ import pytest
 
 from lab.audit import audit_run, database_state
 from lab.audit_rules import read_audit
-from lab.context import LabContext
 from lab.load.recorder import read_attempts, read_requests
 from lab.pretix.client import PretixClient
 from lab.run import RunParamsError, execute, validate_load
@@ -21,19 +20,6 @@ pytestmark = pytest.mark.stack
 # a fresh event per session: a reused deployment must not see the quota an earlier session sold
 SPIKE_EVENT = Catalogue(slug=f"spike-{uuid.uuid4().hex[:8]}", name="Teste de pico", products=[
     Product(name="Bilhete Pico", price="50.00", quota=50)])
-
-
-@pytest.fixture(scope="module")
-def ctx(stack):
-    return LabContext.load()
-
-
-@pytest.fixture(scope="module")
-def buyers(ctx):
-    seed = CustomerSeed(count=300, login_pool=10, concurrency=8)
-    first, figures = ctx.customers(seed)
-    print("seed figures:", figures)
-    return first
 
 
 def _sql(ctx, query: str) -> str:

@@ -96,5 +96,17 @@ class PrimaryFailover(Fault):
             return False
         return True
 
+    def undo(self, reason: str = "scheduled") -> None:
+        """Bring the killed primary back (once, whoever calls first); nothing to do when nothing was killed."""
+        with self._lock:
+            if not self._start_undo():
+                return
+            st = self.state
+            self._bring_back(st["old"], st["new"], self.options.timeout, reason)
+
+    def _bring_back(self, old: Any, new: Any, timeout: float, reason: str) -> None:
+        """The kind's own way back after the kill (rejoin, rebuild, fail back), step by step via _step."""
+        raise NotImplementedError
+
 
 __all__ = ["PrimaryFailover", "wait_for"]

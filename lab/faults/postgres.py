@@ -225,21 +225,16 @@ class PgFailover(PrimaryFailover):
             self._step("inject", "fence", old, fence)
 
     # -- undo -----------------------------------------------------------------------------------------------------
-    def undo(self, reason: str = "scheduled") -> None:
-        with self._lock:
-            if not self._start_undo():
-                return
-            st = self.state
-            old, new, timeout = st["old"], st["new"], self.options.timeout
-            promoted = st.get("promoted") or not self._still_standby(new)
-            if not promoted:
-                self._step("undo", "restart-old-primary", old, lambda: self._restart_old(reason), reason=reason)
-                return
-            self._step("undo", "rebuild-standby", old, lambda: self._rebuild(old, new, timeout), reason=reason)
-            if self.options.failback:
-                self._step("undo", "switchover", old, lambda: self._switchover(old, new, timeout), reason=reason)
-                self._step("undo", "rebuild-replica", new, lambda: self._rebuild_replica(old, new, timeout),
-                           reason=reason)
+    def _bring_back(self, old: Any, new: Any, timeout: float, reason: str) -> None:
+        promoted = self.state.get("promoted") or not self._still_standby(new)
+        if not promoted:
+            self._step("undo", "restart-old-primary", old, lambda: self._restart_old(reason), reason=reason)
+            return
+        self._step("undo", "rebuild-standby", old, lambda: self._rebuild(old, new, timeout), reason=reason)
+        if self.options.failback:
+            self._step("undo", "switchover", old, lambda: self._switchover(old, new, timeout), reason=reason)
+            self._step("undo", "rebuild-replica", new, lambda: self._rebuild_replica(old, new, timeout),
+                       reason=reason)
 
     @staticmethod
     def _still_standby(new: Any) -> bool:

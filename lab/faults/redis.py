@@ -191,18 +191,13 @@ class RedisFailover(PrimaryFailover):
             self._step("inject", "pretix", new, pretix)
 
     # -- undo ---------------------------------------------------------------------------------------------------
-    def undo(self, reason: str = "scheduled") -> None:
-        with self._lock:
-            if not self._start_undo():
-                return
-            st = self.state
-            old, new, timeout = st["old"], st["new"], self.options.timeout
-            self._step("undo", "rejoin", old, lambda: self._rejoin(old, timeout), reason=reason)
-            # failback: the declared master (`redis`) ends as the master; when the killed node was the replica
-            # acting as master (after an earlier hang), the promotion already restored that
-            if (self.options.failback and self.instance.target == PRIMARY_SERVICE
-                    and self.master_addr() == st["new_addr"]):
-                self._step("undo", "failback", old, lambda: self._failback(old, new, timeout), reason=reason)
+    def _bring_back(self, old: Any, new: Any, timeout: float, reason: str) -> None:
+        self._step("undo", "rejoin", old, lambda: self._rejoin(old, timeout), reason=reason)
+        # failback: the declared master (`redis`) ends as the master; when the killed node was the replica
+        # acting as master (after an earlier hang), the promotion already restored that
+        if (self.options.failback and self.instance.target == PRIMARY_SERVICE
+                and self.master_addr() == self.state["new_addr"]):
+            self._step("undo", "failback", old, lambda: self._failback(old, new, timeout), reason=reason)
 
     def _rejoin(self, old: Any, timeout: float) -> dict[str, Any]:
         """Start the old master; its entrypoint asks the sentinels and follows the promoted node."""
