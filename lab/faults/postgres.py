@@ -95,6 +95,9 @@ if ! as_pg "${bb[@]}" >&2; then
     as_pg "${bb[@]}" --create-slot >&2
 fi
 as_pg touch "$D/standby.signal"
+# the source's own ALTER SYSTEM choices are not this node's: a degraded (asynchronous) primary's override would
+# otherwise outlive the failback here and win over the lab.conf the entrypoint writes
+as_pg sed -i '/^synchronous_standby_names/d' "$D/postgresql.auto.conf"
 conninfo="host=$SOURCE port=5432 user=replicator passfile=/var/lib/postgresql/.pgpass"
 conninfo="$conninfo application_name=$SLOT connect_timeout=5"
 as_pg tee -a "$D/postgresql.auto.conf" >/dev/null <<EOF
@@ -326,10 +329,11 @@ class PgFailover(PrimaryFailover):
             psql(old, f"alter system reset {setting}")
         # Synchronous mode with its only standby gone would block every commit until the replica is rebuilt:
         # degrade to asynchronous until it streams again (what Patroni's non-strict synchronous mode does).
-        sync_names = psql(old, "show synchronous_standby_names")
-        if sync_names:
+        # Decided by the deployment (the container's environment), not by what the node shows now: a data
+        # directory copied from a degraded primary can carry its override.
+        if _env(old, "PG_REPLICATION_MODE", "async") == "sync":
             psql(old, "alter system set synchronous_standby_names = ''")
-            self.state["sync_names"] = sync_names
+            self.state["sync_names"] = True
         psql(old, "select pg_reload_conf()")
         return {"replayed_up_to": target, "shutdown_checkpoint": checkpoint.group(1) if checkpoint else None,
                 "received": received,
