@@ -3,7 +3,9 @@
 Step up (rate x factor) until a probe fails, then bisect between the last pass and the first failure until
 they are within `tolerance` of each other. Each probe is a short constant-rate run; it passes when the SLO holds:
 p95 latency from scheduled start <= slo_p95, error rate <= error_limit, and goodput (purchases) >= goodput_min of
-what was offered. A buyer refused by admission control counts as an error here (probes do not queue).
+what was offered. A buyer refused by admission control counts as an error here (probes do not queue). A probe also
+fails when its latency is still climbing at the end (the median of its last third of arrivals is more than
+`max_growth` x slo_p95 above its first third's): a backlog has started, and a longer run would break the SLO.
 
 The decision logic (judge, next_rate, capacity_of) is pure and unit tested; `measure` runs one probe on the real
 stack; `admission_for` turns the capacity found into the waiting room's limits.
@@ -43,6 +45,9 @@ class SearchSettings(BaseModel):
     slo_p95: float = Field(default=1.0, gt=0, le=600, description="p95 latency from scheduled start (s)")
     error_limit: float = Field(default=0.01, ge=0, le=1, description="share of attempts that may fail")
     goodput_min: float = Field(default=0.95, ge=0, le=1, description="share of offered attempts that must buy")
+    max_growth: float = Field(default=0.5, gt=0, le=10,
+                              description="latency may climb from the probe's first third of arrivals to its last "
+                                          "by at most this share of slo_p95 (medians): more is a backlog building")
 
     @model_validator(mode="after")
     def _order(self) -> SearchSettings:
@@ -76,6 +81,7 @@ class Probe:
     sold_out: int = 0
     p50: float = math.nan
     p95: float = math.nan
+    growth: float = math.nan  # median latency of the last third of arrivals minus the first third's (s)
     passed: bool | None = None
     reason: str = ""
     folder: str | None = None
@@ -94,6 +100,9 @@ def judge(probe: Probe, s: SearchSettings) -> tuple[bool, str]:
     reasons = []
     if not probe.p95 <= s.slo_p95:  # NaN (nothing finished) fails too
         reasons.append(f"p95 {probe.p95:.2f}s > {s.slo_p95:g}s")
+    if probe.growth > s.max_growth * s.slo_p95:  # NaN (too few to tell) passes: p95 and goodput still judge
+        reasons.append(f"latency still climbing: +{probe.growth:.2f}s from the first third to the last "
+                       f"> {s.max_growth * s.slo_p95:g}s")
     if probe.error_rate > s.error_limit:
         reasons.append(f"errors {probe.error_rate:.1%} > {s.error_limit:.0%}")
     if probe.goodput < s.goodput_min:
@@ -163,8 +172,9 @@ def search(measure: Callable[[float], Probe], s: SearchSettings, journey: str = 
         probe = measure(rate)
         probe.passed, probe.reason = judge(probe, s)
         probes.append(probe)
-        log(f"  {rate:7.2f}/s: {probe.purchased}/{probe.offered} bought, p50 {probe.p50:.2f}s p95 {probe.p95:.2f}s, "
-            f"errors {probe.error_rate:.1%}, goodput {probe.goodput:.0%} -> "
+        trend = "" if math.isnan(probe.growth) else f" (trend {probe.growth:+.2f}s)"
+        log(f"  {rate:7.2f}/s: {probe.purchased}/{probe.offered} bought, p50 {probe.p50:.2f}s p95 {probe.p95:.2f}s"
+            f"{trend}, errors {probe.error_rate:.1%}, goodput {probe.goodput:.0%} -> "
             f"{'meets the SLO' if probe.passed else 'BREAKS: ' + probe.reason}")
     return SearchResult(journey, capacity_of(probes), probes, s.model_dump())
 
@@ -187,14 +197,29 @@ def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retr
 
 # --- probes on the real stack ------------------------------------------------------------------------------
 
+MIN_THIRD = 3  # arrivals per third below which the trend is not judged
+
+
+def latency_growth(finished: list[tuple[float, float]]) -> float:
+    """(scheduled, latency) pairs -> median latency of the last third of arrivals minus the first third's."""
+    ordered = [latency for _, latency in sorted(finished)]
+    third = len(ordered) // 3
+    if third < MIN_THIRD:
+        return math.nan
+    return float(np.median(ordered[-third:]) - np.median(ordered[:third]))
+
+
 def summarise(rate: float, attempts: list, offered: int) -> Probe:
     """A probe's figures from its finished attempts (latency from scheduled start, no coordinated omission)."""
     outcomes = [a.outcome for a in attempts]
-    done = [a.ended - a.scheduled for a in attempts if a.ended is not None and a.started is not None]
+    finished = [(a.scheduled, a.ended - a.scheduled) for a in attempts
+                if a.ended is not None and a.started is not None]
+    done = [latency for _, latency in finished]
     p50, p95 = (float(np.percentile(done, 50)), float(np.percentile(done, 95))) if done else (math.nan, math.nan)
     purchased, sold_out, queued = (outcomes.count(k) for k in ("purchased", "sold_out", "queued"))
     return Probe(rate=rate, offered=offered, purchased=purchased, sold_out=sold_out, queued=queued,
-                 failed=max(0, offered - purchased - sold_out - queued), p50=p50, p95=p95)
+                 failed=max(0, offered - purchased - sold_out - queued), p50=p50, p95=p95,
+                 growth=latency_growth(finished))
 
 
 def measure(journey_factory: Callable[[], object], rate: float, seconds: float, *, grace: float = 20.0) -> Probe:
@@ -290,4 +315,4 @@ def search_journey(ctx, journey: str, s: SearchSettings | None = None, *, folder
 
 
 __all__ = ["CapacityError", "Probe", "SearchResult", "SearchSettings", "admission_for", "bounds", "capacity_of",
-           "judge", "measure", "next_rate", "search", "search_journey", "settings", "summarise"]
+           "judge", "latency_growth", "measure", "next_rate", "search", "search_journey", "settings", "summarise"]

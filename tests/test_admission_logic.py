@@ -17,9 +17,11 @@ from lab.capacity import (
     admission_for,
     capacity_of,
     judge,
+    latency_growth,
     next_rate,
     search,
     settings,
+    summarise,
 )
 from lab.load.http import classify
 from lab.load.queue import QueueSettings, is_queued, parse_retry_after, pause_for
@@ -183,6 +185,33 @@ def test_judge_checks_latency_errors_and_goodput():
     assert "errors" in judge(Probe(rate=5, offered=100, purchased=98, failed=2, p95=0.5), s)[1]
     assert "goodput" in judge(Probe(rate=5, offered=100, purchased=90, failed=0, p95=0.5), s)[1]
     assert not judge(Probe(rate=5, offered=100, purchased=0, failed=0, queued=100, p95=math.nan), s)[0]
+
+
+def test_a_probe_whose_latency_is_still_climbing_fails_even_under_the_p95():
+    s = SearchSettings(slo_p95=10.0)  # climbing by more than 5 s from the first third to the last fails
+    steady = [(t, 2.0 + 0.1 * (t % 3)) for t in range(30)]
+    climbing = [(t, 1.0 + 0.3 * t) for t in range(30)]  # 1 s -> 9.7 s: a backlog building, p95 still < 10 s
+    assert abs(latency_growth(steady)) < 0.2
+    assert latency_growth(list(reversed(climbing))) == pytest.approx(6.0)  # ordered by schedule, not by input
+    assert math.isnan(latency_growth(climbing[:8]))  # too few arrivals to tell
+    ok = Probe(rate=1, offered=30, purchased=30, failed=0, p95=9.5, growth=latency_growth(steady))
+    assert judge(ok, s) == (True, "")
+    passed, reason = judge(Probe(rate=1, offered=30, purchased=30, failed=0, p95=9.5,
+                                 growth=latency_growth(climbing)), s)
+    assert not passed and "still climbing: +6.00s" in reason
+    assert judge(Probe(rate=1, offered=5, purchased=5, failed=0, p95=1.0, growth=math.nan), s)[0]
+
+
+def test_summarise_takes_latency_from_the_scheduled_start_and_its_trend():
+    class A:
+        def __init__(self, scheduled, ended, outcome="purchased"):
+            self.scheduled, self.started, self.ended, self.outcome = scheduled, scheduled + 0.01, ended, outcome
+
+    attempts = [A(t, t + 1.0 + 0.5 * t) for t in range(12)] + [A(99, None, "failed")]
+    probe = summarise(2.0, attempts, offered=13)
+    assert probe.purchased == 12 and probe.failed == 1
+    assert probe.growth == pytest.approx(0.5 * (9.5 - 1.5))  # medians of arrivals 8..11 and 0..3
+    assert probe.p50 == pytest.approx(1.0 + 0.5 * 5.5)
 
 
 def test_search_steps_up_then_bisects_to_within_tolerance():
