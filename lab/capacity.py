@@ -179,8 +179,13 @@ def search(measure: Callable[[float], Probe], s: SearchSettings, journey: str = 
     return SearchResult(journey, capacity_of(probes), probes, s.model_dump())
 
 
-def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retry_after: int = 2) -> Admission:
-    """The waiting room for a measured capacity: admit `headroom` of it per second, half a second of it as burst.
+ROOM_MODES = ("waiting-room", "queue")
+
+
+def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retry_after: int = 2,
+                  mode: str = "waiting-room") -> Admission:
+    """The waiting room (or ticket queue) for a measured capacity: admit `headroom` of it per second, half a second
+    of it as burst.
 
     Why not all of it: the search's short probes find the edge where queues only start to build; admitting
     exactly that for minutes lets pretix's backlog grow until admitted buyers time out as well.
@@ -190,8 +195,10 @@ def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retr
         raise CapacityError("no capacity was found (nothing met the SLO): cannot size the waiting room")
     if not 0 < headroom <= 2:
         raise CapacityError(f"headroom {headroom:g}: allowed 0 < headroom <= 2 (a share of the capacity)")
+    if mode not in ROOM_MODES:
+        raise CapacityError(f"mode {mode!r}: allowed: {', '.join(ROOM_MODES)}")
     admitted = rate * headroom
-    return Admission(mode="waiting-room", rate=round(admitted, 3), burst=max(1, round(admitted / 2)),
+    return Admission(mode=mode, rate=round(admitted, 3), burst=max(1, round(admitted / 2)),  # type: ignore[arg-type]
                      retry_after=retry_after)
 
 
@@ -314,5 +321,6 @@ def search_journey(ctx, journey: str, s: SearchSettings | None = None, *, folder
     return result
 
 
-__all__ = ["CapacityError", "Probe", "SearchResult", "SearchSettings", "admission_for", "bounds", "capacity_of",
-           "judge", "latency_growth", "measure", "next_rate", "search", "search_journey", "settings", "summarise"]
+__all__ = ["ROOM_MODES", "CapacityError", "Probe", "SearchResult", "SearchSettings", "admission_for", "bounds",
+           "capacity_of", "judge", "latency_growth", "measure", "next_rate", "search", "search_journey", "settings",
+           "summarise"]

@@ -487,8 +487,11 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
 @click.option("--overload", default=2.0, show_default=True, help="offered load as a multiple of the capacity")
 @click.option("--seconds", default=40.0, show_default=True, help="how long the load is offered")
 @click.option("--max-wait", default=60.0, show_default=True, help="seconds a queued buyer waits in all")
-def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float) -> None:
-    """The same offered load (default 2x capacity) without and with a waiting room: goodput, latency, fairness."""
+@click.option("--control", "controls", multiple=True, type=click.Choice(["waiting-room", "queue"]),
+              help="admission control(s) compared with none (repeatable; default: waiting-room)")
+def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float,
+                    controls: tuple[str, ...]) -> None:
+    """The same offered load (default 2x capacity) without and with admission control: goodput, latency, fairness."""
     import datetime as dt
 
     import pandas as pd
@@ -518,7 +521,7 @@ def bench_admission(journey: str, capacity: float | None, overload: float, secon
 
     runs_dir = data_dir() / "bench" / f"{stamp}-admission-{journey}" / "runs"
     entries = run_overload(ctx, journey=journey, rate=capacity * overload, seconds=seconds, runs_dir=runs_dir,
-                           log=click.echo, capacity=capacity, queue=queue)
+                           log=click.echo, capacity=capacity, queue=queue, controls=controls or ("waiting-room",))
     dirs = [runs_dir.parent / e["dir"] for e in entries]
     table = admission_table(dirs, [e["label"] for e in entries])
     with pd.option_context("display.width", 200, "display.max_columns", 30):

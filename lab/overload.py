@@ -45,17 +45,26 @@ def wait_idle(access, *, timeout: float = IDLE_TIMEOUT, log=print) -> float:
     return waited
 
 
-def scenario(rate: float, capacity: float | None = None) -> list[tuple[str, str, Admission]]:
-    """(name suffix, label, admission) of each run: no control, then the waiting room sized by the capacity."""
+CONTROLS = {"waiting-room": ("room", "waiting room"), "queue": ("queue", "ticket queue")}
+
+
+def scenario(rate: float, capacity: float | None = None,
+             controls: tuple[str, ...] = ("waiting-room",)) -> list[tuple[str, str, Admission]]:
+    """(name suffix, label, admission) of each run: no control, then each control sized by the capacity."""
     if not rate > 0:
         raise ValueError(f"rate {rate!r}: the offered arrival rate must be > 0 (per second)")
-    room = admission_for(capacity if capacity is not None else rate / 2)
-    return [("none", "no control", OFF), ("room", "waiting room", room)]
+    unknown = [c for c in controls if c not in CONTROLS]
+    if unknown or not controls:
+        raise ValueError(f"controls {list(controls)!r}: allowed: one or more of {', '.join(CONTROLS)}")
+    sized = capacity if capacity is not None else rate / 2
+    return [("none", "no control", OFF)] + [(CONTROLS[c][0], CONTROLS[c][1], admission_for(sized, mode=c))
+                                           for c in controls]
 
 
 def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Path, log=print,
                  capacity: float | None = None, queue: QueueSettings | None = None,
-                 product_mix: dict[str, float] | None = None) -> list[dict]:
+                 product_mix: dict[str, float] | None = None,
+                 controls: tuple[str, ...] = ("waiting-room",)) -> list[dict]:
     """Run the scenario; return study.json run entries (kind "overload", dir relative to the study folder).
 
     rate: offered arrivals per second (the study offers twice the measured capacity); capacity: what the
@@ -73,7 +82,7 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
     grace = min(600.0, queue.max_wait + 60.0)  # queued buyers and the api journey's own retries must finish
     cat = Catalogue()
     plans = []
-    for suffix, label, admission in scenario(rate, capacity):
+    for suffix, label, admission in scenario(rate, capacity, tuple(controls)):
         raw = {"name": f"overload-{suffix}", "journey": journey,
                "workload": {"model": "constant", "rate": rate, "duration": seconds, "grace": grace,
                             "max_in_flight": 5000},
@@ -99,4 +108,4 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
     return entries
 
 
-__all__ = ["run_overload", "scenario"]
+__all__ = ["CONTROLS", "run_overload", "scenario"]

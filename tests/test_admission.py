@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
+from lab.analysis.traffic import fairness
 from lab.audit_rules import read_audit
 from lab.capacity import SearchSettings, measure, search
 from lab.load.http import CLIENT_HEADER
@@ -89,7 +90,8 @@ def test_rate_limit_refuses_a_burst_fast_with_retry_after_and_admitted_requests_
 @pytest.mark.parametrize(("admission_params", "refusal_status"), [
     ({"mode": "waiting-room", "rate": 2, "burst": 1, "retry_after": 1}, 503),
     ({"mode": "conn", "connections": 1, "per": "all", "retry_after": 1}, 429),
-], ids=["waiting-room", "conn"])
+    ({"mode": "queue", "rate": 2, "burst": 1, "retry_after": 30}, 503),
+], ids=["waiting-room", "conn", "queue"])
 def test_queued_api_buyers_wait_then_buy_and_execute_restores_admission(ctx, buyers, tmp_path, admission_params,
                                                                         refusal_status):
     # 12 buyers/s offered: the waiting room admits 2 new buyers/s, one order in progress at a time ~4-6/s
@@ -111,6 +113,29 @@ def test_queued_api_buyers_wait_then_buy_and_execute_restores_admission(ctx, buy
     assert set(refusals["attempt_id"]) <= set(requests.loc[requests["status"] == 201, "attempt_id"])
     result = read_audit(run_dir)
     assert result.clean, result.describe()
+    fcfs = fairness(attempts[attempts["outcome"] == "purchased"])
+    print(f"{admission_params['mode']}: FCFS rank correlation {fcfs:.2f}")
+    if admission_params["mode"] == "queue":
+        # tickets in arrival order, each buyer told its own estimated wait: first come, first served
+        assert fcfs >= 0.9, fcfs
+        assert attempts["queue_wait"].max() >= 4  # the last of 24 tickets at 2/s waited for its turn, told so
+
+
+def test_a_browser_without_the_lab_header_keeps_its_place_in_the_queue_with_a_cookie(ctx):
+    admission.apply({"mode": "queue", "rate": 0.5, "burst": 0, "retry_after": 30}, docker_client=ctx.docker,
+                    access=ctx.access)
+    with httpx.Client(base_url=ctx.access.base_url, verify=ctx.access.tls(), timeout=10) as browser, \
+            httpx.Client(base_url=ctx.access.base_url, verify=ctx.access.tls(), timeout=10) as later:
+        first = browser.get("/lab-admission-probe")
+        assert first.status_code == 503 and "lab_ticket" in browser.cookies, first.headers
+        ticket, told = int(first.headers["x-lab-ticket"]), int(first.headers["retry-after"])
+        assert 1 <= told <= 2 and "Fila de espera" in first.text  # one ticket ahead of it at 0.5/s: 2 s at most
+        behind = later.get("/lab-admission-probe")
+        assert behind.status_code == 503 and int(behind.headers["x-lab-ticket"]) == ticket + 1
+        assert int(behind.headers["retry-after"]) > told  # further back, told to wait longer
+        time.sleep(told + 0.2)
+        assert browser.get("/lab-admission-probe").status_code == 200  # its turn, recognised by its cookie
+        assert later.get("/lab-admission-probe").status_code == 503  # not yet: the head moves at 0.5/s
 
 
 def test_conn_limit_refuses_only_what_is_beyond_the_requests_in_progress(ctx):

@@ -26,6 +26,7 @@ from lab.capacity import (
 from lab.load.http import classify
 from lab.load.queue import QueueSettings, is_queued, parse_retry_after, pause_for
 from lab.load.recorder import AttemptRecord, Recorder, RequestRecord
+from lab.overload import scenario
 from lab.run import RunParamsError, validate_load
 from lab.stack import admission
 from lab.stack.admission import Admission, AdmissionError, parse_admission, render
@@ -83,6 +84,23 @@ def test_every_mode_shares_the_zone_key_name_and_size_so_live_reloads_between_mo
         assert "zone=lab_" in http and ":10m" in http and "$lab_admission_key zone=" in http
 
 
+def test_queue_draws_tickets_in_lua_and_a_new_configuration_starts_an_empty_queue():
+    config = parse_admission({"mode": "queue", "rate": 2.5, "burst": 3, "retry_after": 20})
+    files = render(config)
+    zone = f"lab_queue_{admission.fingerprint_of(config)[:8]}"
+    assert config.key_scope == "new-buyers" and config.describe().startswith("queue: 2.5/s burst 3")
+    assert f"lua_shared_dict {zone} 10m;" in files["http.conf"]
+    assert "ngx.worker.id() ~= 0" in files["http.conf"] and "rate, burst = ngx.shared." + zone + ", 2.5, 3" in \
+        files["http.conf"]
+    assert "limit_req" not in files["http.conf"] + files["location.conf"]  # no nginx limit: the tickets decide
+    assert f"rate, cap = ngx.shared.{zone}, 2.5, 20" in files["location.conf"]
+    assert "ngx.status = 503" in files["location.conf"] and "'Retry-After'] = wait" in files["location.conf"]
+    assert "access_by_lua_block" in files["server.conf"].split("location = /lab-admission-probe")[1]
+    assert "@lab_queued" not in files["server.conf"]
+    other = render(parse_admission({"mode": "queue", "rate": 3}))
+    assert f"lua_shared_dict {zone} " not in other["http.conf"]  # another zone: tickets start at 1 again
+
+
 def test_fingerprints_differ_per_configuration():
     a = render(parse_admission({"mode": "rate", "rate": 5}))["server.conf"]
     b = render(parse_admission({"mode": "rate", "rate": 6}))["server.conf"]
@@ -99,7 +117,9 @@ def test_write_and_current_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize(("raw", "words"), [
-    ({"mode": "gatekeeper"}, "mode: Input should be 'off', 'rate', 'conn' or 'waiting-room'"),
+    ({"mode": "gatekeeper"}, "mode: Input should be 'off', 'rate', 'conn', 'waiting-room' or 'queue'"),
+    ({"mode": "queue"}, "mode 'queue' needs `rate`"),
+    ({"mode": "queue", "rate": 2, "per": "client"}, "the queue admits over all buyers; allowed: all"),
     ({"mode": "rate"}, "needs `rate`"),
     ({"mode": "rate", "rate": -1}, "rate: Input should be greater than 0"),
     ({"mode": "rate", "rate": 20000}, "rate: Input should be less than or equal to 10000"),
@@ -258,6 +278,21 @@ def test_admission_for_turns_capacity_into_a_waiting_room():
     assert admission_for(10.0, headroom=1.0).rate == 10.0
     with pytest.raises(CapacityError):
         admission_for(0.0)
+    queue = admission_for(12.0, mode="queue")
+    assert queue.mode == "queue" and queue.rate == pytest.approx(9.6) and queue.burst == 5
+    with pytest.raises(CapacityError, match="allowed: waiting-room, queue"):
+        admission_for(12.0, mode="moat")
+
+
+def test_the_overload_scenario_runs_no_control_first_then_each_control():
+    runs = scenario(18.0, 9.0, ("waiting-room", "queue"))
+    assert [(suffix, label, a.mode) for suffix, label, a in runs] == [
+        ("none", "no control", "off"), ("room", "waiting room", "waiting-room"), ("queue", "ticket queue", "queue")]
+    assert runs[2][2].rate == pytest.approx(7.2)
+    assert [a.mode for _, _, a in scenario(18.0)] == ["off", "waiting-room"]  # default: the waiting room only
+    for bad in ((), ("moat",)):
+        with pytest.raises(ValueError, match="allowed: one or more of waiting-room, queue"):
+            scenario(18.0, 9.0, bad)
 
 
 # --- the comparison table -----------------------------------------------------------------------------------

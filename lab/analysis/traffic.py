@@ -26,7 +26,7 @@ def label_of(run_dir: Path) -> str:
     meta_path = Path(run_dir) / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     mode = (meta.get("admission") or {}).get("mode", "off")
-    return {"off": "no control", "waiting-room": "waiting room"}.get(mode, mode)
+    return {"off": "no control", "waiting-room": "waiting room", "queue": "ticket queue"}.get(mode, mode)
 
 
 def admitted_at(requests: pd.DataFrame) -> pd.Series:

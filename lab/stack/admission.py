@@ -9,7 +9,13 @@ Modes (nginx only, no extra service):
 - `waiting-room`: new buyers (requests without a cookie: an API order, or a browser's first page) are admitted
   at `rate` per second over all; the rest get a fast 503 page with Retry-After telling them to come back, the way
   a queue page in a browser refreshes. A buyer holding a shop session (any cookie) is inside and is not stopped
-  halfway through a checkout.
+  halfway through a checkout. Whoever retries first when a slot frees gets it: not first come, first served.
+- `queue`: the waiting room with tickets, first come, first served (nginx's lua module and one shared dict): a new
+  buyer draws the next ticket number on arrival (kept per `X-Lab-Client`, or in a `lab_ticket` cookie for a
+  client without that header); a timer in one nginx worker moves the queue's head forward at `rate` per second
+  (at most `burst` beyond the last ticket drawn, so an idle queue admits a burst at once). Tickets up to the head
+  are in; the others get the 503 page with Retry-After = their estimated wait (capped at `retry_after`).
+  Not tamper-proof (a browser could forge its cookie): a lab instrument, not a production queue.
 
 The configuration is rendered as three nginx include files into the deployment folder
 ($PRETIX_LAB_VAR/deploy/nginx-admission, mounted read-only into the proxy at /etc/nginx/admission) and applied
@@ -49,7 +55,7 @@ class Admission(BaseModel):
     """What the proxy admits; validated before anything is written or reloaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mode: Literal["off", "rate", "conn", "waiting-room"] = "off"
+    mode: Literal["off", "rate", "conn", "waiting-room", "queue"] = "off"
     rate: float | None = Field(default=None, gt=0, le=10_000,
                                description="rate/waiting-room: requests (new buyers) admitted per second")
     burst: int = Field(default=10, ge=0, le=100_000, description="rate/waiting-room: requests above the rate "
@@ -59,21 +65,22 @@ class Admission(BaseModel):
     per: Literal["client", "all"] | None = Field(
         default=None, description="rate/conn: limit each client (X-Lab-Client) or all requests together "
                                   "(default: rate per client, conn over all; the waiting room is always all)")
-    retry_after: int = Field(default=2, ge=1, le=600, description="seconds a refused buyer is told to wait")
+    retry_after: int = Field(default=2, ge=1, le=600, description="seconds a refused buyer is told to wait "
+                                                                   "(queue: its estimated wait, at most this)")
 
     @model_validator(mode="after")
     def _needs(self) -> Admission:
-        if self.mode in ("rate", "waiting-room") and self.rate is None:
+        if self.mode in ("rate", "waiting-room", "queue") and self.rate is None:
             raise ValueError(f"mode {self.mode!r} needs `rate` (requests per second, > 0)")
         if self.mode == "conn" and self.connections is None:
             raise ValueError("mode 'conn' needs `connections` (requests in progress at once, >= 1)")
-        if self.mode == "waiting-room" and self.per == "client":
-            raise ValueError("per: the waiting room admits over all buyers; allowed: all (or leave it out)")
+        if self.mode in ("waiting-room", "queue") and self.per == "client":
+            raise ValueError(f"per: the {self.mode} admits over all buyers; allowed: all (or leave it out)")
         return self
 
     @property
     def key_scope(self) -> str:
-        if self.mode == "waiting-room":
+        if self.mode in ("waiting-room", "queue"):
             return "new-buyers"
         return self.per or ("client" if self.mode == "rate" else "all")
 
@@ -121,13 +128,18 @@ def _key_map(scope: str) -> str:
     return 'map $http_x_lab_client $lab_admission_key {\n    default "all";\n}\n'
 
 
+def _room_page(seconds: str) -> str:
+    """The queue page a browser shows (it reloads itself after `seconds`, like Retry-After says)."""
+    return (f"<!doctype html><html lang=pt><head><meta charset=utf-8>"
+            f"<meta http-equiv=refresh content={seconds}><title>Fila de espera</title></head>"
+            f"<body><h1>Está na fila</h1><p>Muitos compradores ao mesmo tempo. Esta página tenta "
+            f"de novo dentro de {seconds} s: não feche a janela.</p></body></html>\\n")
+
+
 def _queued_page(config: Admission) -> str:
     seconds = config.retry_after
     if config.mode == "waiting-room":
-        status, body = 503, (f"<!doctype html><html lang=pt><head><meta charset=utf-8>"
-                             f"<meta http-equiv=refresh content={seconds}><title>Fila de espera</title></head>"
-                             f"<body><h1>Está na fila</h1><p>Muitos compradores ao mesmo tempo. Esta página tenta "
-                             f"de novo dentro de {seconds} s: não feche a janela.</p></body></html>\\n")
+        status, body = 503, _room_page(str(seconds))
     else:
         status, body = 429, f"Too many requests: retry after {seconds} s\\n"
     return (f"location @lab_queued {{\n    default_type text/html;\n"
@@ -135,6 +147,71 @@ def _queued_page(config: Admission) -> str:
             f"    add_header X-Lab-Admission queued always;\n"
             f"    add_header X-Request-ID $request_id always;\n"
             f"    return {status} '{body}';\n}}\n")
+
+
+def _lua_number(value: float) -> str:
+    return repr(float(value))
+
+
+def _queue_http(config: Admission, zone: str) -> str:
+    """The ticket queue's shared dict and the one timer (worker 0) that moves its head forward at `rate`/s."""
+    assert config.rate is not None
+    return (f"lua_shared_dict {zone} {ZONE_SIZE};\n"
+            "init_worker_by_lua_block {\n"
+            "    if ngx.worker.id() ~= 0 then return end\n"
+            f"    local d, rate, burst = ngx.shared.{zone}, {_lua_number(config.rate)}, {config.burst}\n"
+            "    local last = ngx.now()\n"
+            "    local function tick(premature)\n"
+            "        if premature then return end\n"
+            "        ngx.update_time()\n"
+            "        local now = ngx.now()\n"
+            "        local head = (d:get('head') or 0) + rate * (now - last)\n"
+            "        last = now\n"
+            "        local cap = (d:get('issued') or 0) + burst\n"
+            "        if head > cap then head = cap end\n"
+            "        d:set('head', head)\n"
+            "    end\n"
+            "    local ok, err = ngx.timer.every(0.05, tick)\n"
+            "    if not ok then ngx.log(ngx.ERR, 'lab queue timer: ', err) end\n"
+            "}\n")
+
+
+def _queue_access(config: Admission, zone: str) -> str:
+    """Per request: a shop session passes; else the buyer's ticket (drawn on first sight) must be at the head."""
+    assert config.rate is not None
+    page = _room_page("' .. wait .. '")  # a Lua string: the wait is spliced in
+    return ("access_by_lua_block {\n"
+            f"    local d, rate, cap = ngx.shared.{zone}, {_lua_number(config.rate)}, {config.retry_after}\n"
+            "    local cookie = ngx.var.http_cookie or ''\n"
+            "    if cookie:gsub('lab_ticket=[^;]*;?', ''):find('[^%s;]') then return end  -- a shop session: inside\n"
+            "    local key = ngx.var.http_x_lab_client\n"
+            "    if key == nil or key == '' then\n"
+            "        local held = ngx.var.cookie_lab_ticket\n"
+            "        key = held and ('c:' .. held) or nil\n"
+            "    end\n"
+            "    local ticket = key and d:get('t:' .. key)\n"
+            "    if not ticket then\n"
+            "        ticket = d:incr('issued', 1, 0)\n"
+            "        if not key then\n"
+            "            key = 'c:' .. ticket\n"
+            "            ngx.header['Set-Cookie'] = 'lab_ticket=' .. ticket .. '; Path=/; Secure; HttpOnly; '\n"
+            "                                       .. 'SameSite=Lax'\n"
+            "        end\n"
+            "        d:set('t:' .. key, ticket, 3600)\n"
+            "    end\n"
+            "    local head = d:get('head') or 0\n"
+            "    if ticket <= head then return end\n"
+            "    local wait = math.ceil((ticket - head) / rate)\n"
+            "    if wait < 1 then wait = 1 elseif wait > cap then wait = cap end\n"
+            "    ngx.status = 503\n"
+            "    ngx.header['Content-Type'] = 'text/html; charset=utf-8'\n"
+            "    ngx.header['Retry-After'] = wait\n"
+            "    ngx.header['X-Lab-Admission'] = 'queued'\n"
+            "    ngx.header['X-Lab-Ticket'] = ticket\n"
+            "    ngx.header['X-Request-ID'] = ngx.var.request_id\n"
+            f"    ngx.print('{page}')\n"
+            "    return ngx.exit(ngx.HTTP_OK)\n"
+            "}\n")
 
 
 def render(config: Admission) -> dict[str, str]:
@@ -150,8 +227,13 @@ def render(config: Admission) -> dict[str, str]:
                "location /metrics {\n    proxy_pass http://pretix;\n}\n")
     limit = ""
     if config.mode != "off":
-        http += _key_map(config.key_scope)
-        if config.mode == "conn":
+        if config.mode != "queue":  # the queue keys in Lua
+            http += _key_map(config.key_scope)
+        if config.mode == "queue":
+            zone = f"lab_queue_{fingerprint[:8]}"  # a new configuration starts an empty queue
+            http += _queue_http(config, zone)
+            limit = _queue_access(config, zone)
+        elif config.mode == "conn":
             http += f"limit_conn_zone $lab_admission_key zone=lab_conn:{ZONE_SIZE};\n"
             limit = (f"limit_conn lab_conn {config.connections};\nlimit_conn_status 429;\n"
                      "limit_conn_log_level info;\n")
@@ -161,8 +243,9 @@ def render(config: Admission) -> dict[str, str]:
             burst = f" burst={config.burst} nodelay" if config.burst else ""  # nginx refuses burst=0
             limit = (f"limit_req zone=lab_rate{burst};\nlimit_req_status 429;\n"
                      "limit_req_log_level info;\n")
-        limit += "error_page 429 = @lab_queued;\n"
-        server += _queued_page(config)
+        if config.mode != "queue":
+            limit += "error_page 429 = @lab_queued;\n"
+            server += _queued_page(config)
     location += limit
     # served by nginx from a file (a `return` would answer before the limit is checked)
     probe = "\n".join("    " + line for line in limit.splitlines())
