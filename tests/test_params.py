@@ -43,6 +43,11 @@ def test_parse_memory(text, size):
     ({"edge_subnet": "8.8.8.0/24"}, ["edge_subnet", "private"]),
     ({"web_workers": 0}, ["web_workers"]),
     ({"colour": "blue"}, ["colour", "allowed", "https_port"]),
+    # the backend network holds redis' fixed addresses (tests/test_redis_ha.py)
+    ({"backend_subnet": "10.214.0.0/26"}, ["backend_subnet", "/25 or larger"]),
+    ({"backend_subnet": "8.8.0.0/24"}, ["backend_subnet", "private"]),
+    ({"backend_subnet": "10.213.0.0/24"}, ["overlap"]),
+    ({"redis_down_after_ms": 50}, ["redis_down_after_ms", "greater than or equal to 200"]),
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:
