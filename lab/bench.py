@@ -165,14 +165,16 @@ class Step:
         return self.p95 <= p95_limit and self.error_share() <= error_limit
 
 
-async def _step(journey_factory, rate: float, seconds: float) -> tuple[object, list[Attempt]]:
+async def constant_step(journey_factory, rate: float, seconds: float,
+                        grace: float = 20.0) -> tuple[object, list[Attempt]]:
+    """One constant-rate run of a fresh journey; (summary, the attempts that finished)."""
     finished: list[Attempt] = []
 
     def listen(event) -> None:
         if event.attempt is not None and event.kind != "launched":
             finished.append(event.attempt)
 
-    workload = parse_workload({"model": "constant", "rate": rate, "duration": seconds, "grace": 20,
+    workload = parse_workload({"model": "constant", "rate": rate, "duration": seconds, "grace": grace,
                                "max_in_flight": max(50, int(rate * 10))})
     journey = journey_factory()
     async with journey:
@@ -187,7 +189,7 @@ def capacity_search(journey_factory, docker_client, rates: list[float], seconds:
     best: Step | None = None
     for rate in rates:
         cpu0, stack0 = process_seconds(), stack_seconds(docker_client)
-        summary, attempts = asyncio.run(_step(journey_factory, rate, seconds))
+        summary, attempts = asyncio.run(constant_step(journey_factory, rate, seconds))
         gen_cpu, stack_cpu = process_seconds() - cpu0, delta(stack0, stack_seconds(docker_client))
         done = [a for a in attempts if a.ended is not None and a.started is not None]
         latency = np.array([a.ended - a.scheduled for a in done]) if done else np.array([np.inf])

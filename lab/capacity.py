@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.stack.admission import Admission
+from lab.stack.admission import ROOM_MODES, Admission
 from lab.validation import describe
 
 
@@ -179,9 +179,6 @@ def search(measure: Callable[[float], Probe], s: SearchSettings, journey: str = 
     return SearchResult(journey, capacity_of(probes), probes, s.model_dump())
 
 
-ROOM_MODES = ("waiting-room", "queue")
-
-
 def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retry_after: int = 2,
                   mode: str = "waiting-room") -> Admission:
     """The waiting room (or ticket queue) for a measured capacity: admit `headroom` of it per second, half a second
@@ -231,25 +228,10 @@ def summarise(rate: float, attempts: list, offered: int) -> Probe:
 
 def measure(journey_factory: Callable[[], object], rate: float, seconds: float, *, grace: float = 20.0) -> Probe:
     """One constant-rate probe of `seconds` with a fresh journey (an async context manager and callable)."""
-    from lab.load.runner import run_open
-    from lab.load.workload import parse_workload
+    from lab.bench import constant_step
 
-    finished: list = []
-
-    def listen(event) -> None:
-        if event.attempt is not None and event.kind != "launched":
-            finished.append(event.attempt)
-
-    workload = parse_workload({"model": "constant", "rate": rate, "duration": seconds, "grace": grace,
-                               "max_in_flight": max(50, int(rate * 10))})
-
-    async def go():
-        journey = journey_factory()
-        async with journey:  # type: ignore[attr-defined]
-            return await run_open(workload, journey, on_event=listen)  # type: ignore[arg-type]
-
-    summary = asyncio.run(go())
-    return summarise(rate, finished, summary.planned)
+    summary, finished = asyncio.run(constant_step(journey_factory, rate, seconds, grace=grace))
+    return summarise(rate, finished, summary.planned)  # type: ignore[attr-defined]
 
 
 def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0.2):
@@ -321,6 +303,6 @@ def search_journey(ctx, journey: str, s: SearchSettings | None = None, *, folder
     return result
 
 
-__all__ = ["ROOM_MODES", "CapacityError", "Probe", "SearchResult", "SearchSettings", "admission_for", "bounds",
+__all__ = ["CapacityError", "Probe", "SearchResult", "SearchSettings", "admission_for", "bounds",
            "capacity_of", "judge", "latency_growth", "measure", "next_rate", "search", "search_journey", "settings",
            "summarise"]

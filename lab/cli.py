@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from lab.stack.admission import ROOM_MODES
 from lab.stack.params import ParamsError, ServiceLimits
 
 
@@ -487,7 +488,7 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
 @click.option("--overload", default=2.0, show_default=True, help="offered load as a multiple of the capacity")
 @click.option("--seconds", default=40.0, show_default=True, help="how long the load is offered")
 @click.option("--max-wait", default=60.0, show_default=True, help="seconds a queued buyer waits in all")
-@click.option("--control", "controls", multiple=True, type=click.Choice(["waiting-room", "queue"]),
+@click.option("--control", "controls", multiple=True, type=click.Choice(list(ROOM_MODES)),
               help="admission control(s) compared with none (repeatable; default: waiting-room)")
 def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float,
                     controls: tuple[str, ...]) -> None:

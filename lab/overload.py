@@ -6,13 +6,12 @@ refused by the waiting room wait as its Retry-After says (up to `queue.max_wait`
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from lab.capacity import admission_for
 from lab.load.queue import QueueSettings
-from lab.stack.admission import OFF, Admission
+from lab.stack.admission import LABELS, OFF, ROOM_MODES, Admission
 
 IDLE_TIMEOUT = 300.0  # seconds to wait for the stack to drain a run's backlog
 IDLE_LATENCY = 0.5  # seconds: /healthcheck/ answering faster than this, three times in a row, means drained
@@ -45,7 +44,7 @@ def wait_idle(access, *, timeout: float = IDLE_TIMEOUT, log=print) -> float:
     return waited
 
 
-CONTROLS = {"waiting-room": ("room", "waiting room"), "queue": ("queue", "ticket queue")}
+SUFFIXES = {"waiting-room": "room", "queue": "queue"}  # run names: overload-<suffix>
 
 
 def scenario(rate: float, capacity: float | None = None,
@@ -53,12 +52,11 @@ def scenario(rate: float, capacity: float | None = None,
     """(name suffix, label, admission) of each run: no control, then each control sized by the capacity."""
     if not rate > 0:
         raise ValueError(f"rate {rate!r}: the offered arrival rate must be > 0 (per second)")
-    unknown = [c for c in controls if c not in CONTROLS]
-    if unknown or not controls:
-        raise ValueError(f"controls {list(controls)!r}: allowed: one or more of {', '.join(CONTROLS)}")
+    if not controls or any(c not in ROOM_MODES for c in controls):
+        raise ValueError(f"controls {list(controls)!r}: allowed: one or more of {', '.join(ROOM_MODES)}")
     sized = capacity if capacity is not None else rate / 2
-    return [("none", "no control", OFF)] + [(CONTROLS[c][0], CONTROLS[c][1], admission_for(sized, mode=c))
-                                           for c in controls]
+    return [("none", LABELS["off"], OFF)] + [(SUFFIXES[c], LABELS[c], admission_for(sized, mode=c))
+                                             for c in controls]
 
 
 def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Path, log=print,
@@ -70,14 +68,10 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
     rate: offered arrivals per second (the study offers twice the measured capacity); capacity: what the
     waiting room admits (default rate / 2); queue: how long refused buyers wait (default 60 s in all).
     """
-    from lab.audit import audit_run
+    from lab.audit import audit_run, load_run_meta
     from lab.run import execute, validate_load
     from lab.seed import Catalogue
 
-    if journey not in ("api", "shop"):
-        raise ValueError(f"journey {journey!r}: allowed: api, shop")
-    if not 0 < seconds <= 3600:
-        raise ValueError(f"seconds {seconds!r}: allowed 0 < seconds <= 3600")
     queue = queue or QueueSettings(max_wait=60.0)
     grace = min(600.0, queue.max_wait + 60.0)  # queued buyers and the api journey's own retries must finish
     cat = Catalogue()
@@ -101,11 +95,11 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
         run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers, catalogue_ids=ids,
                           event=cat.slug, buyer_secret=ctx.buyer_secret(), root=runs_dir, log=log)
         wait_idle(ctx.access, log=log)  # orders still being made for buyers who gave up belong to this run
-        started = json.loads((run_dir / "run.json").read_text())["started"]
+        started = load_run_meta(run_dir)["started"]
         log(audit_run(run_dir, ctx.docker, ctx.access, ctx.access.organizer, cat.slug, since=started - 5).describe())
         entries.append({"name": run_dir.name, "kind": "overload", "journey": journey,
                         "dir": str(run_dir.relative_to(runs_dir.parent)), "label": label})
     return entries
 
 
-__all__ = ["CONTROLS", "run_overload", "scenario"]
+__all__ = ["run_overload", "scenario"]

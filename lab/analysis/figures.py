@@ -131,7 +131,7 @@ def gauges_timeline(run: Run, spans: pd.DataFrame | None = None, title: str | No
         return None
     fig, axes = _panels(len(names), title or f"Queues, locks and replication, run {run.path.name}")
     for ax, name in zip(axes, names, strict=True):
-        metric, _services, ylabel, scale = GAUGES[name]
+        metric, ylabel, scale = GAUGES[name]
         table = gauge(run.metrics, metric, run.t0, scale)
         sns.lineplot(data=table, x="t", y="value", hue="series", ax=ax, lw=1.1, drawstyle="steps-post")
         ax.set(title=name[0].upper() + name[1:], ylabel=ylabel)

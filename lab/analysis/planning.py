@@ -44,17 +44,6 @@ def _span(study_run: StudyRun) -> tuple[float, float]:
     return start, end
 
 
-def run_cpu_per_purchase(study_run: StudyRun) -> pd.Series:
-    """CPU-seconds per purchase by module over the run's span, idle included (empty without purchases or
-    monitor data)."""
-    run = study_run.run
-    purchased = int((run.attempts["outcome"] == "purchased").sum())
-    if purchased == 0 or run.metrics.empty:
-        return pd.Series(dtype=float)
-    used = cpu_seconds_by_service(run.metrics, *_span(study_run))
-    return (used.groupby(module_of).sum() / purchased).sort_values(ascending=False)
-
-
 def cost_table(runs: list[StudyRun]) -> pd.DataFrame:
     """One row per usable run: journey, login share, purchases, span (s), purchase rate (/s) and the cores each
     module used on average over the span."""
@@ -202,4 +191,4 @@ def mix_table(journeys: pd.DataFrame, login: pd.Series, recorded_login_share: fl
 
 
 __all__ = ["DEFAULT_MIXES", "cores_for", "cost_table", "fit_journey", "fit_methods", "journey_costs", "journey_idle",
-           "login_cost", "mix_cost", "mix_table", "module_of", "recorded_login_share", "run_cpu_per_purchase"]
+           "login_cost", "mix_cost", "mix_table", "module_of", "recorded_login_share"]

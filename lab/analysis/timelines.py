@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# (metric, which services record it, y-axis label, scale); what lab/monitor.py samples
+# (metric, y-axis label, scale); what lab/monitor.py samples
 GAUGES = {
-    "celery queue": ("celery_queue_length_total", None, "tasks waiting", 1.0),
-    "PostgreSQL lock waits": ("lock_waits", None, "waiting locks", 1.0),
-    "PostgreSQL advisory lock waits": ("lock_waits_advisory", None, "waiting locks", 1.0),
-    "replication lag (bytes)": ("replication_lag_bytes", None, "lag (KiB)", 1 / 1024),
-    "replication replay lag": ("replication_replay_lag_seconds", None, "lag (s)", 1.0),
+    "celery queue": ("celery_queue_length_total", "tasks waiting", 1.0),
+    "PostgreSQL lock waits": ("lock_waits", "waiting locks", 1.0),
+    "PostgreSQL advisory lock waits": ("lock_waits_advisory", "waiting locks", 1.0),
+    "replication lag (bytes)": ("replication_lag_bytes", "lag (KiB)", 1 / 1024),
+    "replication replay lag": ("replication_replay_lag_seconds", "lag (s)", 1.0),
 }
 
 

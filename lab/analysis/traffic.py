@@ -18,6 +18,7 @@ import seaborn as sns
 
 from lab.analysis.figures import use_style
 from lab.load.recorder import read_attempts, read_requests
+from lab.stack.admission import LABELS
 
 FAILED = ("failed", "dropped", "cancelled")
 
@@ -26,7 +27,7 @@ def label_of(run_dir: Path) -> str:
     meta_path = Path(run_dir) / "run.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     mode = (meta.get("admission") or {}).get("mode", "off")
-    return {"off": "no control", "waiting-room": "waiting room", "queue": "ticket queue"}.get(mode, mode)
+    return LABELS.get(mode, mode)
 
 
 def admitted_at(requests: pd.DataFrame) -> pd.Series:

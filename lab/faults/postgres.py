@@ -128,6 +128,12 @@ def _env(container: Any, name: str, default: str | None = None) -> str | None:
     return default
 
 
+def _synchronous(node: Any) -> bool:
+    """The deployment's replication mode (the container's environment), not what the node's settings show now:
+    a data directory copied from a degraded primary can carry its `synchronous_standby_names = ''` override."""
+    return _env(node, "PG_REPLICATION_MODE", "async") == "sync"
+
+
 def _lsn(text: str) -> int:
     high, _, low = text.strip().partition("/")
     return (int(high, 16) << 32) + int(low, 16)
@@ -329,11 +335,8 @@ class PgFailover(PrimaryFailover):
             psql(old, f"alter system reset {setting}")
         # Synchronous mode with its only standby gone would block every commit until the replica is rebuilt:
         # degrade to asynchronous until it streams again (what Patroni's non-strict synchronous mode does).
-        # Decided by the deployment (the container's environment), not by what the node shows now: a data
-        # directory copied from a degraded primary can carry its override.
-        if _env(old, "PG_REPLICATION_MODE", "async") == "sync":
+        if _synchronous(old):
             psql(old, "alter system set synchronous_standby_names = ''")
-            self.state["sync_names"] = True
         psql(old, "select pg_reload_conf()")
         return {"replayed_up_to": target, "shutdown_checkpoint": checkpoint.group(1) if checkpoint else None,
                 "received": received,
@@ -350,7 +353,7 @@ class PgFailover(PrimaryFailover):
                  == "streaming", timeout, f"{new.name} to stream from {old.name}", pause=1.0)
         wait_for(lambda: in_recovery(new), 30, f"{new.name} to be a standby")
         restored = {}
-        if st.get("sync_names"):  # synchronous again, now that its standby streams
+        if _synchronous(old):  # synchronous again, now that its standby streams
             psql(old, "alter system reset synchronous_standby_names")
             psql(old, "select pg_reload_conf()")
             wait_for(lambda: psql(old, "select sync_state from pg_stat_replication where application_name = "

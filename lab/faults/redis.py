@@ -31,7 +31,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lab.faults.catalogue import faults, image_role, long_running_specs
 from lab.faults.failover import PrimaryFailover, wait_for
-from lab.stack.redis_ha import MASTER_NAME, PRIMARY_SERVICE, SENTINEL_PORT, SENTINEL_SERVICES, parse_master_addr
+from lab.stack.redis_ha import (
+    MASTER_NAME,
+    PRIMARY_SERVICE,
+    REDIS_PORT,
+    SENTINEL_PORT,
+    SENTINEL_SERVICES,
+    parse_master_addr,
+)
 
 WEB_SERVICE = "pretix-web-1"
 PAUSE_MS = 10_000  # longest write pause of the failback (it is lifted as soon as the switch is done)
@@ -234,7 +241,7 @@ class RedisFailover(PrimaryFailover):
                   pause=0.1)
             # a sentinel turns a live demoted master into a replica only after failover-timeout: until then it
             # would take writes from clients still connected to it. Demote it now, while its writes are paused.
-            self.redis_cli(new, "replicaof", st["old_addr"], "6379")
+            self.redis_cli(new, "replicaof", st["old_addr"], str(REDIS_PORT))
             switched = time.monotonic() - paused_at
         finally:
             try:

@@ -43,8 +43,9 @@ from lab.validation import describe
 MOUNT = "/etc/nginx/admission"  # where stack/compose.yaml mounts the folder in the proxy
 FOLDER = "nginx-admission"
 FILES = ("http.conf", "server.conf", "location.conf")
-CLIENT_HEADER = "X-Lab-Client"
 ZONE_SIZE = "10m"  # constant: nginx refuses a reload that resizes a live shared zone
+ROOM_MODES = ("waiting-room", "queue")  # new buyers admitted at `rate`/s over all: what a measured capacity sizes
+LABELS = {"off": "no control", "waiting-room": "waiting room", "queue": "ticket queue"}  # for tables and figures
 
 
 class AdmissionError(ValueError):
@@ -70,17 +71,17 @@ class Admission(BaseModel):
 
     @model_validator(mode="after")
     def _needs(self) -> Admission:
-        if self.mode in ("rate", "waiting-room", "queue") and self.rate is None:
+        if (self.mode == "rate" or self.mode in ROOM_MODES) and self.rate is None:
             raise ValueError(f"mode {self.mode!r} needs `rate` (requests per second, > 0)")
         if self.mode == "conn" and self.connections is None:
             raise ValueError("mode 'conn' needs `connections` (requests in progress at once, >= 1)")
-        if self.mode in ("waiting-room", "queue") and self.per == "client":
+        if self.mode in ROOM_MODES and self.per == "client":
             raise ValueError(f"per: the {self.mode} admits over all buyers; allowed: all (or leave it out)")
         return self
 
     @property
     def key_scope(self) -> str:
-        if self.mode in ("waiting-room", "queue"):
+        if self.mode in ROOM_MODES:
             return "new-buyers"
         return self.per or ("client" if self.mode == "rate" else "all")
 
@@ -218,7 +219,7 @@ def render(config: Admission) -> dict[str, str]:
     """The three include files (http, server and location context) for one configuration."""
     head = f"# rendered by lab.stack.admission: {config.describe()}\n"
     http, server, location = head, head, head
-    fingerprint = hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+    fingerprint = fingerprint_of(config)
     server += (f"location = /lab-admission-state {{\n    access_log off;\n    default_type text/plain;\n"
                f"    return 200 '{config.mode} {fingerprint}\\n';\n}}\n")
     # pretix's own health and metrics stay reachable whatever the limit (and logged as before: the access log
@@ -226,14 +227,13 @@ def render(config: Admission) -> dict[str, str]:
     server += ("location = /healthcheck/ {\n    proxy_pass http://pretix;\n}\n"
                "location /metrics {\n    proxy_pass http://pretix;\n}\n")
     limit = ""
-    if config.mode != "off":
-        if config.mode != "queue":  # the queue keys in Lua
-            http += _key_map(config.key_scope)
-        if config.mode == "queue":
-            zone = f"lab_queue_{fingerprint[:8]}"  # a new configuration starts an empty queue
-            http += _queue_http(config, zone)
-            limit = _queue_access(config, zone)
-        elif config.mode == "conn":
+    if config.mode == "queue":  # tickets in Lua: its own key, refusal page and Retry-After
+        zone = f"lab_queue_{fingerprint[:8]}"  # a new configuration starts an empty queue
+        http += _queue_http(config, zone)
+        limit = _queue_access(config, zone)
+    elif config.mode != "off":
+        http += _key_map(config.key_scope)
+        if config.mode == "conn":
             http += f"limit_conn_zone $lab_admission_key zone=lab_conn:{ZONE_SIZE};\n"
             limit = (f"limit_conn lab_conn {config.connections};\nlimit_conn_status 429;\n"
                      "limit_conn_log_level info;\n")
@@ -243,9 +243,8 @@ def render(config: Admission) -> dict[str, str]:
             burst = f" burst={config.burst} nodelay" if config.burst else ""  # nginx refuses burst=0
             limit = (f"limit_req zone=lab_rate{burst};\nlimit_req_status 429;\n"
                      "limit_req_log_level info;\n")
-        if config.mode != "queue":
-            limit += "error_page 429 = @lab_queued;\n"
-            server += _queued_page(config)
+        limit += "error_page 429 = @lab_queued;\n"
+        server += _queued_page(config)
     location += limit
     # served by nginx from a file (a `return` would answer before the limit is checked)
     probe = "\n".join("    " + line for line in limit.splitlines())
@@ -256,7 +255,8 @@ def render(config: Admission) -> dict[str, str]:
 
 
 def fingerprint_of(config: Admission) -> str:
-    return json.loads(render(config)["state.json"])["fingerprint"]
+    """Names one configuration: the proxy's state location answers it once its workers hold that configuration."""
+    return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- the folder and the live proxy ------------------------------------------------------------------------
@@ -352,5 +352,5 @@ def _wait_state(config: Admission, access, timeout: float) -> None:
                          f"(wanted {want!r}, saw {seen.strip()!r})")
 
 
-__all__ = ["Admission", "AdmissionError", "CLIENT_HEADER", "OFF", "apply", "current", "ensure", "parse_admission",
-           "render", "write"]
+__all__ = ["LABELS", "ROOM_MODES", "Admission", "AdmissionError", "OFF", "apply", "current",
+           "ensure", "parse_admission", "render", "write"]

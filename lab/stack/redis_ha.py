@@ -20,7 +20,6 @@ from urllib.parse import quote
 MASTER_NAME = "lab-redis"
 REDIS_PORT = 6379
 SENTINEL_PORT = 26379
-QUORUM = 2
 SOCKET_TIMEOUT = 2.0  # seconds a redis client waits for an answer before it asks the sentinels again
 CONNECT_TIMEOUT = 1.0
 
@@ -52,15 +51,6 @@ class RedisTopology:
         return cls(primary=params.backend_address(PRIMARY_HOST), replica=params.backend_address(REPLICA_HOST),
                    sentinels=tuple(params.backend_address(h) for h in SENTINEL_HOSTS),
                    down_after_ms=params.redis_down_after_ms)
-
-    def node_addresses(self) -> dict[str, str]:
-        """Service -> fixed address, for every redis node and sentinel."""
-        return {PRIMARY_SERVICE: self.primary, REPLICA_SERVICE: self.replica,
-                **dict(zip(SENTINEL_SERVICES, self.sentinels, strict=True))}
-
-    def service_at(self, address: str) -> str | None:
-        """Which data node has this address (None: neither)."""
-        return {self.primary: PRIMARY_SERVICE, self.replica: REPLICA_SERVICE}.get(address)
 
     def sentinel_list(self) -> str:
         """"ip:port ip:port ..." (what a restarting data node asks before it decides whom to follow)."""
