@@ -144,7 +144,7 @@ def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items,
 
     params = validate_load({
         "name": f"kill-{signal.lower()}", "journey": "api", "monitor": False,
-        "workload": {"model": "constant", "rate": 4, "duration": 55, "grace": 60},
+        "workload": {"model": "constant", "rate": 4, "duration": 40, "grace": 60},
         "faults": {"faults": [{"at": 10, "target": "pretix-web-1", "action": "kill", "duration": 10,
                                "options": {"signal": signal}}], "steady_state": {"settle": 90}},
     }, Catalogue())
@@ -157,7 +157,7 @@ def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items,
     assert outcome["before"]["outcome"] == "pass" and outcome["after"]["outcome"] == "pass", outcome
     t0 = meta["faults"]["t0"]
     attempts = read_attempts(run_dir)
-    assert len(attempts) == 220
+    assert len(attempts) == 160
     audit = read_audit(run_dir)
     print(audit.describe())
     assert audit.clean and audit.lost.count == 0 and audit.duplicate.count == 0, audit.describe()
@@ -269,14 +269,15 @@ def test_killing_the_sync_primary_loses_nothing_and_the_undo_restores_the_topolo
     time recorded; the undo rebuilds a standby, switches back and rebuilds the replica (the declared topology)."""
     from lab.stack.params import StackParams
 
-    deploy.up(StackParams(replication="sync"), log=print)
+    assert deploy.up(StackParams(replication="sync"), log=print).migrations == "kept"
     primary = deploy.container(ctx.docker, "postgres-primary")
     assert "FIRST 1" in psql(primary, "show synchronous_standby_names")
     assert "sync" in psql(primary, "select sync_state from pg_stat_replication")
     run_dir = tmp_path / "pg-failover-sync"
     schedule = {"faults": [{"at": 15, "target": "postgres-primary", "action": "pg-failover", "duration": 10}],
                 "steady_state": {"settle": 120}}
-    summary, result, t0 = under_load(ctx, buyers, items, run_dir, schedule, rate=3, seconds=80)
+    # the undo (rebuild, switch back, rebuild) ends about 20 s after the kill: 15 s of load follow it
+    summary, result, t0 = under_load(ctx, buyers, items, run_dir, schedule, rate=3, seconds=50)
     print(summary.describe())
     print(result.describe())
     rows = read_faults(run_dir)

@@ -180,9 +180,14 @@ def test_redeploy_reuses_the_migrated_state(docker_client):
     report = deploy.up(StackParams())
     try:
         print(report.describe())
-        assert not report.cold
+        assert not report.cold and report.migrations == "template"  # migrate skipped, static files copied
         r = httpx.get(f"{report.access.base_url}/healthcheck/", verify=report.access.tls())
         assert r.status_code == 200
+        logo = httpx.get(f"{report.access.base_url}/static/pretixbase/img/pretix-logo.svg", verify=report.access.tls())
+        assert logo.status_code == 200 and len(logo.content) > 100  # the fresh static volume got pretix's files
+        assert deploy.up(StackParams()).migrations == "kept"  # converging: this image migrated this database
+        (deploy_dir() / deploy.MIGRATED_STAMP).write_text("another-pretix-image\n")
+        assert deploy.up(StackParams()).migrations == "ran"  # a new pretix image: its migrations run
     finally:
         if not os.environ.get("PRETIX_LAB_KEEP_STACK"):
             assert deploy.down(volumes=True) == []
