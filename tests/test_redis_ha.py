@@ -9,7 +9,7 @@ import pytest
 
 from lab import monitor as mon
 from lab.faults import FaultScheduleError, parse_schedule
-from lab.faults.redis import data_nodes, is_good_replica, parse_info, parse_sentinel_replicas
+from lab.faults.redis import data_nodes, follows, is_good_replica, parse_info, parse_sentinel_replicas
 from lab.stack import params
 from lab.stack.redis_ha import MASTER_NAME, SENTINEL_SERVICES, RedisTopology, parse_master_addr
 from lab.stack.secrets import Secrets, write_env_files
@@ -72,6 +72,8 @@ def test_sentinel_replies_are_read():
     assert not is_good_replica(replicas[1], "10.214.0.9")  # down: SENTINEL FAILOVER would answer NOGOODSLAVE
     info = parse_info("# Replication\r\nrole:slave\r\nmaster_host:10.214.0.22\r\nmaster_link_status:up\r\n")
     assert info == {"role": "slave", "master_host": "10.214.0.22", "master_link_status": "up"}
+    assert follows(info) and follows(info, "10.214.0.22") and not follows(info, "10.214.0.21")
+    assert not follows({**info, "master_link_status": "down"}) and not follows({"role": "master"})
 
 
 def test_the_monitor_reads_roles_and_the_sentinels_view():

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from lab.faults.catalogue import Fault, faults
+from lab.faults.failover import restart_policy
 from lab.paths import COMPOSE_FILE
 from lab.stack.deploy import LABEL_PROJECT
 from lab.stack.topology import PROJECT
@@ -65,7 +66,7 @@ class Kill(Fault):
     Options = KillOptions
 
     def apply(self, container: Any) -> dict[str, Any]:
-        policy = dict(container.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"})
+        policy = restart_policy(container)
         container.update(restart_policy={"Name": "no"})
         try:
             if self.options.signal == "SIGKILL":

@@ -28,6 +28,11 @@ def wait_for(check, timeout: float, what: str, pause: float = 0.5):
     raise TimeoutError(f"{what} did not happen within {timeout:.0f} s" + (f" (last error: {last})" if last else ""))
 
 
+def restart_policy(container: Any) -> dict[str, Any]:
+    """The container's docker restart policy as `container.update(restart_policy=...)` takes it back."""
+    return dict(container.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"})
+
+
 class PrimaryFailover(Fault):
     """Base of the failover faults: the target is the primary, the one other node of its kind takes over."""
 
@@ -60,7 +65,9 @@ class PrimaryFailover(Fault):
         return detail
 
     def _start_inject(self, nodes) -> Any:
-        """Call under self._lock. None when already injected or undone (recorded as skipped); else nodes()."""
+        """Call under self._lock. None when already injected or undone (recorded as skipped); else nodes(), whose
+        first two are the old primary and the node taking over: kept in state with the old one's restart policy
+        (the kill turns it off, the undo restores it)."""
         if self.undone or self.injected:
             self.record("inject", time.time(), container=None, outcome="skipped",
                         detail={"reason": "already undone" if self.undone else "already injected"})
@@ -68,15 +75,16 @@ class PrimaryFailover(Fault):
         self.injected = True
         start = time.time()
         try:
-            return nodes()
+            found = nodes()
         except Exception as error:
             self.record("inject", start, container=None, outcome="error", error=error, detail={"step": "check"})
             raise FaultActionError(f"{self.instance.fault_id}: {error}") from error
+        self.state.update(old=found[0], new=found[1], policy=restart_policy(found[0]))
+        return found
 
     def _kill(self, old: Any) -> dict[str, Any]:
         """SIGKILL the old primary with its restart policy off; st["killed_at"] is the monotonic time of the kill."""
         st = self.state
-        st.setdefault("policy", dict(old.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}))
         old.update(restart_policy={"Name": "no"})
         st["killed"] = True
         old.kill(signal="SIGKILL")

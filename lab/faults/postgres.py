@@ -198,9 +198,8 @@ class PgFailover(PrimaryFailover):
                 return
             old, new, new_service = nodes
             st = self.state
-            st.update(old=old, new=new, new_service=new_service, image=old.attrs["Config"]["Image"],
+            st.update(new_service=new_service, image=old.attrs["Config"]["Image"],
                       old_volume=self._volume(old), new_volume=self._volume(new), network=self._network(new),
-                      policy=dict(old.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}),
                       slot=_env(new, "PG_REPLICA_NAME", "replica"))
 
             def check() -> dict[str, Any]:

@@ -80,6 +80,12 @@ def parse_sentinel_replicas(text: str) -> list[dict[str, str]]:
     return replicas
 
 
+def follows(info: dict[str, str], master: str | None = None) -> bool:
+    """A replica with its link up (to `master`'s address when given), from parse_info's fields."""
+    return (info.get("role") == "slave" and info.get("master_link_status") == "up"
+            and (master is None or info.get("master_host") == master))
+
+
 def is_good_replica(entry: dict[str, str], address: str) -> bool:
     """What SENTINEL FAILOVER needs of a replica: known, reachable, linked to its master."""
     flags = set(entry.get("flags", "").split(","))
@@ -162,7 +168,6 @@ class RedisFailover(PrimaryFailover):
                 return
             old, new = nodes
             st = self.state
-            st.update(old=old, new=new, policy=dict(old.attrs["HostConfig"].get("RestartPolicy") or {"Name": "no"}))
             timeout = self.options.timeout
 
             def check() -> dict[str, Any]:
@@ -172,7 +177,7 @@ class RedisFailover(PrimaryFailover):
                     raise ValueError(f"the sentinels name {master} as the master, not {old.name} "
                                      f"({st['old_addr']}); target the current master")
                 info = self.replication(new)
-                if info.get("role") != "slave" or info.get("master_link_status") != "up":
+                if not follows(info):
                     raise ValueError(f"{new.name} is not a replica with its link up: role={info.get('role')} "
                                      f"link={info.get('master_link_status')}")
                 master_offset = int(self.replication(old).get("master_repl_offset", 0))
@@ -218,9 +223,8 @@ class RedisFailover(PrimaryFailover):
         if master == st["old_addr"]:  # never promoted: it is the master again (empty: no persistence)
             wait_for(lambda: self.replication(old).get("role") == "master", timeout, f"{old.name} to answer", pause=0.2)
             return {"role": "master", "seconds": round(time.monotonic() - began, 2)}
-        wait_for(lambda: (lambda i: i.get("role") == "slave" and i.get("master_host") == master
-                          and i.get("master_link_status") == "up")(self.replication(old)),
-                 timeout, f"{old.name} to replicate from {master}", pause=0.2)
+        wait_for(lambda: follows(self.replication(old), master), timeout, f"{old.name} to replicate from {master}",
+                 pause=0.2)
         return {"role": "replica", "master": master, "seconds": round(time.monotonic() - began, 2)}
 
     def _failback(self, old: Any, new: Any, timeout: float) -> dict[str, Any]:
@@ -248,9 +252,8 @@ class RedisFailover(PrimaryFailover):
                 self.redis_cli(new, "client", "unpause")
             except Exception:  # noqa: BLE001 - the pause ends by itself after PAUSE_MS
                 pass
-        wait_for(lambda: (lambda i: i.get("role") == "slave" and i.get("master_host") == st["old_addr"]
-                          and i.get("master_link_status") == "up")(self.replication(new)),
-                 timeout, f"{new.name} to replicate from {old.name}", pause=0.2)
+        wait_for(lambda: follows(self.replication(new), st["old_addr"]), timeout,
+                 f"{new.name} to replicate from {old.name}", pause=0.2)
         return {"synced_offset": target, "write_pause_seconds": round(switched, 2),
                 "seconds": round(time.monotonic() - began, 2)}
 
