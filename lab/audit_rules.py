@@ -42,7 +42,9 @@ def _attempt_ids(db_orders: pd.DataFrame) -> pd.Series:
 
 
 _TAG = re.compile(r"(?:lab-|\+)([0-9a-f]{12})\b", re.IGNORECASE)
-_ANY_TAG = re.compile(r"(?:lab-|\+)[0-9a-f]{12}\b", re.IGNORECASE)
+# Any lab mark: the api journey's comment `lab-attempt <id>` (case as written) or a shop tag (_TAG, any case).
+# Built from _TAG so the tag is spelled once; the outer group lets str.extract find either in one pass.
+_MARK = re.compile(rf"(lab-attempt\s|(?i:{_TAG.pattern}))")
 
 
 def link_orders(db_orders: pd.DataFrame, attempt_ids: Iterable[str],
@@ -97,16 +99,17 @@ def foreign_orders(db_orders: pd.DataFrame, sources: tuple[str, ...] = ("comment
     for column in sources:
         if column in db_orders.columns:
             text = db_orders[column].astype("string").fillna("")
-            tagged |= text.str.contains(r"lab-attempt\s", regex=True) | text.str.contains(_ANY_TAG)
+            tagged |= text.str.extract(_MARK)[0].notna()
     return tagged & _attempt_ids(db_orders).isna()
 
 
-def find_ghosts(attempts: pd.DataFrame, db_orders: pd.DataFrame) -> pd.DataFrame:
+def find_ghosts(attempts: pd.DataFrame, db_orders: pd.DataFrame, foreign: pd.Series | None = None) -> pd.DataFrame:
     """Orders in the database that no attempt saw succeed (e.g. made after a client timeout).
 
     Not necessarily a bug (a timeout does not mean no order), but a buyer who was told 'failed' now holds a
     ticket, so every ghost is listed with what the client saw (client_outcome 'unlinked': no attempt known).
-    Orders tagged by another run (see `foreign_orders`) are not this run's ghosts.
+    Orders tagged by another run (see `foreign_orders`) are not this run's ghosts; `foreign` passes that mask
+    when the caller has it already (`audit` needs it twice and scans the orders once).
     """
     _require(attempts, "attempts", ["attempt_id", "outcome", "order_code"])
     _require(db_orders, "db_orders", ["code", "status"])
@@ -115,7 +118,7 @@ def find_ghosts(attempts: pd.DataFrame, db_orders: pd.DataFrame) -> pd.DataFrame
     seen_attempts = set(purchased["attempt_id"])
     ids = _attempt_ids(db_orders)
     ghosts = db_orders[~db_orders["code"].isin(seen_codes) & ~ids.isin(seen_attempts)
-                       & ~foreign_orders(db_orders)].copy()
+                       & ~(foreign_orders(db_orders) if foreign is None else foreign)].copy()
     ghosts["attempt_id"] = _attempt_ids(ghosts)
     client = attempts.drop_duplicates("attempt_id").set_index("attempt_id")
     ghosts["client_outcome"] = ghosts["attempt_id"].map(client["outcome"]).fillna("unlinked")
@@ -227,7 +230,8 @@ def audit(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.Data
     """
     holders = db_orders if quota_orders is None else quota_orders
     lost = find_lost(attempts, db_orders)
-    ghosts = find_ghosts(attempts, db_orders)
+    foreign = foreign_orders(db_orders)
+    ghosts = find_ghosts(attempts, db_orders, foreign)
     dupes = find_duplicates(db_orders)
     oversold = find_oversold(holders, db_positions, quotas)
     wrong = find_false_availability(holders, db_positions, quotas, availability)
@@ -237,7 +241,7 @@ def audit(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.Data
         "db_orders": len(db_orders),
         "db_orders_holding": int(db_orders["status"].isin(HOLDING).sum()),
         "db_orders_linked": int(_attempt_ids(db_orders).notna().sum()),
-        "db_orders_of_other_runs": int(foreign_orders(db_orders).sum()),
+        "db_orders_of_other_runs": int(foreign.sum()),
         "db_positions": len(db_positions),
         "quotas": len(quotas),
         "oversold_positions": int(oversold["over_by"].sum()) if len(oversold) else 0,

@@ -6,7 +6,6 @@ Ratios are measured within one run where possible, so a noisy shared machine can
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import re
 import shutil
@@ -21,7 +20,7 @@ from lab.cpu import delta, process_seconds, stack_seconds
 from lab.load.http import new_client
 from lab.load.runner import Attempt, run_open
 from lab.load.workload import parse_workload
-from lab.paths import data_dir
+from lab.paths import bench_path
 
 PING = "/lab-ping"
 
@@ -253,8 +252,7 @@ def wait_http(url: str, headers: dict[str, str], timeout: float = 90) -> None:
 
 
 def save(name: str, payload: dict) -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = data_dir() / "bench" / f"{stamp}-{name}.json"
+    path = bench_path(f"{name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__")
                                else str(o)))

@@ -19,12 +19,19 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lab.stack.admission import ROOM_MODES, Admission
 from lab.validation import describe
+
+if TYPE_CHECKING:
+    import ssl
+
+    from lab.load.queue import QueueSettings
+    from lab.load.recorder import RecordedJourney
 
 
 class CapacityError(ValueError):
@@ -234,8 +241,14 @@ def measure(journey_factory: Callable[[], object], rate: float, seconds: float, 
     return summarise(rate, finished, summary.planned)  # type: ignore[attr-defined]
 
 
-def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0.2):
-    """(rate -> fresh recorded journey) for the api or shop journey on the deployed stack; no queueing."""
+def journey_builder(ctx, journey: str, *, login_share: float = 0.2, queue: QueueSettings | None = None
+                    ) -> Callable[..., RecordedJourney]:
+    """(run_dir, base_url, tls, headers) -> a fresh recorded api or shop journey for the deployed stack's catalogue.
+
+    The one builder behind the capacity search's probes and `lab bench capacity`'s steps: they differ only in where
+    each run folder goes, which web server they aim at (default: the proxy) and whether buyers queue (`queue`).
+    `headers` go to the api journey only.
+    """
     from lab.buyers import password_for
     from lab.load.api import ApiJourney
     from lab.load.http import Stepper
@@ -248,25 +261,38 @@ def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0
     buyers = ctx.saved_buyers()
     weights = {ids["Bilhete Geral"]["item"]: 1.0}
     secret = ctx.buyer_secret()
+    queue = QueueSettings() if queue is None else queue
+
+    def build(run_dir: Path, base_url: str | None = None, tls: ssl.SSLContext | None = None,
+              headers: dict[str, str] | None = None) -> RecordedJourney:
+        recorder = Recorder.requests(run_dir, run_dir.name)
+        stepper = Stepper(recorder, journey, queue=queue)
+        base_url = ctx.access.base_url if base_url is None else base_url
+        tls = ctx.access.tls() if tls is None else tls
+        if journey == "api":
+            inner = ApiJourney(base_url, tls, ctx.access.api_token, ctx.access.organizer, cat.slug, stepper,
+                               buyers, weights, extra_headers=headers)
+        else:
+            from lab.load.shop import ShopJourney
+
+            inner = ShopJourney(base_url, tls, ctx.access.organizer, cat.slug, stepper, buyers,
+                                item_weights=weights, login_share=login_share,
+                                password=lambda buyer: password_for(secret, buyer.email))
+        return RecordedJourney(inner, recorder)
+
+    return build
+
+
+def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0.2
+                      ) -> Callable[[float], Callable[[], RecordedJourney]]:
+    """(rate -> fresh recorded journey) for the api or shop journey on the deployed stack; no queueing."""
+    from lab.load.queue import QueueSettings
+
+    build = journey_builder(ctx, journey, login_share=login_share, queue=QueueSettings(max_wait=0))
     counter = itertools.count()
-    no_queue = QueueSettings(max_wait=0)
 
-    def make(rate: float):
-        def factory():
-            run_dir = folder / f"probe-{next(counter):02d}-{rate:g}"
-            recorder = Recorder.requests(run_dir, run_dir.name)
-            stepper = Stepper(recorder, journey, queue=no_queue)
-            if journey == "api":
-                inner = ApiJourney(ctx.access.base_url, ctx.access.tls(), ctx.access.api_token, ctx.access.organizer,
-                                   cat.slug, stepper, buyers, weights)
-            else:
-                from lab.load.shop import ShopJourney
-
-                inner = ShopJourney(ctx.access.base_url, ctx.access.tls(), ctx.access.organizer, cat.slug, stepper,
-                                    buyers, item_weights=weights, login_share=login_share,
-                                    password=lambda buyer: password_for(secret, buyer.email))
-            return RecordedJourney(inner, recorder)
-        return factory
+    def make(rate: float) -> Callable[[], RecordedJourney]:
+        return lambda: build(folder / f"probe-{next(counter):02d}-{rate:g}")
 
     return make
 
@@ -274,17 +300,15 @@ def journey_factories(ctx, journey: str, folder: Path, *, login_share: float = 0
 def search_journey(ctx, journey: str, s: SearchSettings | None = None, *, folder: Path | None = None,
                    log=print) -> SearchResult:
     """The capacity of one journey on the deployed stack (admission control off while it is measured)."""
-    import datetime as dt
     import json
 
-    from lab.paths import data_dir
+    from lab.paths import bench_path
     from lab.stack import admission
 
     if journey not in DEFAULTS:
         raise CapacityError(f"journey {journey!r}: allowed: {', '.join(DEFAULTS)}")
     s = s or settings(DEFAULTS[journey])
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    folder = folder or data_dir() / "bench" / f"{stamp}-capacity-search-{journey}"
+    folder = folder or bench_path(f"capacity-search-{journey}")
     folder.mkdir(parents=True, exist_ok=True)
     make = journey_factories(ctx, journey, folder)
     before = admission.current()

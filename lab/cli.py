@@ -112,9 +112,7 @@ def logs(service: str, tail: int) -> None:
 @click.option("--keep", is_flag=True, help="leave the stack running afterwards")
 def smoke(keep: bool) -> None:
     """Deploy, place one order through the proxy, check it in PostgreSQL, tear down; write a short report."""
-    import datetime as dt
-
-    from lab.paths import reports_dir
+    from lab.paths import reports_dir, utc_stamp
     from lab.smoke import place_one_order, primary_sql
     from lab.stack import deploy, params
     from lab.stack.engine import ensure_engine
@@ -134,7 +132,7 @@ def smoke(keep: bool) -> None:
         if not keep:
             deploy.down(volumes=True, log=lambda m: click.echo(m, err=True))
             lines.append("stack removed with its volumes")
-    out = reports_dir() / f"smoke-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}.txt"
+    out = reports_dir() / f"smoke-{utc_stamp()}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     click.echo("\n".join(lines))
@@ -410,11 +408,7 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
     import itertools
 
     from lab import bench as b
-    from lab.buyers import password_for
-    from lab.load.api import ApiJourney
-    from lab.load.http import Stepper
-    from lab.load.recorder import RecordedJourney, Recorder
-    from lab.seed import Catalogue
+    from lab.capacity import journey_builder
 
     default = "5,10,15,20,25,30,35,40" if journey == "api" else "0.5,1,1.5,2,2.5,3,4"
     if p95_limit is None:
@@ -425,30 +419,12 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
     if any(r <= 0 for r in steps):
         _fail("--rates must all be positive")
     ctx = _context()
-    cat = Catalogue()
-    ids = ctx.catalogue(cat)
-    buyers = ctx.saved_buyers()
-    weights = {ids["Bilhete Geral"]["item"]: 1.0}
-    secret = ctx.buyer_secret()
+    build = journey_builder(ctx, journey, login_share=login_share)
     folder = b.save(f"capacity-{journey}", {}).with_suffix("")
     counter = itertools.count()
 
     def factory(base_url, tls, headers=None):
-        def make():
-            run_dir = folder / f"step-{next(counter):02d}"
-            recorder = Recorder.requests(run_dir, run_dir.name)
-            stepper = Stepper(recorder, journey)
-            if journey == "api":
-                inner = ApiJourney(base_url, tls, ctx.access.api_token, ctx.access.organizer, cat.slug, stepper,
-                                   buyers, weights, extra_headers=headers)
-            else:
-                from lab.load.shop import ShopJourney
-
-                inner = ShopJourney(base_url, tls, ctx.access.organizer, cat.slug, stepper, buyers,
-                                    item_weights=weights, login_share=login_share,
-                                    password=lambda buyer: password_for(secret, buyer.email))
-            return RecordedJourney(inner, recorder)
-        return make
+        return lambda: build(folder / f"step-{next(counter):02d}", base_url, tls, headers)
 
     click.echo(f"full stack ({journey} journey, through the proxy; SLO p95 <= {p95_limit:g} s, errors <= 1%):")
     full_steps, full = b.capacity_search(factory(ctx.access.base_url, ctx.access.tls()), ctx.docker, steps,
@@ -493,14 +469,14 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
 def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float,
                     controls: tuple[str, ...]) -> None:
     """The same offered load (default 2x capacity) without and with admission control: goodput, latency, fairness."""
-    import datetime as dt
-
     import pandas as pd
 
+    from lab.analysis.frames import Run
     from lab.analysis.traffic import admission_figure, admission_table
     from lab.capacity import search_journey
     from lab.load.queue import QueueSettings
     from lab.overload import run_overload
+    from lab.paths import bench_path
 
     if capacity is not None and capacity <= 0:
         _fail("--capacity must be > 0 (arrivals per second)")
@@ -517,17 +493,14 @@ def bench_admission(journey: str, capacity: float | None, overload: float, secon
         capacity = search_journey(ctx, journey, log=click.echo).capacity
         if capacity is None:
             _fail("the capacity search found no rate that meets the SLO")
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    from lab.paths import data_dir
-
-    runs_dir = data_dir() / "bench" / f"{stamp}-admission-{journey}" / "runs"
+    runs_dir = bench_path(f"admission-{journey}") / "runs"
     entries = run_overload(ctx, journey=journey, rate=capacity * overload, seconds=seconds, runs_dir=runs_dir,
                            log=click.echo, capacity=capacity, queue=queue, controls=controls or ("waiting-room",))
-    dirs = [runs_dir.parent / e["dir"] for e in entries]
-    table = admission_table(dirs, [e["label"] for e in entries])
+    runs = [Run.load(runs_dir.parent / e["dir"]) for e in entries]  # each run's files read once for both
+    table = admission_table(runs, [e["label"] for e in entries])
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         click.echo(table.set_index("label").T.to_string(float_format=lambda v: f"{v:.2f}"))
-    figure = admission_figure(dirs, [e["label"] for e in entries])
+    figure = admission_figure(runs, [e["label"] for e in entries])
     figure.savefig(runs_dir.parent / "admission.png", dpi=110)
     (runs_dir.parent / "table.csv").write_text(table.to_csv(index=False))
     click.echo(f"capacity {capacity:g}/s, offered {capacity * overload:g}/s for {seconds:g}s; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -34,3 +35,13 @@ def data_dir() -> Path:
 
 def reports_dir() -> Path:
     return Path(os.environ.get("PRETIX_LAB_REPORTS", ROOT / "reports"))
+
+
+def utc_stamp() -> str:
+    """The current UTC second as 20250131T120000Z: the one prefix of run ids and bench names, so they sort by time."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def bench_path(name: str) -> Path:
+    """data/bench/<stamp>-<name>: where every bench and capacity search puts its figures (file or folder)."""
+    return data_dir() / "bench" / f"{utc_stamp()}-{name}"

@@ -8,7 +8,6 @@ Everything is flushed while the run goes, so an interrupted run keeps what it me
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import platform
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lab.load.queue import QueueSettings
 from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
-from lab.paths import data_dir
+from lab.paths import data_dir, utc_stamp
 from lab.seed import Catalogue, CustomerSeed
 from lab.stack.admission import Admission
 from lab.validation import describe
@@ -114,8 +113,7 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
 
 
 def new_run_dir(name: str, journey: str, root: Path | None = None) -> tuple[str, Path]:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id = f"{stamp}-{name}-{journey}"
+    run_id = f"{utc_stamp()}-{name}-{journey}"
     path = (root or data_dir() / "runs") / run_id
     path.mkdir(parents=True, exist_ok=False)
     return run_id, path

@@ -100,9 +100,8 @@ class ApiJourney:
         check_first = False  # the last answer was a 5xx: is the order there already?
         for retry in range(self.max_retries + 1):
             if check_first:
-                found, code = await self.lookup(client, attempt, buyer, retry, step="order_check")
-                if code is not None:
-                    attempt.outcome, attempt.order_code = "purchased", code
+                found = await self.adopt_order(client, attempt, buyer, retry, step="order_check")
+                if found:
                     return
                 check_first = found is None  # the lookup could not answer: ask again before any new POST
             if not check_first:
@@ -121,19 +120,16 @@ class ApiJourney:
                     return
                 attempt.error_kind = kind
                 if kind not in RETRYABLE or retry == self.max_retries:
-                    if kind in CHECK_FIRST:  # the last word was a 5xx: the order may still be there
-                        code = (await self.lookup(client, attempt, buyer, retry, step="order_check"))[1]
-                        if code is not None:
-                            attempt.outcome, attempt.order_code = "purchased", code
-                            return
+                    # the last word was a 5xx: the order may still be there
+                    if kind in CHECK_FIRST and await self.adopt_order(client, attempt, buyer, retry,
+                                                                      step="order_check"):
+                        return
                     break
                 check_first = kind in CHECK_FIRST
                 if kind == "http_409":
                     conflict_since = conflict_since or time.monotonic()
                     if time.monotonic() - conflict_since >= self.stuck_key_after:
-                        code = await self.find_order(client, attempt, buyer, retry)
-                        if code is not None:
-                            attempt.outcome, attempt.order_code = "purchased", code
+                        if await self.adopt_order(client, attempt, buyer, retry):
                             return
                         keys_used += 1
                         key, conflict_since = f"{attempt.idempotency_key}.{keys_used}", None  # rows keep their key
@@ -148,10 +144,19 @@ class ApiJourney:
             await asyncio.sleep(pause)
         attempt.outcome = "failed"
 
-    async def find_order(self, client: httpx.AsyncClient, attempt: Attempt, buyer: Buyer, retry: int) -> str | None:
-        """The order this attempt made, found by the attempt id in its comment (None: there is none, or the
-        lookup failed)."""
-        return (await self.lookup(client, attempt, buyer, retry))[1]
+    async def adopt_order(self, client: httpx.AsyncClient, attempt: Attempt, buyer: Buyer, retry: int,
+                          step: str = "order_lookup") -> bool | None:
+        """Look the attempt's order up and, when it exists, make it the purchase (outcome and order code).
+
+        The one place for the three moments the journey asks "did an earlier try already buy?" (after a 5xx,
+        before posting again; after the last try; on a stuck key). Returns True when adopted, False when pretix
+        answered that there is none, None when the lookup could not answer.
+        """
+        found, code = await self.lookup(client, attempt, buyer, retry, step=step)
+        if code is not None:
+            attempt.outcome, attempt.order_code = "purchased", code
+            return True
+        return None if found is None else False
 
     async def lookup(self, client: httpx.AsyncClient, attempt: Attempt, buyer: Buyer, retry: int,
                      step: str = "order_lookup") -> tuple[bool | None, str | None]:
