@@ -137,37 +137,32 @@ class StudyFolder:
 
 def step_figures(study: StudyFolder, entries: list[dict[str, Any]], warmup_seconds: float = 0.0):
     """One row per run: offered, achieved purchases/s, p95 from the scheduled start, failed share, audit.
-    p95 and the failed share leave out attempts scheduled in the run's first `warmup_seconds`."""
+    p95 and the failed share leave out attempts scheduled in the run's first `warmup_seconds`.
+
+    Attempts, purchases, p95, failed share and audit counts are lab.analysis.study.run_row's (the report's run
+    table), so a step shows the numbers the report will; only the step's own view is made here: its offered rate
+    or users, purchases per second over the workload's duration, and no failed share (0) without attempts."""
+    import math
+
     import pandas as pd
 
-    from lab.analysis.frames import attempt_latency
-    from lab.analysis.study import after_warmup
-    from lab.load.recorder import read_attempts
+    from lab.analysis.study import load_run, run_row
 
     rows = []
     for entry in entries:
         run_dir = study.path / entry["dir"]
-        meta = json.loads((run_dir / "run.json").read_text())
-        attempts = read_attempts(run_dir)
-        load = yaml.safe_load((run_dir / "params.yaml").read_text())["load"]
-        workload = load["workload"]
+        study_run = load_run(run_dir, {run_dir.name: entry})
+        row = run_row(study_run, warmup_seconds)
+        workload = study_run.workload
         seconds = float(workload.get("duration") or workload.get("within") or 1.0)
-        purchased = int((attempts["outcome"] == "purchased").sum()) if len(attempts) else 0
-        judged = after_warmup(attempts, warmup_seconds) if len(attempts) else attempts
-        failed = int(judged["outcome"].isin(["failed", "dropped", "cancelled"]).sum()) if len(judged) else 0
-        latency = attempt_latency(judged[judged["outcome"].isin(["purchased", "sold_out"])]) \
-            if len(judged) else pd.Series(dtype=float)
-        audit_path = run_dir / "audit.json"
-        audit = json.loads(audit_path.read_text()) if audit_path.exists() else {}
+        audit = [str(row[k]) if row["audited"] else "-" for k in ("lost", "duplicate", "oversold")]
         rows.append({
             "run": entry["name"], "journey": entry["journey"], "kind": entry["kind"], "label": entry["label"],
-            "offered": workload.get("rate") or workload.get("users"), "attempts": len(attempts),
-            "achieved": round(purchased / seconds, 2), "purchased": purchased,
-            "p95": round(float(latency.quantile(0.95)), 2) if len(latency) else float("nan"),
-            "errors": round(failed / len(judged), 4) if len(judged) else 0.0,
-            "lost/dup/oversold": "/".join(str((audit.get(k) or {}).get("count", "-"))
-                                          for k in ("lost", "duplicate", "oversold")),
-            "interrupted": bool(meta.get("interrupted")),
+            "offered": workload.get("rate") or workload.get("users"), "attempts": row["attempts"],
+            "achieved": round(row["purchased"] / seconds, 2), "purchased": row["purchased"],
+            "p95": round(row["p95"], 2),
+            "errors": 0.0 if math.isnan(row["error_rate"]) else round(row["error_rate"], 4),
+            "lost/dup/oversold": "/".join(audit), "interrupted": bool(study_run.run.meta.get("interrupted")),
         })
     return pd.DataFrame(rows)
 

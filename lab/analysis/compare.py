@@ -73,17 +73,21 @@ def default_labels(runs: list[StudyRun]) -> list[str]:
     return [r.run_id for r in runs]
 
 
-def compare_table(runs: list[StudyRun], labels: list[str] | None = None) -> pd.DataFrame:
-    """One row per run: label, run row (see lab.analysis.study.run_row), faults and their worst recovery."""
+def compare_table(runs: list[StudyRun], labels: list[str] | None = None,
+                  fault_tables: list[pd.DataFrame] | None = None) -> pd.DataFrame:
+    """One row per run: label, run row (see lab.analysis.study.run_row), faults and their worst recovery.
+    `fault_tables`: each run's lab.analysis.summary.run_faults when the caller has them (notebook 05 also lists
+    the faults one by one), so each run's faults are analysed once; else they are analysed here."""
     from lab.analysis.summary import run_faults
 
     labels = labels or default_labels(runs)
     if len(labels) != len(runs):
         raise ValueError(f"labels: {len(labels)} given for {len(runs)} runs; give one per run or none")
+    if fault_tables is None:
+        fault_tables = [run_faults(run) for run in runs]
     rows = []
-    for label, run in zip(labels, runs, strict=True):
+    for label, run, faults in zip(labels, runs, fault_tables, strict=True):
         row = run_row(run)
-        faults = run_faults(run)
         recovered = faults["recovery_recovered"].fillna(False).astype(bool) if len(faults) else pd.Series([])
         row.update({"label": label, "fault_count": len(faults),
                     "unrecovered_faults": int((~recovered).sum()) if len(faults) else 0,

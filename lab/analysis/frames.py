@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +16,38 @@ import pandas as pd
 from lab.load.recorder import read_attempts, read_requests
 
 
-@dataclass
 class Run:
-    """Everything one run recorded, loaded once."""
+    """Everything one run recorded. Each of its frames is read from the run folder once, when first asked for,
+    and kept: every analysis of the run (report tables, figures, traffic control) shares the one read, and a run
+    whose requests or metrics nothing looks at never has them read. Frames given to the constructor stand as read.
+    """
 
-    path: Path
-    meta: dict
-    attempts: pd.DataFrame
-    requests: pd.DataFrame
-    metrics: pd.DataFrame
+    def __init__(self, path: Path, meta: dict, attempts: pd.DataFrame | None = None,
+                 requests: pd.DataFrame | None = None, metrics: pd.DataFrame | None = None):
+        self.path, self.meta = Path(path), meta
+        for name, frame in (("attempts", attempts), ("requests", requests), ("metrics", metrics)):
+            if frame is not None:
+                self.__dict__[name] = frame  # what the cached_property below would have read
 
     @classmethod
     def load(cls, path: Path) -> Run:
-        from lab.monitor import read_metrics
-
         path = Path(path)
         meta = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
-        return cls(path, meta, read_attempts(path), read_requests(path), read_metrics(path))
+        return cls(path, meta)
+
+    @cached_property
+    def attempts(self) -> pd.DataFrame:
+        return read_attempts(self.path)
+
+    @cached_property
+    def requests(self) -> pd.DataFrame:
+        return read_requests(self.path)
+
+    @cached_property
+    def metrics(self) -> pd.DataFrame:
+        from lab.monitor import read_metrics
+
+        return read_metrics(self.path)
 
     @property
     def t0(self) -> float:

@@ -97,24 +97,37 @@ def fit_journey(costs: pd.DataFrame, journey: str) -> tuple[pd.Series, pd.Series
             f"one run ({best['run_id']}), idle included")
 
 
-def journey_costs(costs: pd.DataFrame) -> pd.DataFrame:
+Fit = tuple[pd.Series, pd.Series, str]  # fit_journey's answer: (CPU-s per purchase, idle cores, how)
+
+
+def fit_journeys(costs: pd.DataFrame) -> dict[str, Fit]:
+    """fit_journey for each journey (sorted), each fitted once: journey_costs, journey_idle, fit_methods and
+    login_cost each read one part of the same fit, so lab.analysis.summary fits once and hands it to all four
+    (each still fits by itself when called alone)."""
+    return {j: fit_journey(costs, j) for j in sorted(costs["journey"].unique())} if len(costs) else {}
+
+
+def journey_costs(costs: pd.DataFrame, fits: dict[str, Fit] | None = None) -> pd.DataFrame:
     """CPU-s per purchase by module (columns) for each journey (index)."""
     if costs.empty:
         return pd.DataFrame()
-    table = pd.DataFrame({j: fit_journey(costs, j)[0] for j in sorted(costs["journey"].unique())}).T.fillna(0.0)
+    fits = fit_journeys(costs) if fits is None else fits
+    table = pd.DataFrame({j: fit[0] for j, fit in fits.items()}).T.fillna(0.0)
     return table[table.sum(axis=0).sort_values(ascending=False).index]  # the costliest module first
 
 
-def journey_idle(costs: pd.DataFrame) -> pd.DataFrame:
+def journey_idle(costs: pd.DataFrame, fits: dict[str, Fit] | None = None) -> pd.DataFrame:
     """Idle cores by module (columns) for each journey (index): what the modules used without purchases."""
     if costs.empty:
         return pd.DataFrame()
-    return pd.DataFrame({j: fit_journey(costs, j)[1] for j in sorted(costs["journey"].unique())}).T.fillna(0.0)
+    fits = fit_journeys(costs) if fits is None else fits
+    return pd.DataFrame({j: fit[1] for j, fit in fits.items()}).T.fillna(0.0)
 
 
-def fit_methods(costs: pd.DataFrame) -> dict[str, str]:
+def fit_methods(costs: pd.DataFrame, fits: dict[str, Fit] | None = None) -> dict[str, str]:
     """How each journey's cost was obtained, in words."""
-    return {j: fit_journey(costs, j)[2] for j in sorted(costs["journey"].unique())} if len(costs) else {}
+    fits = fit_journeys(costs) if fits is None else fits
+    return {j: fit[2] for j, fit in fits.items()}
 
 
 def recorded_login_share(costs: pd.DataFrame) -> float:
@@ -124,9 +137,10 @@ def recorded_login_share(costs: pd.DataFrame) -> float:
     return float(_fit_group(costs, "shop")["login_share"].iloc[0])
 
 
-def login_cost(costs: pd.DataFrame, login_cpu_seconds: float) -> tuple[pd.Series, str]:
+def login_cost(costs: pd.DataFrame, login_cpu_seconds: float,
+               fits: dict[str, Fit] | None = None) -> tuple[pd.Series, str]:
     """Extra CPU-s per login by module, and how it was obtained ("measured" or "assumed"): what shop runs at
-    another login share used beyond the fitted line, per extra login."""
+    another login share used beyond the fitted line, per extra login. `fits`: fit_journeys(costs), if made."""
     if costs.empty or "shop" not in set(costs["journey"]):
         return pd.Series({WEB_MODULE: login_cpu_seconds}), "assumed"
     fitted = _fit_group(costs, "shop")
@@ -135,7 +149,7 @@ def login_cost(costs: pd.DataFrame, login_cpu_seconds: float) -> tuple[pd.Series
     others = others[(others["login_share"] - base).abs() > 0.05]
     if others.empty:
         return pd.Series({WEB_MODULE: login_cpu_seconds}), "assumed"
-    slope, idle, _how = fit_journey(costs, "shop")
+    slope, idle, _how = fits["shop"] if fits is not None else fit_journey(costs, "shop")
     modules = _modules(costs)
     extra = []
     for _, run in others.iterrows():
@@ -190,5 +204,5 @@ def mix_table(journeys: pd.DataFrame, login: pd.Series, recorded_login_share: fl
     return pd.DataFrame(rows)
 
 
-__all__ = ["DEFAULT_MIXES", "cores_for", "cost_table", "fit_journey", "fit_methods", "journey_costs", "journey_idle",
-           "login_cost", "mix_cost", "mix_table", "module_of", "recorded_login_share"]
+__all__ = ["DEFAULT_MIXES", "Fit", "cores_for", "cost_table", "fit_journey", "fit_journeys", "fit_methods",
+           "journey_costs", "journey_idle", "login_cost", "mix_cost", "mix_table", "module_of", "recorded_login_share"]

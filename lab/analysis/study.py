@@ -135,14 +135,20 @@ def load_runs(folder: Path) -> list[StudyRun]:
     entries = manifest_entries(folder)
     order = {name: i for i, name in enumerate(entries)}
     paths = sorted(paths, key=lambda p: (order.get(p.name, len(order)), p.name))  # the study's order first
-    out = []
-    for path in paths:
-        run = Run.load(path)
-        params = _read_yaml(path / "params.yaml")
-        entry = entries.get(path.name) or entries.get(str(run.meta.get("run_id"))) or {}
-        kind = run.meta.get("kind") or entry.get("kind") or infer_kind(run.meta, params, path.name)
-        out.append(StudyRun(run, str(kind), params, label=str(entry.get("label") or "")))
-    return out
+    return [load_run(path, entries) for path in paths]
+
+
+def load_run(path: Path, entries: dict[str, dict] | None = None) -> StudyRun:
+    """One run folder with its kind and label, `entries` being the study's (see manifest_entries). The one way a
+    run is read for a table: load_runs and lab.studyfolder.step_figures both come here, so run_row sees the same
+    run whoever asks."""
+    path = Path(path)
+    run = Run.load(path)
+    params = _read_yaml(path / "params.yaml")
+    entries = entries or {}
+    entry = entries.get(path.name) or entries.get(str(run.meta.get("run_id"))) or {}
+    kind = run.meta.get("kind") or entry.get("kind") or infer_kind(run.meta, params, path.name)
+    return StudyRun(run, str(kind), params, label=str(entry.get("label") or ""))
 
 
 def load_seconds(attempts: pd.DataFrame, workload: dict) -> float:
@@ -231,6 +237,6 @@ def run_table(runs: list[StudyRun], warmup_seconds: float = 0.0) -> pd.DataFrame
     return pd.DataFrame([run_row(r, warmup_seconds) for r in runs])
 
 
-__all__ = ["StudyRun", "after_warmup", "infer_kind", "latency_quantiles", "load_runs", "load_seconds",
+__all__ = ["StudyRun", "after_warmup", "infer_kind", "latency_quantiles", "load_run", "load_runs", "load_seconds",
            "manifest_entries", "manifest_kinds", "peak_per_min", "run_dirs", "run_row", "run_table",
            "sustained_per_min"]

@@ -186,8 +186,9 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
     table = run_table(runs, warmup_seconds)
     steps = capacity.capacity_steps(table)
     costs = planning.cost_table(runs)
-    login, source = planning.login_cost(costs, login_cpu_seconds) if len(costs) else (pd.Series(dtype=float),
-                                                                                      "assumed")
+    fits = planning.fit_journeys(costs)  # once per journey, read by the four below
+    login, source = planning.login_cost(costs, login_cpu_seconds, fits) if len(costs) else (pd.Series(dtype=float),
+                                                                                            "assumed")
     fault_tables, audits = [], []
     for r in runs:
         faults = run_faults(r)
@@ -198,8 +199,8 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
         folder=Path(folder), targets=targets, utilisation=utilisation, runs=runs, table=table,
         verdicts=verdicts.study_verdicts(table, targets), steps=steps,
         saturation=capacity.saturation(steps, targets), costs=costs,
-        journey_costs=planning.journey_costs(costs), journey_idle=planning.journey_idle(costs),
-        fit_methods=planning.fit_methods(costs), login_cost=login, login_source=source,
+        journey_costs=planning.journey_costs(costs, fits), journey_idle=planning.journey_idle(costs, fits),
+        fit_methods=planning.fit_methods(costs, fits), login_cost=login, login_source=source,
         recorded_login_share=planning.recorded_login_share(costs) if len(costs) else math.nan,
         faults=pd.concat(fault_tables, ignore_index=True) if fault_tables else pd.DataFrame(),
         audit_faults=pd.concat(audits, ignore_index=True) if audits else pd.DataFrame(),

@@ -17,15 +17,20 @@ import pandas as pd
 import seaborn as sns
 
 from lab.analysis.figures import use_style
-from lab.load.recorder import read_attempts, read_requests
+from lab.analysis.frames import Run
 from lab.stack.admission import LABELS
 
 FAILED = ("failed", "dropped", "cancelled")
 
 
-def label_of(run_dir: Path) -> str:
-    meta_path = Path(run_dir) / "run.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+def _loaded(run: Path | Run) -> Run:
+    """A run folder as a Run, whose files are read once however many tables and figures look at it; a Run
+    (a study's, already loaded by lab.analysis.summary) is taken as it is, so nothing is read again."""
+    return run if isinstance(run, Run) else Run.load(Path(run))
+
+
+def label_of(run_dir: Path | Run) -> str:
+    meta = _loaded(run_dir).meta
     mode = (meta.get("admission") or {}).get("mode", "off")
     return LABELS.get(mode, mode)
 
@@ -56,10 +61,10 @@ def _audit(run_dir: Path) -> dict[str, float]:
     return {k: doc[k]["count"] for k in ("lost", "ghost", "duplicate", "oversold")}
 
 
-def run_row(run_dir: Path, label: str | None = None) -> dict:
+def run_row(run_dir: Path | Run, label: str | None = None) -> dict:
     """One run's figures for the comparison table."""
-    run_dir = Path(run_dir)
-    attempts, requests = read_attempts(run_dir), read_requests(run_dir)
+    run = _loaded(run_dir)
+    attempts, requests = run.attempts, run.requests
     queued = attempts["queued"].fillna(0) if "queued" in attempts else pd.Series(0, index=attempts.index)
     waits = attempts["queue_wait"].fillna(0.0) if "queue_wait" in attempts else pd.Series(0.0, index=attempts.index)
     bought = attempts[attempts["outcome"] == "purchased"].copy()
@@ -68,7 +73,7 @@ def run_row(run_dir: Path, label: str | None = None) -> dict:
     in_queue = waits[queued > 0]
     failed = int(attempts["outcome"].isin(FAILED).sum())
     return {
-        "label": label or label_of(run_dir),
+        "label": label or label_of(run),
         "offered": len(attempts),
         "purchased": len(bought),
         "window_s": float(window),
@@ -83,21 +88,22 @@ def run_row(run_dir: Path, label: str | None = None) -> dict:
         "failed": failed,
         "error_rate": failed / len(attempts) if len(attempts) else float("nan"),
         "fcfs_rank_corr": fairness(bought),
-        **_audit(run_dir),
+        **_audit(run.path),
     }
 
 
-def admission_table(run_dirs: list[Path], labels: list[str] | None = None) -> pd.DataFrame:
-    """One row per run: goodput, admitted latency, queue, fairness, errors and the audit."""
+def admission_table(run_dirs: list[Path | Run], labels: list[str] | None = None) -> pd.DataFrame:
+    """One row per run (a run folder, or a Run already loaded): goodput, admitted latency, queue, fairness,
+    errors and the audit."""
     labels = labels or [None] * len(run_dirs)
-    return pd.DataFrame([run_row(Path(d), lab) for d, lab in zip(run_dirs, labels, strict=True)])
+    return pd.DataFrame([run_row(d, lab) for d, lab in zip(run_dirs, labels, strict=True)])
 
 
-def _frames(run_dirs: list[Path], labels: list[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _frames(runs: list[Run], labels: list[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     timeline, buyers = [], []
-    labels = labels or [label_of(Path(d)) for d in run_dirs]
-    for run_dir, label in zip(run_dirs, labels, strict=True):
-        attempts, requests = read_attempts(Path(run_dir)), read_requests(Path(run_dir))
+    labels = labels or [label_of(r) for r in runs]
+    for run, label in zip(runs, labels, strict=True):
+        attempts, requests = run.attempts, run.requests
         if attempts.empty:
             continue
         t0 = attempts["scheduled"].min()
@@ -115,10 +121,11 @@ def _frames(run_dirs: list[Path], labels: list[str] | None) -> tuple[pd.DataFram
             pd.concat(buyers, ignore_index=True) if buyers else pd.DataFrame())
 
 
-def admission_figure(run_dirs: list[Path], labels: list[str] | None = None):
-    """Four panels: goodput over time, admitted buyers' latency, queue waits, and what became of every buyer."""
+def admission_figure(run_dirs: list[Path | Run], labels: list[str] | None = None):
+    """Four panels: goodput over time, admitted buyers' latency, queue waits, and what became of every buyer
+    (each run a run folder, or a Run already loaded)."""
     use_style()
-    timeline, buyers = _frames([Path(d) for d in run_dirs], labels)
+    timeline, buyers = _frames([_loaded(d) for d in run_dirs], labels)
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     (goodput, latency), (queue, outcomes) = axes
     if not timeline.empty:
