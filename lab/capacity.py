@@ -311,16 +311,10 @@ def search_journey(ctx, journey: str, s: SearchSettings | None = None, *, folder
     folder = folder or bench_path(f"capacity-search-{journey}")
     folder.mkdir(parents=True, exist_ok=True)
     make = journey_factories(ctx, journey, folder)
-    before = admission.current()
-    if before.mode != "off":
-        admission.apply(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=log)
-    try:
+    with admission.applied(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=log):
         log(f"capacity search, {journey} journey: SLO p95 <= {s.slo_p95:g}s, errors <= {s.error_limit:.0%}, "
             f"goodput >= {s.goodput_min:.0%}; {s.probe_seconds:g}s probes")
         result = search(lambda rate: measure(make(rate), rate, s.probe_seconds), s, journey, log=log)
-    finally:
-        if before.mode != "off":
-            admission.apply(before, docker_client=ctx.docker, access=ctx.access, log=log)
     log(result.describe())
     (folder / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
     log(f"figures saved: {folder / 'result.json'}")

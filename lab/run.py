@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Literal
 
@@ -243,12 +244,13 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
     summary = None
     plan = params.fault_plan()
     faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access) if plan is not None else None
-    restore, restore_error = None, None
+    restore_error = None
+    admission_set = ExitStack()  # closed after the load (before the audit: its API calls must not queue)
     if params.admission is not None:
         from lab.stack import admission
 
-        restore = admission.current()
-        admission.apply(params.admission, docker_client=docker_client, access=access, log=log)
+        admission_set.enter_context(admission.applied(params.admission, docker_client=docker_client,
+                                                      access=access, log=log))
     try:
         with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
             stepper = Stepper(requests, params.journey, queue=params.queue)
@@ -264,11 +266,10 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
             summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
     finally:
         ended = time.time()
-        if restore is not None:  # before the audit: its API calls must not wait in a queue
-            try:
-                admission.apply(restore, docker_client=docker_client, access=access, log=log)
-            except Exception as error:  # noqa: BLE001 - raised after the run's record is written
-                restore_error = error
+        try:
+            admission_set.close()
+        except Exception as error:  # noqa: BLE001 - raised after the run's record is written
+            restore_error = error
         if monitor is not None:
             monitor.stop()
         try:

@@ -211,6 +211,23 @@ class _ProbeJourney:
             "queued" if response.status_code == 429 else "failed")
 
 
+def test_applied_sets_for_the_block_then_restores_and_skips_what_the_proxy_already_holds(ctx):
+    said: list[str] = []
+    limit = admission.parse_admission({"mode": "rate", "rate": 5, "burst": 1})
+    assert admission.holds(admission.OFF, ctx.access)
+    with admission.applied(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=said.append):
+        pass
+    assert said == []  # off already: no reload either way
+    with admission.applied(limit, docker_client=ctx.docker, access=ctx.access, log=said.append):
+        assert admission.holds(limit, ctx.access) and not admission.holds(admission.OFF, ctx.access)
+    assert len(said) == 2 and admission.holds(admission.OFF, ctx.access)
+    # an apply interrupted between writing the files and the reload: written and running differ, so it is redone
+    admission.write(limit)
+    assert not admission.holds(limit, ctx.access) and not admission.holds(admission.OFF, ctx.access)
+    admission.apply(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=said.append, if_changed=True)
+    assert len(said) == 3 and admission.holds(admission.OFF, ctx.access)
+
+
 def test_capacity_search_finds_a_limit_set_at_the_proxy(ctx):
     known = 20.0
     admission.apply({"mode": "rate", "rate": known, "burst": 2, "per": "all"}, docker_client=ctx.docker,

@@ -32,6 +32,8 @@ import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,15 +299,40 @@ def _exec(container, *command: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "exec", container.id, *command], capture_output=True, text=True, timeout=30)
 
 
+def _state_url(access) -> str:
+    return f"{access.base_url}/lab-admission-state"
+
+
+def holds(config: Admission, access, directory: Path | None = None) -> bool:
+    """Whether `config` is both what is written for the deployment and what the proxy's workers answer (an
+    interrupted apply can leave the two apart: then the answer is False and apply is needed)."""
+    import httpx
+
+    if current(directory) != config:
+        return False
+    try:
+        seen = httpx.get(_state_url(access), verify=access.tls(), timeout=3).text.strip()
+    except httpx.HTTPError:
+        return False
+    return seen == f"{config.mode} {fingerprint_of(config)}"
+
+
 def apply(config: Admission | dict[str, Any] | str | None, *, docker_client, access=None,
-          directory: Path | None = None, log=print, timeout: float = 15.0) -> Admission:
+          directory: Path | None = None, log=print, timeout: float = 15.0, if_changed: bool = False) -> Admission:
     """Render, check with `nginx -t`, reload; wait until the proxy answers with the new fingerprint.
 
-    A configuration nginx refuses is rolled back before the reload (the proxy keeps what it had).
+    A configuration nginx refuses is rolled back before the reload (the proxy keeps what it had). With
+    `if_changed`, nothing is done when the proxy already holds `config` (see holds).
     """
     from lab.stack.deploy import container
 
     config = parse_admission(config)
+    if access is None:
+        from lab.pretix.bootstrap import PretixAccess
+
+        access = PretixAccess.load(directory)
+    if if_changed and holds(config, access, directory):
+        return config
     proxy = container(docker_client, "proxy")
     mounted = _exec(proxy, "test", "-r", f"{MOUNT}/state.json")
     if mounted.returncode != 0:
@@ -322,10 +349,6 @@ def apply(config: Admission | dict[str, Any] | str | None, *, docker_client, acc
     if reloaded.returncode != 0:
         write(previous, directory)
         raise AdmissionError(f"nginx -s reload failed: {reloaded.stderr.strip()}")
-    if access is None:
-        from lab.pretix.bootstrap import PretixAccess
-
-        access = PretixAccess.load(directory)
     _wait_state(config, access, timeout)
     log(f"admission: {config.describe()}")
     return config
@@ -341,7 +364,7 @@ def _wait_state(config: Admission, access, timeout: float) -> None:
     seen, agreed = "", 0
     while time.monotonic() < deadline:
         try:
-            seen = httpx.get(f"{access.base_url}/lab-admission-state", verify=access.tls(), timeout=3).text
+            seen = httpx.get(_state_url(access), verify=access.tls(), timeout=3).text
             agreed = agreed + 1 if seen.strip() == want else 0
             if agreed >= 5:
                 return
@@ -352,5 +375,19 @@ def _wait_state(config: Admission, access, timeout: float) -> None:
                          f"(wanted {want!r}, saw {seen.strip()!r})")
 
 
-__all__ = ["LABELS", "ROOM_MODES", "Admission", "AdmissionError", "OFF", "apply", "current",
-           "ensure", "parse_admission", "render", "write"]
+@contextmanager
+def applied(config: Admission | dict[str, Any] | str | None, *, docker_client, access,
+            log=print) -> Iterator[Admission]:
+    """`config` at the proxy for the block, then what was written before it (each step skipped when the proxy
+    holds that already): a run or a capacity search changes admission for its own time only."""
+    config = parse_admission(config)
+    before = current()
+    apply(config, docker_client=docker_client, access=access, log=log, if_changed=True)
+    try:
+        yield config
+    finally:
+        apply(before, docker_client=docker_client, access=access, log=log, if_changed=True)
+
+
+__all__ = ["LABELS", "ROOM_MODES", "Admission", "AdmissionError", "OFF", "applied", "apply", "current",
+           "ensure", "holds", "parse_admission", "render", "write"]

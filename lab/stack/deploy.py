@@ -248,7 +248,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         _wait_https(report.access)
         # a deployment starts with admission control off, whatever an interrupted run left configured
         admission.apply(admission.OFF, docker_client=client, access=report.access, directory=directory,
-                        log=lambda _m: None)
+                        log=lambda _m: None, if_changed=True)
     return report
 
 
