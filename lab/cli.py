@@ -409,6 +409,7 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
 
     from lab import bench as b
     from lab.capacity import journey_builder
+    from lab.paths import bench_path
 
     default = "5,10,15,20,25,30,35,40" if journey == "api" else "0.5,1,1.5,2,2.5,3,4"
     if p95_limit is None:
@@ -420,7 +421,7 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
         _fail("--rates must all be positive")
     ctx = _context()
     build = journey_builder(ctx, journey, login_share=login_share)
-    folder = b.save(f"capacity-{journey}", {}).with_suffix("")
+    folder = bench_path(f"capacity-{journey}")  # each step's run folder; the figures go beside it at the end
     counter = itertools.count()
 
     def factory(base_url, tls, headers=None):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.paths import ROOT
 from lab.seed import Catalogue, CustomerSeed
+from lab.stack.admission import RoomMode
 from lab.stack.params import StackParams
 
 PRESETS_DIR = ROOT / "studies"
@@ -101,7 +102,7 @@ class Overload(_Section):
                                  description="offered rate when no capacity step met the SLO")
     queue_max_wait: float = Field(default=30, ge=1, le=600,
                                   description="seconds a refused buyer keeps retrying (Retry-After) before giving up")
-    controls: list[Literal["waiting-room", "queue"]] = Field(
+    controls: list[RoomMode] = Field(
         default_factory=lambda: ["waiting-room"], min_length=1, max_length=2,
         description="admission controls run after the uncontrolled run: waiting-room (nginx limit_req), "
                     "queue (tickets, first come first served)")
@@ -278,9 +279,9 @@ def estimate(params: StudyParams, runs: list[PlannedRun] | None = None, deploy: 
         budget.phases[notebook.split("-", 1)[1]] = seconds
     if params.overload.enabled and overload_available():
         over = params.overload  # each run: arrivals, then queued buyers' last tries, then the stack drains
-        runs = 1 + len(over.controls)
-        budget.phases["overload"] = runs * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait
-                                            + overload_drain_seconds(over.seconds))
+        overload_runs = 1 + len(over.controls)  # the uncontrolled run, then one per control
+        budget.phases["overload"] = overload_runs * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait
+                                                     + overload_drain_seconds(over.seconds))
     budget.phases["report"] = REPORT_SECONDS + NOTEBOOK_SECONDS
     budget.phases["teardown"] = TEARDOWN_SECONDS
     return budget

@@ -102,31 +102,27 @@ Fit = tuple[pd.Series, pd.Series, str]  # fit_journey's answer: (CPU-s per purch
 
 def fit_journeys(costs: pd.DataFrame) -> dict[str, Fit]:
     """fit_journey for each journey (sorted), each fitted once: journey_costs, journey_idle, fit_methods and
-    login_cost each read one part of the same fit, so lab.analysis.summary fits once and hands it to all four
-    (each still fits by itself when called alone)."""
+    login_cost each read one part of the same fit."""
     return {j: fit_journey(costs, j) for j in sorted(costs["journey"].unique())} if len(costs) else {}
 
 
-def journey_costs(costs: pd.DataFrame, fits: dict[str, Fit] | None = None) -> pd.DataFrame:
+def journey_costs(fits: dict[str, Fit]) -> pd.DataFrame:
     """CPU-s per purchase by module (columns) for each journey (index)."""
-    if costs.empty:
+    if not fits:
         return pd.DataFrame()
-    fits = fit_journeys(costs) if fits is None else fits
     table = pd.DataFrame({j: fit[0] for j, fit in fits.items()}).T.fillna(0.0)
     return table[table.sum(axis=0).sort_values(ascending=False).index]  # the costliest module first
 
 
-def journey_idle(costs: pd.DataFrame, fits: dict[str, Fit] | None = None) -> pd.DataFrame:
+def journey_idle(fits: dict[str, Fit]) -> pd.DataFrame:
     """Idle cores by module (columns) for each journey (index): what the modules used without purchases."""
-    if costs.empty:
+    if not fits:
         return pd.DataFrame()
-    fits = fit_journeys(costs) if fits is None else fits
     return pd.DataFrame({j: fit[1] for j, fit in fits.items()}).T.fillna(0.0)
 
 
-def fit_methods(costs: pd.DataFrame, fits: dict[str, Fit] | None = None) -> dict[str, str]:
+def fit_methods(fits: dict[str, Fit]) -> dict[str, str]:
     """How each journey's cost was obtained, in words."""
-    fits = fit_journeys(costs) if fits is None else fits
     return {j: fit[2] for j, fit in fits.items()}
 
 

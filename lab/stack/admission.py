@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -46,7 +46,8 @@ MOUNT = "/etc/nginx/admission"  # where stack/compose.yaml mounts the folder in 
 FOLDER = "nginx-admission"
 FILES = ("http.conf", "server.conf", "location.conf")
 ZONE_SIZE = "10m"  # constant: nginx refuses a reload that resizes a live shared zone
-ROOM_MODES = ("waiting-room", "queue")  # new buyers admitted at `rate`/s over all: what a measured capacity sizes
+RoomMode = Literal["waiting-room", "queue"]  # new buyers admitted at `rate`/s over all: what a capacity sizes
+ROOM_MODES: tuple[str, ...] = get_args(RoomMode)
 LABELS = {"off": "no control", "waiting-room": "waiting room", "queue": "ticket queue"}  # for tables and figures
 
 
@@ -58,7 +59,7 @@ class Admission(BaseModel):
     """What the proxy admits; validated before anything is written or reloaded."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    mode: Literal["off", "rate", "conn", "waiting-room", "queue"] = "off"
+    mode: Literal["off", "rate", "conn", RoomMode] = "off"
     rate: float | None = Field(default=None, gt=0, le=10_000,
                                description="rate/waiting-room: requests (new buyers) admitted per second")
     burst: int = Field(default=10, ge=0, le=100_000, description="rate/waiting-room: requests above the rate "
@@ -389,5 +390,5 @@ def applied(config: Admission | dict[str, Any] | str | None, *, docker_client, a
         apply(before, docker_client=docker_client, access=access, log=log, if_changed=True)
 
 
-__all__ = ["LABELS", "ROOM_MODES", "Admission", "AdmissionError", "OFF", "applied", "apply", "current",
+__all__ = ["LABELS", "ROOM_MODES", "Admission", "RoomMode", "AdmissionError", "OFF", "applied", "apply", "current",
            "ensure", "holds", "parse_admission", "render", "write"]
