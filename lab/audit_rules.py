@@ -4,10 +4,15 @@ Pure functions: each rule takes DataFrames and returns the offending rows, so a 
 purpose and see exactly that rule fire. Reading the database and the run folder is the caller's job.
 
 Inputs (extra columns are kept and shown):
-- attempts: attempt_id, outcome (purchased | sold_out | failed | dropped | cancelled), order_code
+- attempts: attempt_id, outcome (purchased | sold_out | failed | dropped | cancelled), order_code; for the content
+  checks optionally item and count (what the journey asked for), buyer (the customer identifier), guest (True: a
+  guest order, no customer; False: the order carries `buyer`; null: not recorded, then an api order is expected to
+  carry `buyer` and a shop order's customer is not checked), journey, confirmed_by (response | lookup)
 - db_orders: code, status (n pending, p paid, e expired, c canceled), attempt_id (may be null; link_orders
-  fills it from `comment` or `email` when the lab put the attempt id there)
-- db_positions: order_code, item_id (optional `canceled` bool: canceled positions hold no quota)
+  fills it from `comment` or `email` when the lab put the attempt id there), optionally customer (identifier)
+  and created (epoch seconds, for `run_orders`' window)
+- db_positions: order_code, item_id (optional `canceled` bool: canceled positions hold no quota and are not
+  part of what the buyer holds)
 - quotas: quota_id, size (null = unlimited), items (list of item ids the quota covers)
 - availability (optional): quota_id, available (bool), optionally available_number: pretix's own answer
 """
@@ -75,6 +80,36 @@ def link_orders(db_orders: pd.DataFrame, attempt_ids: Iterable[str],
     return linked
 
 
+WINDOW_BEFORE = 5.0  # seconds before the run's first scheduled attempt that its window opens
+
+
+def run_orders(all_orders: pd.DataFrame, attempts: pd.DataFrame, start: float | None = None,
+               end: float | None = None) -> pd.DataFrame:
+    """The run's own orders out of all of the event's: those linked to its attempts (by their tag, or by an order
+    code an attempt recorded) whenever they were created, plus untagged orders created in [start, end].
+
+    The window is the run's own (from its first scheduled attempt to the end of its drain), so auditing the run
+    again later sees the same orders unless the run's own orders changed: an order made after the window closed
+    belongs to somebody else, while a late order that names one of this run's attempts is still this run's.
+    Orders tagged by another run that fall inside the window are kept (`foreign_orders` marks them).
+    Needs `created` when a bound is given; the result is linked (`link_orders`)."""
+    _require(all_orders, "all_orders", ["code"])
+    linked = link_orders(all_orders, attempts["attempt_id"]) if len(attempts) else all_orders.copy()
+    if "attempt_id" not in linked.columns:
+        linked["attempt_id"] = pd.Series(pd.NA, index=linked.index, dtype="object")
+    inside = pd.Series(True, index=linked.index)
+    if start is not None or end is not None:
+        _require(linked, "all_orders", ["created"])
+        created = pd.to_numeric(linked["created"], errors="coerce")
+        if start is not None:
+            inside &= created >= start
+        if end is not None:
+            inside &= created <= end
+    codes = set(attempts["order_code"].dropna()) if "order_code" in attempts.columns else set()
+    mine = linked["attempt_id"].notna() | linked["code"].isin(codes) | inside
+    return linked[mine].reset_index(drop=True)
+
+
 def find_lost(attempts: pd.DataFrame, db_orders: pd.DataFrame) -> pd.DataFrame:
     """The client was told 'purchased' but no such order exists (by its code, or by its attempt link)."""
     _require(attempts, "attempts", ["attempt_id", "outcome", "order_code"])
@@ -125,6 +160,89 @@ def find_ghosts(attempts: pd.DataFrame, db_orders: pd.DataFrame, foreign: pd.Ser
     if "error_kind" in client.columns:
         ghosts["client_error_kind"] = ghosts["attempt_id"].map(client["error_kind"])
     return ghosts.reset_index(drop=True)
+
+
+ALTERED_COLUMNS = ["attempt_id", "order_code", "reason", "status", "expected_item", "items", "expected_count",
+                   "positions", "expected_customer", "customer"]
+
+
+def _known(value: object) -> bool:
+    return value is not None and bool(pd.notna(value))
+
+
+def _expected_customer(pair: dict) -> str | None | bool:
+    """The customer identifier the attempt's order must carry: None for a guest order, False when not known (the
+    check is skipped: a run recorded before `guest`, or a shop attempt of such a run)."""
+    buyer = str(pair["buyer"]) if _known(pair.get("buyer")) else None
+    guest = pair.get("guest")
+    if _known(guest):
+        if bool(guest):
+            return None
+        return buyer if buyer is not None else False
+    if pair.get("journey") == "api" and buyer is not None:  # the api journey always names the buyer's account
+        return buyer
+    return False
+
+
+def find_altered(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.DataFrame) -> pd.DataFrame:
+    """Acknowledged purchases whose order exists but is not what the client was told: one row per order, with
+    every difference in `reason` ('; '-joined):
+
+    - `status c` / `status e`: canceled or expired (only pending and paid are what a purchase leaves);
+    - `positions N not M`: a different number of live (not canceled) positions than the journey asked for;
+    - `item X not Y`: a live position of another item than the one asked for;
+    - `customer X not Y`: the order is not linked to the customer it was placed for: the buyer's account, or none
+      for a guest order (a shop buyer who did not log in); see `guest` in the module's inputs.
+
+    The order is the one whose code the client recorded, or (no code) the orders linked to the attempt. An order
+    that is gone is `find_lost`'s, not this rule's; a second order for the attempt is `find_duplicates`'.
+    Checks need their columns: without item/count in the attempts (older runs) or `customer` in the orders, those
+    checks are skipped."""
+    _require(attempts, "attempts", ["attempt_id", "outcome", "order_code"])
+    _require(db_orders, "db_orders", ["code", "status"])
+    _require(db_positions, "db_positions", ["order_code", "item_id"])
+    purchased = attempts[attempts["outcome"] == "purchased"]
+    wanted = [c for c in ("item", "count", "journey", "buyer", "guest") if c in purchased.columns]
+    purchased = purchased[["attempt_id", "order_code", *wanted]]
+    orders = db_orders.assign(attempt_id=_attempt_ids(db_orders))
+    check_customer = "customer" in orders.columns
+    orders = orders[["code", "status", "attempt_id", *(["customer"] if check_customer else [])]]
+    by_code = purchased[purchased["order_code"].notna()].merge(
+        orders.drop(columns="attempt_id").rename(columns={"code": "order_code"}), on="order_code", how="inner")
+    by_link = purchased[purchased["order_code"].isna()].drop(columns="order_code").merge(
+        orders[orders["attempt_id"].notna()].rename(columns={"code": "order_code"}), on="attempt_id", how="inner")
+    pairs = pd.concat([by_code, by_link], ignore_index=True)
+    if pairs.empty:
+        return pd.DataFrame(columns=ALTERED_COLUMNS)
+    positions = db_positions[db_positions["order_code"].isin(set(pairs["order_code"]))]
+    if "canceled" in positions.columns:
+        positions = positions[~positions["canceled"].fillna(False).astype(bool)]
+    held = positions.groupby("order_code")["item_id"].agg(lambda s: sorted(int(i) for i in s))
+    rows = []
+    for pair in pairs.to_dict("records"):
+        items = held.get(pair["order_code"], [])
+        status = pair["status"]
+        item = int(pair["item"]) if _known(pair.get("item")) else None
+        count = int(pair["count"]) if _known(pair.get("count")) else None
+        expected_customer = _expected_customer(pair) if check_customer else False
+        customer = str(pair["customer"]) if _known(pair.get("customer")) else None
+        reasons = []
+        if status not in HOLDING:
+            reasons.append(f"status {status}")
+        if count is not None and len(items) != count:
+            reasons.append(f"positions {len(items)} not {count}")
+        others = sorted({i for i in items if i != item})
+        if item is not None and others:
+            reasons.append(f"item {','.join(map(str, others))} not {item}")
+        if expected_customer is not False and customer != expected_customer:
+            reasons.append(f"customer {customer or 'none'} not {expected_customer or 'none (guest)'}")
+        if reasons:
+            rows.append({"attempt_id": pair["attempt_id"], "order_code": pair["order_code"],
+                         "reason": "; ".join(reasons), "status": status, "expected_item": item, "items": items,
+                         "expected_count": count, "positions": len(items),
+                         "expected_customer": None if expected_customer is False else expected_customer,
+                         "customer": customer})
+    return pd.DataFrame(rows, columns=ALTERED_COLUMNS)
 
 
 def find_duplicates(db_orders: pd.DataFrame) -> pd.DataFrame:
@@ -191,8 +309,29 @@ def _rule(frame: pd.DataFrame, unit: str, count: int | None = None, cap: int = R
     return RuleResult(count=len(frame) if count is None else count, unit=unit, rows=rows, truncated=len(frame) > cap)
 
 
+# audit.json files written before the content rule existed load with this (they did not check it)
+NOT_CHECKED = RuleResult(count=0, unit="not checked", rows=[], truncated=False)
+
+
+class AuditWindow(BaseModel):
+    """The span of creation times (epoch seconds) whose untagged orders the audit counted as the run's; recorded
+    so that auditing the run again reads the same window. `end_from` says where the end came from: `drain` (the
+    end of pretix's drain after the run), `run end + tail` (an audit long after the run: its end plus the longest
+    drain), `given` (the caller's). An audit again re-uses the recorded window as it is."""
+
+    model_config = ConfigDict(frozen=True)
+    start: float | None
+    end: float | None
+    end_from: str = "given"
+
+
 class AuditResult(BaseModel):
-    """The audit of one run. Ghosts are shown but do not make a run unclean; the other rules do."""
+    """The audit of one run. Ghosts are shown but do not make a run unclean; the other rules do.
+
+    `incomplete` says why a rule could not be checked (a read that kept failing, or attempts missing): such a run
+    is never called clean, and what could be checked is still reported. `notes` are caveats that do not stop a rule
+    (e.g. pretix had not drained when the database was read). Fields added later (`altered`, `window`) come last and
+    have defaults, so older audit.json files still load."""
 
     model_config = ConfigDict(frozen=True)
     lost: RuleResult
@@ -201,48 +340,77 @@ class AuditResult(BaseModel):
     oversold: RuleResult
     false_availability: RuleResult
     totals: dict[str, int]
+    incomplete: str | None = None
+    notes: list[str] = []
+    altered: RuleResult = NOT_CHECKED
+    window: AuditWindow | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def clean(self) -> bool:
-        return not (self.lost.count or self.duplicate.count or self.oversold.count or self.false_availability.count)
+        return self.incomplete is None and not (self.lost.count or self.altered.count or self.duplicate.count
+                                                or self.oversold.count or self.false_availability.count)
 
     @property
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name).count for name in
-                ("lost", "ghost", "duplicate", "oversold", "false_availability")}
+                ("lost", "altered", "ghost", "duplicate", "oversold", "false_availability")}
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)
 
     def describe(self) -> str:
         verdict = "clean" if self.clean else "NOT clean"
-        return f"audit {verdict}: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        text = f"audit {verdict}: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())
+        if self.totals.get("purchased_by_lookup"):
+            text += f"; {self.totals['purchased_by_lookup']} purchase(s) confirmed only by a lookup"
+        if self.incomplete:
+            text += f"; audit incomplete: {self.incomplete}"
+        return text + "".join(f"; {note}" for note in self.notes)
+
+    @classmethod
+    def unreadable(cls, why: str, notes: list[str] | None = None, window: AuditWindow | None = None
+                   ) -> AuditResult:
+        """The record of an audit that could not read what it needs: nothing checked, and it says why."""
+        empty = _rule(pd.DataFrame(), "not checked")
+        return cls(lost=empty, ghost=empty, duplicate=empty, oversold=empty, false_availability=empty, totals={},
+                   incomplete=why, notes=notes or [], altered=empty, window=window)
 
 
 def audit(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.DataFrame, quotas: pd.DataFrame,
           availability: pd.DataFrame | None = None, cap: int = ROW_CAP,
-          quota_orders: pd.DataFrame | None = None) -> AuditResult:
+          quota_orders: pd.DataFrame | None = None, incomplete: str | None = None,
+          notes: list[str] | None = None, window: AuditWindow | None = None,
+          live_orders: pd.DataFrame | None = None) -> AuditResult:
     """Every rule over one run's client history and the database it left behind.
 
-    `db_orders` are the run's orders (its time window); quotas are held by every order of the event, so
-    `quota_orders` (all of the event's orders, default: db_orders) is what quota usage counts.
+    `db_orders` are the run's orders (`run_orders`: its window plus its tagged orders); quotas are held by every
+    order of the event, so `quota_orders` (all of the event's orders, default: db_orders) is what the oversold
+    rule counts, and `live_orders` (default: quota_orders) what pretix's availability answer is held to (it is
+    pretix's answer now, so it is checked against every order now).
     """
     holders = db_orders if quota_orders is None else quota_orders
+    live = holders if live_orders is None else live_orders
     lost = find_lost(attempts, db_orders)
+    altered = find_altered(attempts, db_orders, db_positions)
     foreign = foreign_orders(db_orders)
     ghosts = find_ghosts(attempts, db_orders, foreign)
     dupes = find_duplicates(db_orders)
     oversold = find_oversold(holders, db_positions, quotas)
-    wrong = find_false_availability(holders, db_positions, quotas, availability)
+    wrong = find_false_availability(live, db_positions, quotas, availability)
+    purchased = attempts["outcome"] == "purchased"
+    confirmed = attempts["confirmed_by"] if "confirmed_by" in attempts.columns else pd.Series(None, attempts.index)
     totals = {
         "attempts": len(attempts),
-        "purchased": int((attempts["outcome"] == "purchased").sum()),
+        "purchased": int(purchased.sum()),
+        "purchased_by_response": int((purchased & (confirmed == "response")).sum()),
+        "purchased_by_lookup": int((purchased & (confirmed == "lookup")).sum()),
         "db_orders": len(db_orders),
         "db_orders_holding": int(db_orders["status"].isin(HOLDING).sum()),
         "db_orders_linked": int(_attempt_ids(db_orders).notna().sum()),
         "db_orders_of_other_runs": int(foreign.sum()),
-        "db_positions": len(db_positions),
+        # the run's orders' positions (db_positions may be the whole event's: that count would change with later runs)
+        "db_positions": int(db_positions["order_code"].isin(set(db_orders["code"])).sum()),
         "quotas": len(quotas),
         "oversold_positions": int(oversold["over_by"].sum()) if len(oversold) else 0,
         "duplicate_extra_orders": int(len(dupes) - dupes["attempt_id"].nunique()) if len(dupes) else 0,
@@ -254,8 +422,44 @@ def audit(attempts: pd.DataFrame, db_orders: pd.DataFrame, db_positions: pd.Data
                         else 0, cap=cap),
         oversold=_rule(oversold, "quotas holding more positions than their size", cap=cap),
         false_availability=_rule(wrong, "quotas pretix called available while full", cap=cap),
-        totals=totals,
+        totals=totals, incomplete=incomplete, notes=notes or [],
+        altered=_rule(altered, "attempts told 'purchased' whose order differs from what they were told", cap=cap),
+        window=window,
     )
+
+
+def audit_state(attempts: pd.DataFrame, all_orders: pd.DataFrame, db_positions: pd.DataFrame, quotas: pd.DataFrame,
+                availability: pd.DataFrame | None = None, window: AuditWindow | None = None, *,
+                incomplete: str | None = None, notes: list[str] | None = None, cap: int = ROW_CAP) -> AuditResult:
+    """The audit of one run from its event's whole state (every order, position and quota), as read at any time.
+
+    The run's orders are `run_orders` in `window`; quota usage for the oversold rule counts the event's orders
+    created up to the window's end plus the run's own, so orders made after the run (a later run's) change neither
+    what is the run's nor whether it oversold: auditing a run again gives the same answer unless its own orders
+    changed. pretix's availability answer is compared with every order as it is now."""
+    start, end = (window.start, window.end) if window is not None else (None, None)
+    orders = run_orders(all_orders, attempts, start, end)
+    holders = all_orders
+    if end is not None:
+        _require(all_orders, "all_orders", ["created"])
+        later = pd.to_numeric(all_orders["created"], errors="coerce") > end
+        holders = all_orders[~later | all_orders["code"].isin(set(orders["code"]))]
+    return audit(attempts, orders, db_positions, quotas, availability, cap=cap, quota_orders=holders,
+                 incomplete=incomplete, notes=notes, window=window, live_orders=all_orders)
+
+
+def missing_attempts(meta: dict | None, attempts: pd.DataFrame) -> str | None:
+    """Why a run must be refused rather than audited: run.json says attempts were launched yet the attempts file
+    is missing or empty, so there is no client history to hold the database to (an audit would pass vacuously).
+    None when the run can be audited (attempts present, or run.json does not say any were launched)."""
+    summary = (meta or {}).get("summary") or {}
+    try:
+        launched = int(summary.get("launched") or 0)
+    except (TypeError, ValueError):
+        launched = 0
+    if launched > 0 and attempts.empty:
+        return f"attempts missing: run.json says {launched} launched, the attempts file holds none"
+    return None
 
 
 def write_audit(result: AuditResult, run_dir: Path, overwrite: bool = False) -> Path:
@@ -271,6 +475,7 @@ def read_audit(run_dir: Path) -> AuditResult:
 
 
 __all__ = [
-    "AuditResult", "RuleResult", "audit", "find_duplicates", "find_false_availability", "find_ghosts",
-    "find_lost", "find_oversold", "foreign_orders", "link_orders", "quota_usage", "read_audit", "write_audit",
+    "AuditResult", "AuditWindow", "RuleResult", "WINDOW_BEFORE", "audit", "audit_state", "find_altered",
+    "find_duplicates", "find_false_availability", "find_ghosts", "find_lost", "find_oversold", "foreign_orders",
+    "link_orders", "missing_attempts", "quota_usage", "read_audit", "run_orders", "write_audit",
 ]

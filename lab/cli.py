@@ -278,17 +278,27 @@ def audit(run: Path) -> None:
 
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--target", default=800.0, show_default=True, help="purchases per minute to judge and plan for")
-@click.option("--utilisation", default=0.7, show_default=True, help="plan each module's cores at this share")
-def analyse(folder: Path, target: float, utilisation: float) -> None:
-    """Headline figures of a run or study folder: verdicts, runs, saturation, CPU per purchase, cores needed."""
+@click.option("--target", type=float, default=None, help="purchases per minute to judge and plan for "
+              "[default: a study's own analysis.target_per_min, else 800]")
+@click.option("--utilisation", type=float, default=None, help="plan each module's cores at this share "
+              "[default: a study's own analysis.utilisation, else 0.7]")
+def analyse(folder: Path, target: float | None, utilisation: float | None) -> None:
+    """Headline figures of a run or study folder: verdicts, runs, saturation, CPU per purchase, cores needed.
+    A study is judged by its own analysis parameters (targets, SLOs, warm-up), as its report was."""
     from lab.analysis.summary import summarise
     from lab.analysis.verdicts import Targets
+    from lab.report import study_analysis
 
+    own = study_analysis(folder)
+    target = target if target is not None else float(own.get("target_per_min", 800.0))
+    utilisation = utilisation if utilisation is not None else float(own.get("utilisation", 0.7))
     if not 0 < utilisation <= 1:
         _fail(f"--utilisation must be in (0, 1]; got {utilisation}")
+    targets = Targets(target_per_min=target, **{k: float(own[k]) for k in ("slo_p95_seconds",
+                      "slo_p95_shop_seconds", "slo_error_rate") if k in own})
     try:
-        s = summarise(folder, Targets(target_per_min=target), utilisation=utilisation)
+        s = summarise(folder, targets, utilisation=utilisation,
+                      warmup_seconds=float(own.get("warmup_seconds", 0.0)))
     except FileNotFoundError as error:
         _fail(str(error))
     click.echo(f"{'PASS' if s.passed else 'FAIL'}: {folder.name} ({len(s.table)} run(s))")

@@ -6,43 +6,11 @@ refused by the waiting room wait as its Retry-After says (up to `queue.max_wait`
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from lab.capacity import admission_for
 from lab.load.queue import QueueSettings
 from lab.stack.admission import LABELS, OFF, ROOM_MODES, Admission
-
-IDLE_TIMEOUT = 300.0  # seconds to wait for the stack to drain a run's backlog
-IDLE_LATENCY = 0.5  # seconds: /healthcheck/ answering faster than this, three times in a row, means drained
-
-
-def wait_idle(access, *, timeout: float = IDLE_TIMEOUT, log=print) -> float:
-    """Wait until pretix has worked off what earlier load left queued (its /healthcheck/ answers fast again).
-
-    An overloaded pretix keeps processing requests whose clients gave up (ghost orders): the next run must not
-    inherit that backlog, and the audit must not run before those orders exist. Returns the seconds waited.
-    """
-    import httpx
-
-    began = time.monotonic()
-    fast = 0
-    with httpx.Client(base_url=access.base_url, verify=access.tls(), timeout=30) as http:
-        while fast < 3 and time.monotonic() - began < timeout:
-            start = time.monotonic()
-            try:
-                ok = http.get("/healthcheck/").status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            fast = fast + 1 if ok and time.monotonic() - start < IDLE_LATENCY else 0
-            time.sleep(1.0)
-    waited = time.monotonic() - began
-    if fast < 3:
-        log(f"warning: the stack was still busy after {waited:.0f}s")
-    elif waited > 4:
-        log(f"stack drained after {waited:.0f}s")
-    return waited
-
 
 SUFFIXES = {"waiting-room": "room", "queue": "queue"}  # run names: overload-<suffix>
 
@@ -68,8 +36,9 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
     rate: offered arrivals per second (the study offers twice the measured capacity); capacity: what the
     waiting room admits (default rate / 2); queue: how long refused buyers wait (default 60 s in all).
     """
-    from lab.audit import audit_run, load_run_meta
-    from lab.run import execute, validate_load
+    from lab.audit import load_run_meta
+    from lab.drain import wait_drained
+    from lab.run import RunFailed, audit_after, execute, validate_load
     from lab.seed import Catalogue
 
     queue = queue or QueueSettings(max_wait=60.0)
@@ -90,13 +59,18 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
     buyers = ctx.saved_buyers()
     entries = []
     for label, params in plans:
-        wait_idle(ctx.access, log=log)
+        wait_drained(ctx.access, ctx.docker, log=log)  # the next run must not inherit the last one's backlog
         log(f"overload {journey}: {rate:g}/s for {seconds:g}s, {label} ({params.admission.describe()})")
-        run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers, catalogue_ids=ids,
-                          event=cat.slug, buyer_secret=ctx.buyer_secret(), root=runs_dir, log=log)
-        wait_idle(ctx.access, log=log)  # orders still being made for buyers who gave up belong to this run
-        started = load_run_meta(run_dir)["started"]
-        log(audit_run(run_dir, ctx.docker, ctx.access, ctx.access.organizer, cat.slug, since=started - 5).describe())
+        try:
+            run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers, catalogue_ids=ids,
+                              event=cat.slug, buyer_secret=ctx.buyer_secret(), root=runs_dir, log=log)
+        except RunFailed as error:  # recorded; the next control still runs (it waits for the stack first)
+            log(f"overload run {error.run_dir.name} failed: {error.why}")
+            entries.append({"name": error.run_dir.name, "kind": "overload", "journey": journey, "label": label,
+                            "dir": str(error.run_dir.relative_to(runs_dir.parent)), "failed": error.why})
+            continue
+        # the audit waits for the drain: orders still being made for buyers who gave up belong to this run
+        audit_after(run_dir, ctx.docker, ctx.access, cat.slug, since=load_run_meta(run_dir)["started"] - 5, log=log)
         entries.append({"name": run_dir.name, "kind": "overload", "journey": journey,
                         "dir": str(run_dir.relative_to(runs_dir.parent)), "label": label})
     return entries

@@ -74,14 +74,37 @@ def to_pdf(html: Path, pdf: Path) -> Path:
     return pdf
 
 
+def study_analysis(folder: Path) -> dict:
+    """A study's own analysis parameters (targets, SLOs, warm-up) from its study.yaml, empty for a folder without
+    one: every renderer of a study (its own report, `lab report`, `lab analyse`) publishes the same numbers."""
+    path = Path(folder) / "study.yaml"
+    if not path.exists():
+        return {}
+    from lab import study as studies
+
+    return studies.load(path, check_budget=False).analysis.model_dump()
+
+
+def analysis_parameters(folder: Path, notebook: Path) -> dict:
+    """The study's analysis parameters that the notebook takes (papermill refuses no unknown name, so filter)."""
+    import papermill
+
+    accepts = papermill.inspect_notebook(str(notebook))
+    return {k: v for k, v in study_analysis(folder).items() if k in accepts}
+
+
 def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) -> Path:
     """reports/<name>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder or a study
-    folder (its runs under runs/; it also gets headline.json). The executed notebook is kept in the folder."""
+    folder (its runs under runs/; it also gets headline.json, judged by the study's own analysis parameters).
+    The executed notebook is kept in the folder."""
     from lab.analysis.study import is_run_dir
+    from lab.paths import ROOT
 
     folder = Path(folder_or_fail(run_dir)).resolve()
     key = "run_dir" if is_run_dir(folder) else "study_dir"
-    executed = execute_notebook("04-analysis.ipynb", folder / "notebooks", {key: str(folder), **(parameters or {})})
+    own = analysis_parameters(folder, ROOT / "notebooks" / "04-analysis.ipynb") if key == "study_dir" else {}
+    executed = execute_notebook("04-analysis.ipynb", folder / "notebooks",
+                                {key: str(folder), **own, **(parameters or {})})
     out = reports_dir() / folder.name
     html = to_html(executed, out / "index.html")
     if pdf:

@@ -32,6 +32,15 @@ class RunParamsError(ValueError):
     """A load parameter is wrong; raised before anything is deployed, seeded or sent."""
 
 
+class RunFailed(RuntimeError):
+    """A run ended with an error after its folder was made: what it recorded stays there, and the caller decides
+    whether the next run can go on (a study goes on unless the stack itself is gone)."""
+
+    def __init__(self, run_dir: Path, why: str):
+        super().__init__(f"run {run_dir.name} failed: {why}")
+        self.run_dir, self.why = run_dir, why
+
+
 class LoadParams(BaseModel):
     """What one run does: which journey, under which workload, buying what."""
 
@@ -172,7 +181,11 @@ async def _drive(params: LoadParams, journey, attempts_listener, faults: FaultsA
             await stack.enter_async_context(journey)
         if faults is None:
             return await runner(workload, journey, on_event=attempts_listener, progress=True)
-        return await faults.alongside(runner(workload, journey, on_event=attempts_listener, progress=True))
+        return await faults.alongside(workload, lambda w, stop: runner(
+            w, journey, on_event=attempts_listener, progress=True, **({"stop": stop} if stop is not None else {})))
+
+
+HOLD_MARGIN = 10.0  # seconds of load kept beyond the schedule's longest after-undo check
 
 
 class FaultsAlongside:
@@ -184,13 +197,31 @@ class FaultsAlongside:
         self.result = None
         self.error: str | None = None
 
-    async def alongside(self, load) -> Any:
+    def held(self, workload: WorkloadModel) -> tuple[WorkloadModel, float]:
+        """The workload the load runs (a constant one lengthened by the most the last after-undo check can take)
+        and the planned end (s after t0) before which it never stops."""
+        from lab.load.workload import MAX_DURATION, ConstantWorkload
+
+        if not isinstance(workload, ConstantWorkload):
+            return workload, float(workload.total_duration)
+        steady = self.plan.steady_state
+        hold = steady.settle + steady.window + steady.flush_lag + HOLD_MARGIN
+        longer = min(workload.duration + hold, MAX_DURATION)
+        return workload.model_copy(update={"duration": longer}), float(workload.duration)
+
+    async def alongside(self, workload: WorkloadModel, start_load) -> Any:
+        """Run `start_load(workload, stop)` and the schedule from one t0. A constant load goes on past its planned
+        end while the schedule still works (a slow recovery still has load to be checked against), bounded by the
+        settle time, and stops once both its planned duration and the schedule are over."""
         from lab.faults.runner import run_schedule
 
+        loaded, planned_end = self.held(workload)
+        stop = asyncio.Event() if loaded is not workload else None
         self.t0 = time.time()
-        load_task = asyncio.ensure_future(load)
+        load_task = asyncio.ensure_future(start_load(loaded, stop))
         schedule = asyncio.ensure_future(run_schedule(self.plan, self.docker, self.run_dir, self.t0,
                                                       access=self.access, run_id=self.run_id))
+        release = asyncio.ensure_future(self._release(schedule, stop, self.t0 + planned_end)) if stop else None
         try:
             # Both normally end together (check_fits: every undo is due within the load); a fault action that
             # fails ends the experiment at once instead of letting the load run on without its faults.
@@ -204,9 +235,16 @@ class FaultsAlongside:
             self.error = f"{type(error).__name__}: {error}"
             raise
         finally:
-            for task in (load_task, schedule):
+            for task in (load_task, schedule, *((release,) if release else ())):
                 task.cancel()  # a no-op when done; else the schedule's undos run now
-            await asyncio.gather(load_task, schedule, return_exceptions=True)
+            await asyncio.gather(load_task, schedule, *((release,) if release else ()), return_exceptions=True)
+
+    @staticmethod
+    async def _release(schedule: asyncio.Future, stop: asyncio.Event, planned_end: float) -> None:
+        """Set `stop` once the schedule is over (its last after-undo check done) and the planned end has passed."""
+        await asyncio.wait({schedule})
+        await asyncio.sleep(max(0.0, planned_end - time.time()))
+        stop.set()
 
     def record(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -223,79 +261,119 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
     With `params.admission`, the proxy's admission control is set before the load and restored after it.
     """
     run_id, run_dir = new_run_dir(params.name, params.journey, root)
-    write_once(run_dir / "params.yaml", yaml.safe_dump({"load": params.model_dump(), "stack": stack_params},
-                                                        sort_keys=False, allow_unicode=True))
-    write_once(run_dir / "environment.json", json.dumps(environment(docker_client), indent=2))
-    pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(run_dir / "customers.parquet")
-    from lab.buyers import password_for
-    from lab.load.api import ApiJourney
-    from lab.load.http import Stepper
-    from lab.load.recorder import Recorder
-    from lab.load.runner import attempts_to
-
-    weights = {catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
-    monitor = None
-    if params.monitor:
-        from lab.monitor import Monitor
-
-        monitor = Monitor(run_dir, docker_client, interval=1.0, run_id=run_id)
-        monitor.start()
-    started = time.time()
-    summary = None
-    plan = params.fault_plan()
-    faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access) if plan is not None else None
-    restore_error = None
-    admission_set = ExitStack()  # closed after the load (before the audit: its API calls must not queue)
-    if params.admission is not None:
-        from lab.stack import admission
-
-        admission_set.enter_context(admission.applied(params.admission, docker_client=docker_client,
-                                                      access=access, log=log))
     try:
-        with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
-            stepper = Stepper(requests, params.journey, queue=params.queue)
-            if params.journey == "api":
-                journey = ApiJourney(access.base_url, access.tls(), access.api_token, access.organizer, event,
-                                     stepper, buyers, weights)
-            else:
-                from lab.load.shop import ShopJourney
+        write_once(run_dir / "params.yaml", yaml.safe_dump({"load": params.model_dump(), "stack": stack_params},
+                                                            sort_keys=False, allow_unicode=True))
+        write_once(run_dir / "environment.json", json.dumps(environment(docker_client), indent=2))
+        pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(run_dir / "customers.parquet")
+        from lab.buyers import password_for
+        from lab.load.api import ApiJourney
+        from lab.load.http import Stepper
+        from lab.load.recorder import Recorder
+        from lab.load.runner import attempts_to
 
-                journey = ShopJourney(access.base_url, access.tls(), access.organizer, event, stepper, buyers,
-                                      item_weights=weights, login_share=params.login_share,
-                                      password=lambda b: password_for(buyer_secret, b.email))
-            summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
-    finally:
-        ended = time.time()
-        try:
-            admission_set.close()
-        except Exception as error:  # noqa: BLE001 - raised after the run's record is written
-            restore_error = error
-        if monitor is not None:
-            monitor.stop()
-        try:
-            from lab.runlogs import save_logs
+        weights = {catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
+        monitor = None
+        if params.monitor:
+            from lab.monitor import Monitor
 
-            save_logs(run_dir, docker_client, since=started - 2, until=ended + 2)
-        except Exception as error:  # logs are evidence, but their loss must not hide the run's data
-            log(f"warning: saving container logs failed: {error}")
-        meta = {"run_id": run_id, "event": event, "organizer": access.organizer, "started": started,
-                "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),
-                "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None,
-                "faults": faults.record() if faults is not None else None,
-                "admission": params.admission.model_dump() if params.admission is not None else None}
-        write_once(run_dir / "run.json", json.dumps(meta, indent=2, default=str))
-    if restore_error is not None:
-        raise restore_error
-    if summary is not None:
-        log(summary.describe())
-    if faults is not None and faults.result is not None:
-        log(faults.result.describe())
+            monitor = Monitor(run_dir, docker_client, interval=1.0, run_id=run_id)
+            monitor.start()
+        started = time.time()
+        summary = None
+        plan = params.fault_plan()
+        faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access) if plan is not None else None
+        restore_error = None
+        admission_set = ExitStack()  # closed after the load (before the audit: its API calls must not queue)
+        if params.admission is not None:
+            from lab.stack import admission
+
+            admission_set.enter_context(admission.applied(params.admission, docker_client=docker_client,
+                                                          access=access, log=log))
+        stepper = None
+        try:
+            with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
+                stepper = Stepper(requests, params.journey, queue=params.queue)
+                if params.journey == "api":
+                    journey = ApiJourney(access.base_url, access.tls(), access.api_token, access.organizer, event,
+                                         stepper, buyers, weights)
+                else:
+                    from lab.load.shop import ShopJourney
+
+                    journey = ShopJourney(access.base_url, access.tls(), access.organizer, event, stepper, buyers,
+                                          item_weights=weights, login_share=params.login_share,
+                                          password=lambda b: password_for(buyer_secret, b.email))
+                summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
+        finally:
+            ended = time.time()
+            try:
+                admission_set.close()
+            except Exception as error:  # noqa: BLE001 - raised after the run's record is written
+                restore_error = error
+            if monitor is not None:
+                monitor.stop()
+            try:
+                from lab.runlogs import save_logs
+
+                save_logs(run_dir, docker_client, since=started - 2, until=ended + 2)
+            except Exception as error:  # logs are evidence, but their loss must not hide the run's data
+                log(f"warning: saving container logs failed: {error}")
+            agree = client_and_proxy(run_dir, stepper.id_prefix if stepper is not None else None, log)
+            meta = {"run_id": run_id, "event": event, "organizer": access.organizer, "started": started,
+                    "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),
+                    "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None,
+                    "faults": faults.record() if faults is not None else None,
+                    "admission": params.admission.model_dump() if params.admission is not None else None,
+                    "requests_vs_proxy": agree}
+            write_once(run_dir / "run.json", json.dumps(meta, indent=2, default=str))
+        if restore_error is not None:
+            raise restore_error
+        if summary is not None:
+            log(summary.describe())
+        if faults is not None and faults.result is not None:
+            log(faults.result.describe())
+    except Exception as error:
+        raise RunFailed(run_dir, f"{type(error).__name__}: {error}") from error
     if params.audit:
-        from lab.audit import audit_run
-
-        result = audit_run(run_dir, docker_client, access, access.organizer, event, since=started - 5)
-        log(result.describe())
+        audit_after(run_dir, docker_client, access, event, since=started - 5, log=log)
     return run_dir
+
+
+def client_and_proxy(run_dir: Path, prefix: str | None, log=print) -> dict | None:
+    """The run's request history held against the proxy's access log (lab.runlogs.reconcile: the requests whose
+    id starts with this run's `prefix`), None when either is missing; a difference is printed."""
+    from lab.load.recorder import read_requests
+    from lab.runlogs import PROXY_ACCESS, read_proxy_access, reconcile
+
+    if prefix is None or not (run_dir / PROXY_ACCESS).exists():
+        return None
+    try:
+        agree = reconcile(read_requests(run_dir), read_proxy_access(run_dir), prefix)
+    except Exception as error:  # noqa: BLE001 - a comparison, never a reason to lose the run's record
+        log(f"warning: comparing the requests with the proxy's log failed: {error}")
+        return None
+    if agree["client_only"] or agree["proxy_only"] or agree["status_differs"]:
+        log(f"requests vs proxy: client {agree['client']}, proxy {agree['proxy']}; only the client: "
+            f"{agree['client_only']}, only the proxy: {agree['proxy_only']}, status differs: {agree['status_differs']}")
+    return agree
+
+
+def audit_after(run_dir: Path, docker_client, access, event: str, since: float, log=print):
+    """Audit a run that just ended; whatever goes wrong is written to audit.json as `incomplete`, never raised,
+    so one unreadable audit does not end a study."""
+    from lab.audit import audit_run
+    from lab.audit_rules import AuditResult, write_audit
+
+    try:
+        result = audit_run(run_dir, docker_client, access, access.organizer, event, since=since, log=log)
+    except Exception as error:  # noqa: BLE001 - recorded in audit.json, the run's data stays as it is
+        result = AuditResult.unreadable(f"audit: {type(error).__name__}: {str(error)[:300]}")
+        try:
+            write_audit(result, run_dir)
+        except FileExistsError:
+            pass
+    log(result.describe())
+    return result
 
 
 def load_file(path: Path) -> tuple[dict, dict, dict]:
@@ -304,4 +382,4 @@ def load_file(path: Path) -> tuple[dict, dict, dict]:
     return doc.get("stack", {}), doc.get("seed", {}), doc.get("load", {})
 
 
-__all__ = ["LoadParams", "RunParamsError", "validate_load", "execute", "CustomerSeed"]
+__all__ = ["LoadParams", "RunFailed", "RunParamsError", "audit_after", "validate_load", "execute", "CustomerSeed"]

@@ -200,4 +200,40 @@ def read_proxy_access(run_dir: Path):
     return pq.read_table(Path(run_dir) / PROXY_ACCESS, schema=PROXY_ACCESS_SCHEMA).to_pandas()
 
 
-__all__ = ["PROXY_ACCESS", "PROXY_ACCESS_SCHEMA", "parse_access_line", "read_proxy_access", "save_logs"]
+def reconcile(requests, access, prefix: str = "lab-") -> dict:
+    """The client's request history against the proxy's, request by request (the lab's X-Request-Id, which the
+    proxy logs; `prefix` picks one run's): how many each saw, by status what only one of them saw, and requests the
+    client gave up on (status 0) by what the proxy logged for them: 499 (client closed: neither saw an answer) or
+    the answer the client never read. Requests without a lab id (health checks, probes) are not counted."""
+    import pandas as pd
+
+    client = requests[requests["request_id"].fillna("").str.startswith(prefix)] if "request_id" in requests else \
+        requests.iloc[0:0]
+    proxy = access[access["request_id"].fillna("").str.startswith(prefix)]
+    mine = client.assign(seen=client.groupby("request_id").cumcount())  # a repeated id (a queued retry) pairs
+    theirs = proxy.assign(seen=proxy.groupby("request_id").cumcount())  # in order of occurrence
+    both = mine.merge(theirs, on=["request_id", "seen"], how="outer", suffixes=("_client", "_proxy"),
+                      indicator=True)
+
+    def by_status(rows: pd.DataFrame, column: str) -> dict[str, int]:
+        return {str(int(k)): int(v) for k, v in rows[column].value_counts().sort_index().items()}
+
+    matched = both[both["_merge"] == "both"]
+    unanswered = matched["status_client"] == 0
+    differs = matched[~unanswered & (matched["status_client"] != matched["status_proxy"])]
+    return {
+        "client": int(len(client)), "proxy": int(len(proxy)), "matched": int(len(matched)),
+        "client_only": by_status(both[both["_merge"] == "left_only"], "status_client"),
+        "proxy_only": by_status(both[both["_merge"] == "right_only"], "status_proxy"),
+        "unanswered_both": int((unanswered & (matched["status_proxy"] == 499)).sum()),
+        # cut by the client (timeout, cancel) after the proxy had its answer: the buyer never saw it (a 201 here
+        # is an order the buyer was not told about: a ghost)
+        "answer_not_seen": by_status(matched[unanswered & (matched["status_proxy"] != 499)], "status_proxy"),
+        # answered on both sides with different statuses: should never happen
+        "status_differs": {f"{int(a)}->{int(b)}": int(n) for (a, b), n in
+                           differs.groupby(["status_client", "status_proxy"]).size().items()},
+    }
+
+
+__all__ = ["PROXY_ACCESS", "PROXY_ACCESS_SCHEMA", "parse_access_line", "read_proxy_access", "reconcile",
+           "save_logs"]

@@ -1,7 +1,8 @@
 """A study: one validated parameter file -> the runs it makes, and whether it fits its time budget.
 
-A study is the lab's main job: deploy, seed, a capacity ramp per journey, the seed's on-sale spike, the fault
-catalogue under load, the overload scenario, analysis and report (lab/studyrun.py runs the notebooks in order).
+A study is the lab's main job: deploy, seed, a capacity ramp per journey, the seed's on-sale spike (it sells out a
+product on each journey), the fault catalogue under load (while a third product sells out), the overload scenario,
+analysis and report (lab/studyrun.py runs the notebooks in order).
 Everything a study will do is derived from StudyParams here, so every mistake (a bad field, a fault schedule that
 does not fit, a study longer than its `max_minutes`) is reported before anything is deployed.
 """
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.paths import ROOT
-from lab.seed import Catalogue, CustomerSeed
+from lab.seed import Catalogue, CustomerSeed, Product
+from lab.sellouts import SELLOUT_PRICE, SELLOUT_PRODUCTS, Sellout, sellout_errors, sellouts
 from lab.stack.admission import RoomMode
 from lab.stack.params import StackParams
 
@@ -68,7 +70,8 @@ class CapacityShop(_Section):
 
 
 class Spike(_Section):
-    """The on-sale: the seed's purchases per minute offered at once, per journey."""
+    """The on-sale: the seed's purchases per minute offered at once, per journey. Each journey's on-sale sells out:
+    its buyers all want one product (see SELLOUT_PRODUCTS) whose quota is at most half of them."""
 
     per_min: float = Field(default=800, gt=0, le=60_000, description="offered purchases per minute")
     api_seconds: float = Field(default=40, ge=0, le=600, description="api journey: seconds (0 skips it)")
@@ -78,6 +81,13 @@ class Spike(_Section):
     login_share: float = Field(default=0.2, ge=0, le=1)
     grace: float = Field(default=30, ge=1, le=300,
                          description="seconds the attempts still in flight may take after the arrivals stop")
+    sellout_quota_api: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="tickets of the api on-sale's product; empty: 45% of its buyers (a crowd over twice the quota)")
+    sellout_quota_shop: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="tickets of the shop on-sale's product; empty: a tenth of its arrivals (the shop completes far "
+                    "fewer purchases than arrive: the quota must be one it surely sells within the run)")
 
 
 class FaultSteps(_Section):
@@ -89,6 +99,12 @@ class FaultSteps(_Section):
                                         description="fault steps (lab/faults/schedule.py); `optional: true` "
                                                     "drops a step whose action is not in the catalogue")
     steady_state: dict[str, Any] = Field(default_factory=dict)
+    sellout_share: float = Field(default=0.1, gt=0, le=0.5,
+                                 description="share of the fault run's buyers who want its sell-out product")
+    sellout_quota: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="tickets of the fault run's sell-out product; empty: 40% of the buyers who want it, so it "
+                    "sells out mid-run, while the faults happen")
 
 
 class Overload(_Section):
@@ -135,6 +151,21 @@ class StudyParams(_Section):
     faults: FaultSteps = Field(default_factory=FaultSteps)
     overload: Overload = Field(default_factory=Overload)
     analysis: Analysis = Field(default_factory=Analysis)
+
+    @model_validator(mode="after")
+    def _sellout_products(self) -> StudyParams:
+        """The sell-out products join the seed's catalogue, each with the quota its parameter gives: they are the
+        study's, so a catalogue entry of the same name (e.g. in a study.yaml written earlier) takes that quota."""
+        products = list(self.seed.catalogue.products)
+        for sellout in sellouts(self):
+            at = next((i for i, p in enumerate(products) if p.name == sellout.product), None)
+            if at is None:
+                products.append(Product(name=sellout.product, price=SELLOUT_PRICE, quota=sellout.quota))
+            else:
+                products[at] = products[at].model_copy(update={"quota": sellout.quota})
+        catalogue = self.seed.catalogue.model_copy(update={"products": products})
+        self.seed = self.seed.model_copy(update={"catalogue": catalogue})  # copies: a caller's objects stay
+        return self
 
 
 # ------------------------------------------------------------------------------------------------------ planning
@@ -193,14 +224,17 @@ def plan_runs(params: StudyParams) -> list[PlannedRun]:
                          "duration": shop.step_seconds, "grace": 30}}, "02-load"))
     spike = params.spike
     rate = spike.per_min / 60.0
+    sold = {s.run: s for s in sellouts(params)}  # each on-sale buys only its sell-out product
     if spike.api_seconds > 0:
-        runs.append(PlannedRun("spike-api", "spike", "api", f"{spike.per_min:g}/min", {
-            "journey": "api", "product_mix": mix,
+        label = f"{spike.per_min:g}/min, {sold['spike-api'].quota} tickets"
+        runs.append(PlannedRun("spike-api", "spike", "api", label, {
+            "journey": "api", "product_mix": {sold["spike-api"].product: 1.0},
             "workload": {"model": "constant", "rate": round(rate, 3), "duration": spike.api_seconds,
                          "grace": spike.grace}}, "02-load"))
     if spike.shop_seconds > 0:
-        runs.append(PlannedRun("spike-shop", "spike", "shop", f"{spike.per_min:g}/min", {
-            "journey": "shop", "product_mix": mix, "login_share": spike.login_share,
+        label = f"{spike.per_min:g}/min, {sold['spike-shop'].quota} tickets"
+        runs.append(PlannedRun("spike-shop", "spike", "shop", label, {
+            "journey": "shop", "product_mix": {sold["spike-shop"].product: 1.0}, "login_share": spike.login_share,
             "workload": {"model": "constant", "rate": round(rate, 3), "duration": spike.shop_seconds,
                          "max_in_flight": spike.shop_max_in_flight, "grace": spike.grace}}, "02-load"))
     steps = fault_steps(params)
@@ -208,8 +242,12 @@ def plan_runs(params: StudyParams) -> list[PlannedRun]:
         schedule: dict[str, Any] = {"faults": steps}
         if params.faults.steady_state:
             schedule["steady_state"] = params.faults.steady_state
-        runs.append(PlannedRun("faults-api", "faults", "api", f"{len(steps)} faults", {
-            "journey": "api", "product_mix": mix, "faults": schedule,
+        share, total = params.faults.sellout_share, sum(mix.values())  # the study's mix, scaled to make room
+        fault_mix = {name: round(weight / total * (1 - share), 6) for name, weight in mix.items()}
+        fault_mix[sold["faults-api"].product] = share
+        label = f"{len(steps)} faults, {sold['faults-api'].quota} tickets sell out"
+        runs.append(PlannedRun("faults-api", "faults", "api", label, {
+            "journey": "api", "product_mix": fault_mix, "faults": schedule,
             "workload": {"model": "constant", "rate": params.faults.rate, "duration": params.faults.seconds,
                          "grace": 30}}, "03-faults"))
     for run in runs:
@@ -359,7 +397,7 @@ def validate(raw: dict[str, Any] | None, *, check_budget: bool = True) -> StudyP
     except ValueError as error:  # a model_post_init check (e.g. seed.customers.login_pool > count)
         raise StudyParamsError(f"invalid study parameters:\n  {error}") from None
     runs = plan_runs(params)
-    lines = []
+    lines = sellout_errors(params, runs)
     for run in runs:
         try:
             validate_load(run.load, params.seed.catalogue)
@@ -405,7 +443,7 @@ def load(path: Path | str | None = None, preset: str | None = None, check_budget
 def capacity_from(rows: list[dict[str, Any]], p95_limit: float, error_limit: float) -> float | None:
     """The highest achieved rate (per second) of a step that met the SLO; rows: offered, achieved, p95, errors."""
     good = [r["achieved"] for r in rows if r["p95"] is not None and not math.isnan(r["p95"])
-            and r["p95"] <= p95_limit and r["errors"] <= error_limit]
+            and r["p95"] <= p95_limit and r["errors"] <= error_limit and not r.get("failed")]
     return max(good) if good else None
 
 
@@ -413,9 +451,10 @@ def kept_up_from(rows: list[dict[str, Any]], error_limit: float, share: float = 
     """When no step met the latency SLO: the highest achieved rate (per second) of a step that still served at
     least `share` of what was offered with few errors. A measured figure, where a fixed fallback would be a guess."""
     good = [r["achieved"] for r in rows if r.get("offered") and r["achieved"] >= share * float(r["offered"])
-            and r["errors"] <= error_limit]
+            and r["errors"] <= error_limit and not r.get("failed")]
     return max(good) if good else None
 
 
 __all__ = ["StudyParams", "StudyParamsError", "PlannedRun", "Budget", "validate", "load", "plan_runs", "estimate",
-           "preset_names", "preset_path", "capacity_from", "kept_up_from", "overload_available"]
+           "preset_names", "preset_path", "capacity_from", "kept_up_from", "overload_available", "SELLOUT_PRODUCTS",
+           "Sellout", "sellouts"]

@@ -18,6 +18,11 @@ import yaml
 
 from lab import study as studies
 from lab.paths import ROOT, data_dir
+from lab.run import RunFailed
+
+
+class StackGone(RuntimeError):
+    """The stack no longer answers after a failed run: nothing more can be measured in this study."""
 
 NOTEBOOKS = ["00-deploy.ipynb", "01-seed.ipynb", "02-load.ipynb", "03-faults.ipynb", "04-analysis.ipynb"]
 
@@ -123,12 +128,28 @@ class StudyFolder:
         load = validate_load(planned.load, cat)
         log(f"[{time.strftime('%H:%M:%S')}] run {planned.name}: {load.parsed_workload().describe()}")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        run_dir = run_blocking(execute, load, access=ctx.access, docker_client=ctx.docker, buyers=ctx.saved_buyers(),
-                          catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
-                          stack_params=self.params.stack.model_dump(mode="json"), root=self.runs_dir, log=log)
-        entry = {"name": planned.name, "kind": planned.kind, "journey": planned.journey,
-                 "dir": str(run_dir.relative_to(self.path)), "label": planned.label}
+        entry = {"name": planned.name, "kind": planned.kind, "journey": planned.journey, "label": planned.label}
+        try:
+            run_dir = run_blocking(execute, load, access=ctx.access, docker_client=ctx.docker,
+                                   buyers=ctx.saved_buyers(), catalogue_ids=ctx.catalogue(cat), event=cat.slug,
+                                   buyer_secret=ctx.buyer_secret(), stack_params=self.params.stack.model_dump(
+                                       mode="json"), root=self.runs_dir, log=log)
+        except RunFailed as error:
+            return self.run_failed(ctx, {**entry, "dir": str(error.run_dir.relative_to(self.path))}, error.why, log)
+        entry["dir"] = str(run_dir.relative_to(self.path))
         self.add_run(entry)
+        return entry
+
+    def run_failed(self, ctx, entry: dict[str, Any], why: str, log=print) -> dict[str, Any]:
+        """Record a run that failed (`failed`: why) and go on, unless the stack itself is gone (StackGone)."""
+        from lab.drain import stack_gone
+
+        log(f"run {entry['name']} failed: {why}; recorded, the study goes on")
+        entry = {**entry, "failed": why}
+        self.add_run(entry)
+        gone = stack_gone(ctx.access, ctx.docker, log=log)
+        if gone:
+            raise StackGone(f"after run {entry['name']} failed ({why}) the stack is gone: {gone}")
         return entry
 
     def planned(self, notebook: str) -> list[studies.PlannedRun]:
@@ -163,8 +184,9 @@ def step_figures(study: StudyFolder, entries: list[dict[str, Any]], warmup_secon
             "p95": round(row["p95"], 2),
             "errors": 0.0 if math.isnan(row["error_rate"]) else round(row["error_rate"], 4),
             "lost/dup/oversold": "/".join(audit), "interrupted": bool(study_run.run.meta.get("interrupted")),
+            "failed": entry.get("failed") or "",
         })
     return pd.DataFrame(rows)
 
 
-__all__ = ["NOTEBOOKS", "StudyFolder", "new_study_id", "step_figures"]
+__all__ = ["NOTEBOOKS", "StackGone", "StudyFolder", "new_study_id", "step_figures"]

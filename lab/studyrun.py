@@ -47,9 +47,10 @@ def notebook_parameters(folder: StudyFolder, name: str, source: Path = NOTEBOOKS
     base = {"study_dir": str(folder.path), "params_file": str(folder.path / "study.yaml")}
     if name != ANALYSIS:
         return base
+    from lab.report import analysis_parameters
+
     accepts = papermill.inspect_notebook(str(source / name))
-    analysis = folder.params.analysis.model_dump()
-    params: dict[str, Any] = {k: v for k, v in analysis.items() if k in accepts}
+    params: dict[str, Any] = analysis_parameters(folder.path, source / name)
     if "study_dir" in accepts:
         params["study_dir"] = str(folder.path)
     if "run_dir" in accepts and "study_dir" not in accepts:

@@ -96,7 +96,7 @@ def test_flushes_by_size_and_by_age(tmp_path):
     recorder.record(_request(100))  # the batch is old now: this record flushes both
     assert len(read_requests(tmp_path)) == 27
     recorder.close()
-    assert pd.read_parquet(tmp_path / "requests.parquet").shape == (27, 18)
+    assert pd.read_parquet(tmp_path / "requests.parquet").shape == (27, 19)
 
 
 def test_a_killed_process_keeps_what_it_flushed(tmp_path):

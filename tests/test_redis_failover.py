@@ -99,7 +99,7 @@ def test_killing_the_redis_master_fails_over_loses_nothing_and_the_undo_restores
     assert set(roles["service"]) == {"redis", "redis-replica"}
 
     attempts = read_attempts(run_dir)
-    assert len(attempts) == 160
+    assert len(attempts) >= 160  # 4/s for 40 s, and on while a slow recovery is still being checked
     print(attempts["outcome"].value_counts().to_dict())
     posted = set(requests[(requests["step"] == "order") & (requests["status"] == 201)]["order_code"].dropna())
     behind_5xx = attempts[(attempts["outcome"] == "purchased") & ~attempts["order_code"].isin(posted)]

@@ -280,6 +280,24 @@ def test_the_pdf_has_pages_and_text(quick_study, tmp_path):
 
 
 @pytest.mark.stack
+def test_lab_report_on_the_study_publishes_the_numbers_of_the_study_own_report(quick_study, tmp_path, monkeypatch):
+    """One warm-up rule and one set of targets, read from study.yaml by every renderer of a study."""
+    from lab.report import report_run
+
+    result, _, _ = quick_study
+    headline = result.folder.path / "headline.json"
+    own = json.loads(headline.read_text())
+    monkeypatch.setenv("PRETIX_LAB_REPORTS", str(tmp_path))
+    report_run(result.folder.path, pdf=False)
+    again = json.loads(headline.read_text())
+    headline.write_text(json.dumps(own, indent=2))  # the study's own record stays as it published it
+    for doc in (own, again):
+        doc.pop("generated")
+    assert again == own
+    assert studies.load(result.folder.path / "study.yaml", check_budget=False).analysis.warmup_seconds == 1
+
+
+@pytest.mark.stack
 def test_no_secret_in_any_notebook_html_or_pdf(quick_study):
     result, secrets, reports = quick_study
     assert len(secrets) >= 7 and all(len(s) >= 16 for s in secrets)  # the secrets file and the API token were read

@@ -92,7 +92,9 @@ def test_sustained_rate_and_latency_quantiles():
     assert sustained_per_min(attempts) == pytest.approx(60 * 3 / 5.0)
     q = latency_quantiles(attempts)
     assert q["p50"] == pytest.approx(0.5)
-    assert math.isnan(latency_quantiles(attempts.iloc[2:3])["p95"])
+    # a buyer who never got an answer waited too: the failed attempt counts with its 0.5 s; a dropped one never began
+    assert latency_quantiles(attempts.iloc[2:3])["p95"] == pytest.approx(0.5)
+    assert math.isnan(latency_quantiles(attempts.iloc[2:3].assign(outcome="dropped"))["p95"])
 
 
 def test_warmup_leaves_the_first_seconds_out_of_latency_and_errors(study):

@@ -1,8 +1,9 @@
 """Capacity planning from measured CPU: CPU-seconds per purchase per module and journey, and the cores a target needs.
 
-Each usable run (no faults, no overload, purchases and monitor data) gives, per module, the cores it used on
-average over the run (the monitor's cumulative CPU counters over the run's span) and its purchase rate. A module
-is a service without its instance number (pretix-web-1 + pretix-web-2 -> pretix-web).
+Each usable run (no faults, no overload, no sold-out answers: a sell-out's refusals cost CPU too; purchases and
+monitor data) gives, per module, the cores it used on average over the run (the monitor's cumulative CPU counters
+over the run's span) and its purchase rate. A module is a service without its instance number (pretix-web-1 +
+pretix-web-2 -> pretix-web).
 Per journey, over its runs at one login share: when two or more runs span purchase rates at least 1.5x apart, a
 straight line per module, cores = idle + cost x purchases/s, separates the cost of a purchase (the slope, CPU-s per
 purchase) from what the module burns anyway (the intercept, idle cores: periodic jobs, health checks, the
@@ -52,7 +53,7 @@ def cost_table(runs: list[StudyRun]) -> pd.DataFrame:
         if r.kind in STEADY_EXCLUDED or r.has_faults:
             continue
         purchases = int((r.run.attempts["outcome"] == "purchased").sum())
-        if purchases == 0 or r.run.metrics.empty:
+        if purchases == 0 or (r.run.attempts["outcome"] == "sold_out").any() or r.run.metrics.empty:
             continue
         start, end = _span(r)
         seconds = end - start

@@ -33,6 +33,7 @@ class StudyRun:
     kind: str
     params: dict = field(default_factory=dict)
     label: str = ""  # the study's short legend text ("4/s", "sync"), empty when it gave none
+    failed: str = ""  # why the run failed (the study recorded it and went on), empty when it did not
 
     @property
     def run_id(self) -> str:
@@ -148,7 +149,7 @@ def load_run(path: Path, entries: dict[str, dict] | None = None) -> StudyRun:
     entries = entries or {}
     entry = entries.get(path.name) or entries.get(str(run.meta.get("run_id"))) or {}
     kind = run.meta.get("kind") or entry.get("kind") or infer_kind(run.meta, params, path.name)
-    return StudyRun(run, str(kind), params, label=str(entry.get("label") or ""))
+    return StudyRun(run, str(kind), params, label=str(entry.get("label") or ""), failed=str(entry.get("failed") or ""))
 
 
 def load_seconds(attempts: pd.DataFrame, workload: dict) -> float:
@@ -184,9 +185,14 @@ def sustained_per_min(attempts: pd.DataFrame) -> float:
     return 60.0 * len(bought) / span if span > 0 else math.nan
 
 
+WAITED = (*ANSWERED, "failed", "cancelled", "queued")  # every launched attempt: a buyer who never got an answer
+# waited until the generator gave up, and leaving those out would make an overloaded run look fast
+
+
 def latency_quantiles(attempts: pd.DataFrame) -> dict[str, float]:
-    """p50/p95/p99 (s) of answered attempts, from their scheduled start."""
-    done = attempts[attempts["outcome"].isin(ANSWERED)].dropna(subset=["end"])
+    """p50/p95/p99 (s) from the scheduled start to the end of every launched attempt: answered ones, and those
+    that failed or were cancelled (counted at the time they waited). Dropped arrivals never started."""
+    done = attempts[attempts["outcome"].isin(WAITED)].dropna(subset=["end"])
     latency = done["end"] - done["scheduled"]
     if latency.empty:
         return {"p50": math.nan, "p95": math.nan, "p99": math.nan}
@@ -197,10 +203,16 @@ def _audit_counts(path: Path) -> dict[str, Any]:
     from lab.audit_rules import read_audit
 
     if not (path / "audit.json").exists():
-        return {"audited": False, "lost": math.nan, "duplicate": math.nan, "oversold": math.nan}
+        return {"audited": False, "lost": math.nan, "duplicate": math.nan, "oversold": math.nan,
+                "altered": math.nan, "ghost": math.nan, "confirmed_by_lookup": math.nan, "audit_incomplete": ""}
     audit = read_audit(path)
+    by_lookup = audit.totals.get("purchased_by_lookup")
     return {"audited": True, "lost": audit.lost.count, "duplicate": audit.duplicate.count,
-            "oversold": audit.oversold.count}
+            "oversold": audit.oversold.count,
+            # an audit.json from before the content rule did not check it: NaN, not 0
+            "altered": math.nan if audit.altered.unit == "not checked" else audit.altered.count,
+            "ghost": audit.ghost.count, "confirmed_by_lookup": math.nan if by_lookup is None else by_lookup,
+            "audit_incomplete": audit.incomplete or ""}
 
 
 def after_warmup(attempts: pd.DataFrame, warmup_seconds: float) -> pd.DataFrame:
@@ -229,6 +241,7 @@ def run_row(study_run: StudyRun, warmup_seconds: float = 0.0) -> dict[str, Any]:
         "error_rate": failed / len(judged) if len(judged) else math.nan,
         "throughput_per_min": sustained_per_min(attempts), "peak_per_min": peak_per_min(attempts),
         **latency_quantiles(judged), "faults": study_run.has_faults, **_audit_counts(study_run.run.path),
+        "run_failed": study_run.failed,
     }
 
 

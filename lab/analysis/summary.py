@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from lab.analysis import capacity, planning, verdicts
+from lab.analysis.sellout import read_catalogue, sellout_headline, sellout_table
 from lab.analysis.study import StudyRun, load_runs, run_table
 from lab.analysis.verdicts import Targets
 
@@ -83,6 +84,7 @@ class StudySummary:
     audit_faults: pd.DataFrame
     extra_targets: list[float] = field(default_factory=list)
     warmup_seconds: float = 0.0
+    sellout: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per sold-out quota (lab.analysis.sellout)
 
     @property
     def study_id(self) -> str:
@@ -162,9 +164,17 @@ class StudySummary:
             "p95_seconds": {j: number(r["p95"]) for j, r in per_journey.items()},
             "error_rate_by_journey": {j: number(r["error_rate"]) for j, r in per_journey.items()},
             **{rule: int(self.table[rule].sum(skipna=True)) for rule in ("lost", "duplicate", "oversold")},
+            "audit": {**{rule: int(self.table[rule].sum(skipna=True)) if rule in self.table else 0
+                         for rule in ("lost", "duplicate", "oversold", "altered", "ghost", "confirmed_by_lookup")},
+                      "audited": int(self.table["audited"].astype(bool).sum()) if len(self.table) else 0,
+                      "incomplete": int(self.table["audit_incomplete"].astype(bool).sum()) if len(self.table)
+                      else 0},
+            "failed_runs": [str(r) for r in self.table.loc[self.table["run_failed"].astype(bool), "run_id"]]
+            if len(self.table) else [],
             "cores_for_target": number(cores.sum()) if len(cores) else None,
             "faults": int(len(self.faults)),
             "verdicts": verdicts.verdicts_json(self.verdicts),
+            "sellout": sellout_headline(self.sellout),
         }
 
     def write_headline(self, folder: Path | None = None) -> Path:
@@ -205,6 +215,7 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
         faults=pd.concat(fault_tables, ignore_index=True) if fault_tables else pd.DataFrame(),
         audit_faults=pd.concat(audits, ignore_index=True) if audits else pd.DataFrame(),
         extra_targets=list(extra_targets or []), warmup_seconds=warmup_seconds,
+        sellout=sellout_table(runs, read_catalogue(Path(folder))),
     )
 
 

@@ -92,8 +92,16 @@ def audit_verdict(table: pd.DataFrame) -> Verdict:
     if audited.empty:
         return Verdict("lost / duplicate / oversold orders", None, "not audited", "0 / 0 / 0", "-")
     lost, dup, over = (int(audited[c].sum()) for c in ("lost", "duplicate", "oversold"))
-    return Verdict("lost / duplicate / oversold orders", lost == dup == over == 0, f"{lost} / {dup} / {over}",
-                   "0 / 0 / 0", f"{len(audited)} audited run(s) of {len(table)}")
+    # an order that exists but is not what the buyer was told (status, item, count, customer) fails it too
+    altered = int(audited["altered"].sum(skipna=True)) if "altered" in audited else 0
+    incomplete = audited["audit_incomplete"].astype(bool) if "audit_incomplete" in audited else None
+    gaps = int(incomplete.sum()) if incomplete is not None else 0
+    complete = f"{len(audited) - gaps} complete" if gaps else f"{len(audited)}"
+    evidence = f"{complete} audited run(s) of {len(table)}" + (
+        f"; audit incomplete for {gaps}: " + ", ".join(audited.loc[incomplete, "run_id"].astype(str)) if gaps else "")
+    measured = f"{lost} / {dup} / {over}" + (f" ({altered} altered)" if altered else "")
+    return Verdict("lost / duplicate / oversold orders", lost == dup == over == altered == 0, measured,
+                   "0 / 0 / 0", evidence)
 
 
 def study_verdicts(table: pd.DataFrame, targets: Targets) -> list[Verdict]:
@@ -142,10 +150,10 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
                        f"attempts against {v.target} ({v.evidence}).")
     audit = by_check.get("lost / duplicate / oversold orders")
     if audit is not None and audit.passed is False:
-        out.append(f"Orders were lost, duplicated or oversold ({audit.measured}): fix correctness before any "
+        out.append(f"Orders were lost, duplicated, oversold or altered ({audit.measured}): fix correctness before any "
                    "capacity work; a buyer told 'purchased' must own a ticket, exactly once.")
     elif audit is not None and audit.passed:
-        out.append(f"No order was lost, duplicated or oversold in {audit.evidence}.")
+        out.append(f"No order was lost, duplicated, oversold or altered in {audit.evidence}.")
     if saturation is not None and len(saturation):
         for row in saturation.itertuples():
             if row.saturated:

@@ -94,6 +94,8 @@ class ApiJourney:
         attempt.buyer = buyer.identifier
         client = self._pool[next(self._next) % len(self._pool)]
         body = self.body(attempt, buyer)
+        # what the audit expects: this item, this many positions, the buyer's customer account
+        attempt.item, attempt.count, attempt.guest = body["positions"][0]["item"], len(body["positions"]), False
         key, keys_used = attempt.idempotency_key, 1
         deadline = time.monotonic() + self.retry_budget
         conflict_since: float | None = None  # when the current key's unbroken run of 409s began
@@ -111,6 +113,7 @@ class ApiJourney:
                 attempt.retries = retry
                 if response is not None and response.status_code == 201:
                     attempt.outcome, attempt.order_code = "purchased", response.json()["code"]
+                    attempt.confirmed_by = "response"
                     return
                 if outcome == "sold_out":
                     attempt.outcome = "sold_out"
@@ -129,17 +132,23 @@ class ApiJourney:
                 if kind == "http_409":
                     conflict_since = conflict_since or time.monotonic()
                     if time.monotonic() - conflict_since >= self.stuck_key_after:
-                        if await self.adopt_order(client, attempt, buyer, retry):
+                        adopted = await self.adopt_order(client, attempt, buyer, retry)
+                        if adopted:
                             return
-                        keys_used += 1
-                        key, conflict_since = f"{attempt.idempotency_key}.{keys_used}", None  # rows keep their key
-                        continue  # the old key is dead and holds no order: try the new one at once
+                        if adopted is False:  # pretix says the old key holds no order: a new key is safe
+                            keys_used += 1
+                            key, conflict_since = f"{attempt.idempotency_key}.{keys_used}", None  # rows keep theirs
+                            continue  # try the new one at once
+                        # the lookup could not answer: keep the key (a new one could buy twice), ask again later
                 else:
                     conflict_since = None
             else:
                 response = None
             pause = max(min(0.25 * 2**retry, 4.0) * (0.5 + self.random.random()), retry_after(response) or 0.0)
             if time.monotonic() + pause >= deadline:
+                # out of time right after a 5xx: the order may be there (the same check as after the last try)
+                if check_first and await self.adopt_order(client, attempt, buyer, retry, step="order_check"):
+                    return
                 break
             await asyncio.sleep(pause)
         attempt.outcome = "failed"
@@ -154,7 +163,7 @@ class ApiJourney:
         """
         found, code = await self.lookup(client, attempt, buyer, retry, step=step)
         if code is not None:
-            attempt.outcome, attempt.order_code = "purchased", code
+            attempt.outcome, attempt.order_code, attempt.confirmed_by = "purchased", code, "lookup"
             return True
         return None if found is None else False
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ SOLD_OUT_MARKERS = ("not enough quota", "sold out", "esgotad", "no longer availa
 
 
 CLIENT_HEADER = "X-Lab-Client"  # each simulated buyer's own key for per-client admission control
+REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID_PREFIX = "lab-"  # the proxy makes its own ids for requests without one (health checks): tells them apart
 
 
 def classify(response: httpx.Response | None, error: BaseException | None) -> tuple[str, str | None]:
@@ -57,19 +60,26 @@ class Stepper:
     journey: str
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
     queue: QueueSettings = field(default_factory=QueueSettings)
+    # every request id of this stepper (one run) starts with this: the proxy's log holds other runs' requests too
+    id_prefix: str = field(default_factory=lambda: f"{REQUEST_ID_PREFIX}{uuid.uuid4().hex[:8]}-")
+
+    def new_request_id(self) -> str:
+        return f"{self.id_prefix}{uuid.uuid4().hex}"
 
     async def step(
         self, client: httpx.AsyncClient, attempt: Attempt, step: str, method: str, url: str, *,
-        retry: int = 0, idempotency_key: str | None = None, **kwargs: Any,
+        retry: int = 0, idempotency_key: str | None = None, record_cut: bool = True, **kwargs: Any,
     ) -> tuple[httpx.Response | None, str, str | None]:
-        """One request, recorded; a refusal by admission control is waited out as its Retry-After says.
+        """One request, recorded (also when cancellation cuts it, unless the journey records that itself, naming
+        why: record_cut=False); a refusal by admission control is waited out as its Retry-After says.
 
         Returns (response, outcome, error_kind); outcome `queued` when the buyer gave up waiting.
         """
         kwargs["headers"] = {**(kwargs.get("headers") or {}), CLIENT_HEADER: attempt.attempt_id}
         while True:
             response, outcome, kind = await self._once(client, attempt, step, method, url, retry=retry,
-                                                       idempotency_key=idempotency_key, **kwargs)
+                                                       idempotency_key=idempotency_key, record_cut=record_cut,
+                                                       **kwargs)
             if outcome != "queued" or response is None:
                 return response, outcome, kind
             attempt.queued += 1
@@ -81,9 +91,14 @@ class Stepper:
 
     async def _once(
         self, client: httpx.AsyncClient, attempt: Attempt, step: str, method: str, url: str, *,
-        retry: int = 0, idempotency_key: str | None = None, **kwargs: Any,
+        retry: int = 0, idempotency_key: str | None = None, record_cut: bool = True, **kwargs: Any,
     ) -> tuple[httpx.Response | None, str, str | None]:
-        """One request, timed from the wall clock and recorded."""
+        """One request, timed from the wall clock and recorded (also when it is cancelled: the proxy logs those
+        too, as 499, and the two histories must agree). Its X-Request-Id is the proxy's request_id."""
+        headers = kwargs.get("headers") or {}
+        request_id = headers.get(REQUEST_ID_HEADER) or self.new_request_id()  # a journey may name it (to record
+        # a cut request with its own reason)
+        kwargs["headers"] = {**headers, REQUEST_ID_HEADER: request_id}
         start = time.time()
         response: httpx.Response | None = None
         error: BaseException | None = None
@@ -91,6 +106,15 @@ class Stepper:
             response = await client.request(method, url, timeout=self.timeout, **kwargs)
         except httpx.HTTPError as caught:
             error = caught
+        except asyncio.CancelledError:
+            if not record_cut:
+                raise
+            self.recorder.record(RequestRecord(
+                attempt_id=attempt.attempt_id, buyer=attempt.buyer or str(attempt.buyer_index),
+                journey=self.journey, step=step, method=method, url_path=httpx.URL(url).path,
+                scheduled=attempt.scheduled, start=start, end=time.time(), outcome="error", error_kind="cancelled",
+                idempotency_key=idempotency_key, retry=retry, request_id=request_id))
+            raise
         end = time.time()
         outcome, kind = classify(response, error)
         order_code = None
@@ -105,7 +129,7 @@ class Stepper:
             start=start, end=end, status=response.status_code if response is not None else 0,
             outcome=outcome, error_kind=kind, order_code=order_code, idempotency_key=idempotency_key,
             upstream=response.headers.get(UPSTREAM_HEADER) if response is not None else None,
-            retry=retry, bytes=len(response.content) if response is not None else 0,
+            retry=retry, bytes=len(response.content) if response is not None else 0, request_id=request_id,
         ))
         return response, outcome, kind
 

@@ -50,6 +50,7 @@ class RequestRecord:
     upstream: str | None = None  # which web instance answered (a response header)
     retry: int = 0
     bytes: int = 0
+    request_id: str | None = None  # sent as X-Request-Id and logged by the proxy: the two histories line up
     run_id: str = ""  # the recorder fills its own run id when left empty
 
 
@@ -71,6 +72,11 @@ class AttemptRecord:
     idempotency_key: str | None = None
     queued: int = 0  # refusals by admission control the buyer saw (each told it to come back later)
     queue_wait: float = 0.0  # seconds the buyer waited in the queue in all
+    item: int | None = None  # the item id the journey asked for (None: it never chose one)
+    count: int | None = None  # how many positions of it the journey asked for (1 today)
+    guest: bool | None = None  # bought without a customer account (None: the journey did not say, older runs)
+    # how a purchase was confirmed: the order request's own answer, or a lookup that found the order afterwards
+    confirmed_by: Literal["response", "lookup"] | None = None
     run_id: str = ""
 
 
@@ -80,6 +86,7 @@ REQUEST_SCHEMA = pa.schema([
     ("scheduled", pa.float64()), ("start", pa.float64()), ("end", pa.float64()),
     ("status", pa.int32()), ("outcome", pa.string()), ("error_kind", pa.string()), ("order_code", pa.string()),
     ("idempotency_key", pa.string()), ("upstream", pa.string()), ("retry", pa.int32()), ("bytes", pa.int64()),
+    ("request_id", pa.string()),
 ])
 
 ATTEMPT_SCHEMA = pa.schema([
@@ -87,6 +94,8 @@ ATTEMPT_SCHEMA = pa.schema([
     ("scheduled", pa.float64()), ("start", pa.float64()), ("end", pa.float64()), ("outcome", pa.string()),
     ("order_code", pa.string()), ("error_kind", pa.string()), ("retries", pa.int32()),
     ("idempotency_key", pa.string()), ("queued", pa.int32()), ("queue_wait", pa.float64()),
+    ("item", pa.int64()), ("count", pa.int32()), ("guest", pa.bool_()),  # absent from older runs: null
+    ("confirmed_by", pa.string()),
 ])
 
 R = TypeVar("R", RequestRecord, AttemptRecord)

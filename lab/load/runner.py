@@ -32,6 +32,7 @@ from lab.load.workload import ClosedWorkload, ConstantWorkload, OpenWorkload
 __all__ = ["Attempt", "Clock", "Journey", "RunEvent", "RunSummary", "attempts_to", "run_closed", "run_open"]
 
 CANCEL_WAIT = 5.0  # seconds a cancelled attempt gets to unwind before it is abandoned
+STOP_POLL = 0.25  # seconds between looks at a stop event while waiting for the next arrival
 
 
 class Clock:
@@ -49,7 +50,8 @@ class Clock:
 
 @dataclass(slots=True, eq=False)
 class Attempt:
-    """One purchase attempt; the journey fills outcome, order_code, error_kind and retries."""
+    """One purchase attempt; the journey fills outcome, order_code, error_kind and retries (and what it asked for
+    and how the purchase was confirmed, for the audit)."""
 
     attempt_id: str
     buyer_index: int
@@ -63,6 +65,10 @@ class Attempt:
     buyer: str | None = None  # the journey may name the customer it used
     queued: int = 0  # refusals by admission control (429/503 + Retry-After) this buyer saw
     queue_wait: float = 0.0  # seconds it waited in the queue
+    item: int | None = None  # the item id the journey asked for
+    count: int | None = None  # how many positions of it
+    guest: bool | None = None  # True: a guest order (no customer account); False: the order carries `buyer`
+    confirmed_by: Literal["response", "lookup"] | None = None  # what told the journey the purchase exists
     _due: float = field(default=math.nan, repr=False)  # monotonic
     _began: float = field(default=math.nan, repr=False)  # monotonic
     _final: bool = field(default=False, repr=False)
@@ -149,6 +155,7 @@ class _Execution:
         self.mono0 = clock.monotonic()
         self.wall0 = clock.wall()
         self.dispatch_end = self.mono0
+        self.stopped = False  # arrivals ended early by a stop event
         self.bar = tqdm(total=workload.planned, unit="att", desc=workload.model, leave=True) if progress else None
 
     def wall_at(self, mono: float) -> float:
@@ -238,7 +245,8 @@ class _Execution:
         planned = self.workload.planned
         if isinstance(self.workload, OpenWorkload):
             target: float | None = self.workload.target_rate
-            covered = end - self.mono0 if interrupted else self.workload.total_duration  # the schedule offered
+            covered = (end - self.mono0 if interrupted else  # the part of the schedule offered
+                       self.dispatch_end - self.mono0 if self.stopped else self.workload.total_duration)
             window = max(covered, self.dispatch_end - self.mono0, 1e-9)
             not_launched = planned - self.launched - self.dropped
         else:
@@ -286,8 +294,12 @@ class _Execution:
 
 
 async def run_open(workload: OpenWorkload, journey: Journey, *, on_event: Callable[[RunEvent], None] | None = None,
-                   clock: Clock | None = None, progress: bool = False) -> RunSummary:
+                   clock: Clock | None = None, progress: bool = False, stop: asyncio.Event | None = None
+                   ) -> RunSummary:
     """Launch each attempt at its scheduled time; drop (and report) arrivals beyond max_in_flight.
+
+    `stop`, when set, ends the arrivals early (those launched still finish within the grace): the workload's
+    duration is then an upper bound, e.g. a fault run's load that lasts until its last after-undo check is done.
 
     On cancellation (Ctrl-C under asyncio.run) the attempts are cancelled, the summary reaches on_event as the
     'end' event with interrupted=True, and the CancelledError propagates (swallowing it would break asyncio).
@@ -316,9 +328,12 @@ async def run_open(workload: OpenWorkload, journey: Journey, *, on_event: Callab
     async def dispatch() -> None:
         i, n = 0, len(dues)
         while i < n and run.listener_error is None:
+            if stop is not None and stop.is_set():
+                run.stopped = True
+                break
             now = run.clock.monotonic()
             if dues[i] > now:
-                await run.clock.sleep(dues[i] - now)
+                await run.clock.sleep(dues[i] - now if stop is None else min(dues[i] - now, STOP_POLL))
                 continue
             while i < n and dues[i] <= now:
                 launch(i, dues[i])
@@ -392,6 +407,7 @@ def attempts_to(recorder: Recorder[AttemptRecord], journey: str) -> Callable[[Ru
             scheduled=attempt.scheduled, start=attempt.started, end=attempt.ended, outcome=outcome,  # type: ignore[arg-type]
             order_code=attempt.order_code, error_kind=error_kind, retries=attempt.retries,
             idempotency_key=attempt.idempotency_key, queued=attempt.queued, queue_wait=attempt.queue_wait,
+            item=attempt.item, count=attempt.count, guest=attempt.guest, confirmed_by=attempt.confirmed_by,
         ))
 
     return listen

@@ -43,7 +43,7 @@ from urllib.parse import urljoin
 import httpx
 
 from lab.buyers import Buyer
-from lab.load.http import Stepper, new_client
+from lab.load.http import REQUEST_ID_HEADER, Stepper, new_client
 from lab.load.recorder import RequestRecord
 from lab.load.runner import Attempt
 
@@ -240,7 +240,7 @@ class _Visit:
     item: int
     email: str
     polls: int = 0
-    current: tuple[str, str, str, float] | None = None  # the request in flight: step, method, url, start
+    current: tuple[str, str, str, float, str] | None = None  # in flight: step, method, url, start, request id
 
 
 class ShopJourney:
@@ -301,6 +301,8 @@ class ShopJourney:
     async def __call__(self, attempt: Attempt) -> None:
         buyer, login, item = self.plan(attempt)
         attempt.buyer = buyer.identifier
+        # what the audit expects the order to hold: one of this item, the buyer's account only when logged in
+        attempt.item, attempt.count, attempt.guest = item, 1, not login
         email = buyer.email if login else tagged_email(buyer.email, attempt.attempt_id)
         client = new_client(self.base_url, self.tls, headers=self.headers)
         visit = _Visit(client, attempt, buyer, login, item, email)
@@ -364,6 +366,7 @@ class ShopJourney:
         page = await self._get(v, "order_page", redirect)
         if found[0] not in page.text:
             raise ShopStop("failed", "unexpected_page:order_page")
+        v.attempt.confirmed_by = "response"  # the order page names the order (the shop has no lookup)
 
     async def _login(self, v: _Visit) -> str:
         url = f"{self.login_path}?next={self.event_path}"
@@ -414,8 +417,11 @@ class ShopJourney:
 
     # -- requests ------------------------------------------------------------------------------------------
     async def _request(self, v: _Visit, step: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        v.current = (step, method, url, time.time())
-        response, outcome, kind = await self.stepper.step(v.client, v.attempt, step, method, url, **kwargs)
+        request_id = self.stepper.new_request_id()
+        v.current = (step, method, url, time.time(), request_id)
+        kwargs["headers"] = {**(kwargs.get("headers") or {}), REQUEST_ID_HEADER: request_id}
+        response, outcome, kind = await self.stepper.step(v.client, v.attempt, step, method, url, record_cut=False,
+                                                          **kwargs)  # a cut request: _record_abandoned says why
         v.current = None
         if outcome == "sold_out":
             raise ShopStop("sold_out")
@@ -507,11 +513,11 @@ class ShopJourney:
         """The request cut off by the attempt's deadline (or a cancel) still gets its row."""
         if v.current is None:
             return
-        step, method, url, start = v.current
+        step, method, url, start, request_id = v.current
         v.current = None
         self.stepper.recorder.record(RequestRecord(
             attempt_id=v.attempt.attempt_id, buyer=v.attempt.buyer or str(v.attempt.buyer_index),
             journey=self.stepper.journey, step=step, method=method, url_path=_path_of(url),  # type: ignore[arg-type]
             scheduled=v.attempt.scheduled, start=start, end=time.time(), status=0, outcome="error",
-            error_kind=kind,
+            error_kind=kind, request_id=request_id,
         ))
