@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from lab.analysis.capacity import GOODPUT_MIN, MAX_GROWTH, latency_growth
 from lab.stack.admission import ROOM_MODES, Admission
 from lab.validation import describe
 
@@ -51,8 +52,8 @@ class SearchSettings(BaseModel):
     probe_seconds: float = Field(default=10.0, ge=1, le=600, description="length of each probe's load")
     slo_p95: float = Field(default=1.0, gt=0, le=600, description="p95 latency from scheduled start (s)")
     error_limit: float = Field(default=0.01, ge=0, le=1, description="share of attempts that may fail")
-    goodput_min: float = Field(default=0.95, ge=0, le=1, description="share of offered attempts that must buy")
-    max_growth: float = Field(default=0.5, gt=0, le=10,
+    goodput_min: float = Field(default=GOODPUT_MIN, ge=0, le=1, description="share of offered attempts that must buy")
+    max_growth: float = Field(default=MAX_GROWTH, gt=0, le=10,
                               description="latency may climb from the probe's first third of arrivals to its last "
                                           "by at most this share of slo_p95 (medians): more is a backlog building")
 
@@ -207,18 +208,6 @@ def admission_for(capacity: float | SearchResult, *, headroom: float = 0.8, retr
 
 
 # --- probes on the real stack ------------------------------------------------------------------------------
-
-MIN_THIRD = 3  # arrivals per third below which the trend is not judged
-
-
-def latency_growth(finished: list[tuple[float, float]]) -> float:
-    """(scheduled, latency) pairs -> median latency of the last third of arrivals minus the first third's."""
-    ordered = [latency for _, latency in sorted(finished)]
-    third = len(ordered) // 3
-    if third < MIN_THIRD:
-        return math.nan
-    return float(np.median(ordered[-third:]) - np.median(ordered[:third]))
-
 
 def summarise(rate: float, attempts: list, offered: int) -> Probe:
     """A probe's figures from its finished attempts (latency from scheduled start, no coordinated omission)."""

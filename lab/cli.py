@@ -285,23 +285,16 @@ def audit(run: Path) -> None:
 def analyse(folder: Path, target: float | None, utilisation: float | None) -> None:
     """Headline figures of a run or study folder: verdicts, runs, saturation, CPU per purchase, cores needed.
     A study is judged by its own analysis parameters (targets, SLOs, warm-up), as its report was."""
-    from lab.analysis.summary import summarise
-    from lab.analysis.verdicts import Targets
-    from lab.report import study_analysis
+    from lab.report import study_summary
 
-    own = study_analysis(folder)
-    target = target if target is not None else float(own.get("target_per_min", 800.0))
-    utilisation = utilisation if utilisation is not None else float(own.get("utilisation", 0.7))
-    if not 0 < utilisation <= 1:
+    if utilisation is not None and not 0 < utilisation <= 1:
         _fail(f"--utilisation must be in (0, 1]; got {utilisation}")
-    targets = Targets(target_per_min=target, **{k: float(own[k]) for k in ("slo_p95_seconds",
-                      "slo_p95_shop_seconds", "slo_error_rate") if k in own})
     try:
-        s = summarise(folder, targets, utilisation=utilisation,
-                      warmup_seconds=float(own.get("warmup_seconds", 0.0)))
+        s = study_summary(folder, target, utilisation)
     except FileNotFoundError as error:
         _fail(str(error))
-    click.echo(f"{'PASS' if s.passed else 'FAIL'}: {folder.name} ({len(s.table)} run(s))")
+    target, utilisation = s.targets.target_per_min, s.utilisation
+    click.echo(f"{s.verdict}: {folder.name} ({len(s.table)} run(s))")
     for v in s.verdicts:
         click.echo(f"  {v.label:7} {v.check}: {v.measured} (target {v.target}; {v.evidence})")
     for r in s.table.itertuples():
@@ -336,8 +329,18 @@ def report(folder: Path, pdf: bool) -> None:
 @click.option("--name", help="report folder name under reports/ (default from the run names)")
 @click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
 def compare(folders: tuple[Path, ...], labels: tuple[str, ...], name: str | None, pdf: bool) -> None:
-    """Compare two or more runs (e.g. sync vs async replication) through 05-compare; baseline first."""
+    """Compare two or more runs (e.g. sync vs async replication) through 05-compare; baseline first. Two study
+    folders: their headline figures side by side, each difference said to be beyond the noise or not."""
     from lab.report import ReportError, report_compare
+
+    if len(folders) == 2 and all((f / "study.json").exists() for f in folders):
+        from lab.analysis.compare import compare_studies
+        from lab.report import study_summary
+
+        table = compare_studies(study_summary(folders[0]), study_summary(folders[1]))
+        click.echo(f"baseline {folders[0].name} vs {folders[1].name}")
+        click.echo(table.to_string(index=False))
+        return
 
     if len(folders) < 2 and not any((f / "runs").is_dir() for f in folders):
         _fail("compare needs two or more run folders (or a study folder)")

@@ -85,6 +85,21 @@ def study_analysis(folder: Path) -> dict:
     return studies.load(path, check_budget=False).analysis.model_dump()
 
 
+def study_summary(folder: Path, target: float | None = None, utilisation: float | None = None):
+    """lab.analysis.summary.summarise with a study's own analysis parameters (targets, SLOs, warm-up, utilisation);
+    an explicit target or utilisation wins. A run folder gets the defaults."""
+    from lab.analysis.summary import summarise
+    from lab.analysis.verdicts import Targets
+
+    own = study_analysis(folder)
+    if target is not None:
+        own["target_per_min"] = target
+    targets = Targets(**{k: float(own[k]) for k in ("target_per_min", "slo_p95_seconds", "slo_p95_shop_seconds",
+                                                     "slo_error_rate") if k in own})
+    share = utilisation if utilisation is not None else float(own.get("utilisation", 0.7))
+    return summarise(folder, targets, utilisation=share, warmup_seconds=float(own.get("warmup_seconds", 0.0)))
+
+
 def analysis_parameters(folder: Path, notebook: Path) -> dict:
     """The study's analysis parameters that the notebook takes (papermill refuses no unknown name, so filter)."""
     import papermill

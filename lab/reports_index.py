@@ -71,7 +71,7 @@ def build(root: Path | None = None) -> Path:
         failed = rec.get("failed") or {}
         if failed:
             status += f": {failed.get('notebook')} cell {failed.get('cell')}"
-        verdict_class = {"pass": "pass", "fail": "fail"}.get(str(h.get("verdict")), "")
+        verdict_class = {"pass": "pass", "fail": "fail"}.get(str(h.get("verdict")).lower(), "")
         cells = "".join(f'<td class="{verdict_class if key == "verdict" else ""}">{_cell(h.get(key), fmt)}</td>'
                         for key, _, fmt in COLUMNS)
         body.append(f"<tr><td>{link}{pdf}</td><td>{html.escape(str(rec.get('preset') or '-'))}</td>"

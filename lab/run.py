@@ -162,9 +162,22 @@ def environment(docker_client) -> dict[str, Any]:
         "host": {"machine": platform.machine(), **host_hardware(),
                  "kernel": platform.release(), "python": platform.python_version()},
         "packages": {p: version(p) for p in ("httpx", "pandas", "pyarrow", "docker")},
-        "pretix": "2026.8.0",
+        "pretix": pretix_version(docker_client),
     })
     return record
+
+
+def pretix_version(docker_client) -> str | None:
+    """The pretix version installed in the running web container (what was measured), None when none answers."""
+    from lab.stack.deploy import container
+
+    try:
+        found = container(docker_client, "pretix-web-1").exec_run(
+            ["/opt/pretix/venv/bin/python", "-c", "import importlib.metadata as m; print(m.version('pretix'))"])
+    except Exception:  # noqa: BLE001 - a record, never a reason to stop a run
+        return None
+    text = (found.output or b"").decode(errors="replace").strip()
+    return text.splitlines()[-1] if found.exit_code == 0 and text else None
 
 
 async def _drive(params: LoadParams, journey, attempts_listener, faults: FaultsAlongside | None = None) -> Any:
@@ -191,8 +204,9 @@ HOLD_MARGIN = 10.0  # seconds of load kept beyond the schedule's longest after-u
 class FaultsAlongside:
     """Runs a fault schedule next to a load coroutine; keeps the schedule's result (or error) for run.json."""
 
-    def __init__(self, plan, docker_client, run_dir: Path, run_id: str, access) -> None:
+    def __init__(self, plan, docker_client, run_dir: Path, run_id: str, access, shop=None) -> None:
         self.plan, self.docker, self.run_dir, self.run_id, self.access = plan, docker_client, run_dir, run_id, access
+        self.shop = shop  # lab.faults.probes.ShopTarget: where the steady-state check adds to a cart
         self.t0: float | None = None
         self.result = None
         self.error: str | None = None
@@ -220,7 +234,7 @@ class FaultsAlongside:
         self.t0 = time.time()
         load_task = asyncio.ensure_future(start_load(loaded, stop))
         schedule = asyncio.ensure_future(run_schedule(self.plan, self.docker, self.run_dir, self.t0,
-                                                      access=self.access, run_id=self.run_id))
+                                                      access=self.access, run_id=self.run_id, shop=self.shop))
         release = asyncio.ensure_future(self._release(schedule, stop, self.t0 + planned_end)) if stop else None
         try:
             # Both normally end together (check_fits: every undo is due within the load); a fault action that
@@ -282,7 +296,13 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
         started = time.time()
         summary = None
         plan = params.fault_plan()
-        faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access) if plan is not None else None
+        faults = None
+        if plan is not None:
+            from lab.faults.probes import ShopTarget
+
+            # the shop check adds to a cart of the item most bought (never a small sell-out quota)
+            faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access,
+                                     shop=ShopTarget(event, max(weights, key=weights.__getitem__)))
         restore_error = None
         admission_set = ExitStack()  # closed after the load (before the audit: its API calls must not queue)
         if params.admission is not None:

@@ -9,7 +9,6 @@ does not fit, a study longer than its `max_minutes`) is reported before anything
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,8 @@ class CapacityApi(_Section):
 
     rates: list[float] = Field(min_length=1, max_length=20, description="offered orders per second, one run each")
     step_seconds: float = Field(default=25, ge=3, le=600, description="seconds each step offers load")
+    repeats: int = Field(default=3, ge=1, le=10, description="rounds of the whole ramp, interleaved (round 1 of every "
+                         "rate, then round 2, ...): the capacity is their median with a 95% interval")
 
     @field_validator("rates")
     @classmethod
@@ -140,12 +141,12 @@ class StudyParams(_Section):
     preset: str = Field(default="custom", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
                         description="a short name, part of the study id")
     description: str = ""
-    max_minutes: float = Field(default=20, gt=0, le=600, description="refuse a study estimated to take longer")
+    max_minutes: float = Field(default=22, gt=0, le=600, description="refuse a study estimated to take longer")
     stack: StackParams = Field(default_factory=StackParams)
     seed: SeedParams = Field(default_factory=SeedParams)
     product_mix: dict[str, float] = Field(default_factory=lambda: {"Bilhete Geral": 0.8, "Estudante": 0.15,
                                                                     "VIP": 0.05})
-    capacity_api: CapacityApi = Field(default_factory=lambda: CapacityApi(rates=[4, 8, 12, 16]))
+    capacity_api: CapacityApi = Field(default_factory=lambda: CapacityApi(rates=[4, 7, 10, 13], step_seconds=15))
     capacity_shop: CapacityShop = Field(default_factory=lambda: CapacityShop(users=[2, 4, 8]))
     spike: Spike = Field(default_factory=Spike)
     faults: FaultSteps = Field(default_factory=FaultSteps)
@@ -212,10 +213,13 @@ def plan_runs(params: StudyParams) -> list[PlannedRun]:
     mix = params.product_mix
     runs: list[PlannedRun] = []
     cap = params.capacity_api
-    for rate in cap.rates:
-        runs.append(PlannedRun(f"capacity-api-{_rate_name(rate)}", "capacity", "api", f"{rate:g}/s", {
-            "journey": "api", "product_mix": mix,
-            "workload": {"model": "constant", "rate": rate, "duration": cap.step_seconds, "grace": 30}}, "02-load"))
+    for round_ in range(1, cap.repeats + 1):  # interleaved: a slow minute of the machine hits one step of a round
+        suffix = f"-r{round_}" if cap.repeats > 1 else ""
+        for rate in cap.rates:
+            runs.append(PlannedRun(f"capacity-api-{_rate_name(rate)}{suffix}", "capacity", "api", f"{rate:g}/s", {
+                "journey": "api", "product_mix": mix,
+                "workload": {"model": "constant", "rate": rate, "duration": cap.step_seconds, "grace": 30}},
+                "02-load"))
     shop = params.capacity_shop
     for users in shop.users:
         runs.append(PlannedRun(f"capacity-shop-{users}", "capacity", "shop", f"{users} users", {
@@ -440,13 +444,6 @@ def load(path: Path | str | None = None, preset: str | None = None, check_budget
     return validate(raw, check_budget=check_budget)
 
 
-def capacity_from(rows: list[dict[str, Any]], p95_limit: float, error_limit: float) -> float | None:
-    """The highest achieved rate (per second) of a step that met the SLO; rows: offered, achieved, p95, errors."""
-    good = [r["achieved"] for r in rows if r["p95"] is not None and not math.isnan(r["p95"])
-            and r["p95"] <= p95_limit and r["errors"] <= error_limit and not r.get("failed")]
-    return max(good) if good else None
-
-
 def kept_up_from(rows: list[dict[str, Any]], error_limit: float, share: float = 0.9) -> float | None:
     """When no step met the latency SLO: the highest achieved rate (per second) of a step that still served at
     least `share` of what was offered with few errors. A measured figure, where a fixed fallback would be a guess."""
@@ -456,5 +453,5 @@ def kept_up_from(rows: list[dict[str, Any]], error_limit: float, share: float = 
 
 
 __all__ = ["StudyParams", "StudyParamsError", "PlannedRun", "Budget", "validate", "load", "plan_runs", "estimate",
-           "preset_names", "preset_path", "capacity_from", "kept_up_from", "overload_available", "SELLOUT_PRODUCTS",
+           "preset_names", "preset_path", "kept_up_from", "overload_available", "SELLOUT_PRODUCTS",
            "Sellout", "sellouts"]

@@ -152,6 +152,24 @@ class StudyFolder:
             raise StackGone(f"after run {entry['name']} failed ({why}) the stack is gone: {gone}")
         return entry
 
+    def api_capacity(self) -> float | None:
+        """The api capacity (per second) measured so far, by the lab's one definition (lab.analysis.capacity: the
+        median over the ramp's rounds of the highest rate that met every SLO), None when no step met it."""
+        import pandas as pd
+
+        from lab.analysis.capacity import capacity_rounds, interval
+        from lab.analysis.study import load_run, run_row
+        from lab.analysis.verdicts import Targets
+
+        analysis = self.params.analysis
+        targets = Targets(target_per_min=analysis.target_per_min, slo_p95_seconds=analysis.slo_p95_seconds,
+                          slo_p95_shop_seconds=analysis.slo_p95_shop_seconds, slo_error_rate=analysis.slo_error_rate)
+        entries = [e for e in self.runs(kind="capacity", journey="api") if e.get("dir")]
+        rows = [run_row(load_run(self.path / e["dir"], {Path(e["dir"]).name: e}), analysis.warmup_seconds)
+                for e in entries]
+        estimate = interval(capacity_rounds(pd.DataFrame(rows), targets)["capacity_per_min"]) if rows else None
+        return estimate["per_min"] / 60.0 if estimate and estimate["repeats"] and estimate["per_min"] > 0 else None
+
     def planned(self, notebook: str) -> list[studies.PlannedRun]:
         return [r for r in studies.plan_runs(self.params) if r.notebook == notebook]
 

@@ -303,3 +303,36 @@ def test_killing_the_sync_primary_loses_nothing_and_the_undo_restores_the_topolo
     from lab.smoke import place_one_order
 
     assert place_one_order(ctx.access)["status"] == "n"  # the stack takes orders after the failback
+
+
+# --- the steady-state hypothesis covers the web shop's celery path ----------------------------------------------------
+
+def test_the_shop_check_passes_through_celery_and_fails_while_the_workers_are_paused(ctx, items):
+    """A cart add is answered by a celery task: with both workers paused the check fails (the task is never run),
+    and passes again once they are back. API orders would not notice (they never touch celery's results)."""
+    from lab.faults.probes import ShopTarget, SteadyStateProbe
+    from lab.faults.schedule import SteadyState
+
+    item = max(items, key=items.__getitem__)
+    probe = SteadyStateProbe(SteadyState(), t0=time.time(), access=ctx.access, shop=ShopTarget("techpt26", item))
+    healthy = asyncio.run(probe.shop())
+    print("healthy:", healthy)
+    assert healthy["outcome"] == "pass" and healthy["requests"] >= 3, healthy
+    workers = [deploy.container(ctx.docker, s) for s in ("pretix-worker-1", "pretix-worker-2")]
+    try:
+        for worker in workers:
+            worker.pause()
+        stalled = asyncio.run(probe.shop())
+    finally:
+        for worker in workers:
+            worker.reload()
+            if worker.status == "paused":
+                worker.unpause()
+    print("workers paused:", stalled)
+    assert stalled["outcome"] == "fail" and stalled["error"] in ("attempt_timeout", "max_polls"), stalled
+    deadline = time.monotonic() + HEALTHY_WITHIN
+    again = asyncio.run(probe.shop())
+    while again["outcome"] != "pass" and time.monotonic() < deadline:
+        time.sleep(2)
+        again = asyncio.run(probe.shop())
+    assert again["outcome"] == "pass", again

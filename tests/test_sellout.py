@@ -242,7 +242,7 @@ def test_every_study_sells_out_on_both_journeys_and_in_the_fault_run():
         assert runs["spike-shop"].load["product_mix"] == {"Pré-venda Loja": 1.0}
         assert sum(runs["faults-api"].load["product_mix"].values()) == pytest.approx(1.0)
         assert not set(studies.SELLOUT_PRODUCTS.values()) & set(runs["capacity-api-" + (
-            "4" if preset == "default" else "2")].load["product_mix"])
+            "4" if preset == "default" else "2") + "-r1"].load["product_mix"])
     default = studies.load(preset="default")
     assert {s.run: s.quota for s in studies.sellouts(default)} == {"spike-api": 250, "spike-shop": 20,
                                                                   "faults-api": 50}

@@ -115,3 +115,12 @@ def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, bu
     assert agree["client"] >= 40 and agree["matched"] >= 1
     assert set(agree["client_only"]) <= {"0"} and set(agree["proxy_only"]) <= {"499"}, agree
     assert agree["status_differs"] == {}, agree
+
+
+def test_the_environment_records_the_pretix_version_read_from_the_running_image(ctx):
+    from lab.run import environment
+    from lab.stack.wheelhouse import PRETIX_REQUIREMENTS
+
+    record = environment(ctx.docker)
+    pinned = next(p.split("==")[1] for p in PRETIX_REQUIREMENTS if p.startswith("pretix=="))
+    assert record["pretix"] == pinned, record["pretix"]

@@ -140,3 +140,50 @@ def compare_sentences(table: pd.DataFrame) -> list[str]:
 
 __all__ = ["MEASURES", "compare_sentences", "compare_table", "default_labels", "differing_setup",
            "load_compared", "relative_to_baseline", "setup"]
+
+
+def compare_studies(baseline, other) -> pd.DataFrame:
+    """Two studies' headline figures (lab.analysis.summary.StudySummary each) side by side, with whether each
+    difference is beyond the noise: a capacity measured in repeated rounds differs when the two 95% intervals do
+    not overlap; a figure measured once has no known noise ("one sample: cannot tell"); audit counts are counts
+    (any difference is real)."""
+    from lab.analysis.capacity import describe_interval
+
+    rows = []
+    for journey in sorted(set(baseline.capacity) | set(other.capacity)):
+        a, b = baseline.capacity.get(journey), other.capacity.get(journey)
+        if not a or not b:
+            verdict = "measured in one study only"
+        elif a["repeats"] < 2 or b["repeats"] < 2:
+            verdict = "one sample: cannot tell"
+        else:
+            verdict = "beyond the noise" if a["ci_high"] < b["ci_low"] or b["ci_high"] < a["ci_low"] else \
+                "within the noise (the intervals overlap)"
+        rows.append({"figure": f"{journey} capacity within SLO", "baseline": describe_interval(a) if a else "-",
+                     "other": describe_interval(b) if b else "-", "difference": verdict})
+    for journey in sorted(set(baseline.table["journey"]) | set(other.table["journey"])):
+        for column, (what, unit, _) in MEASURES.items():
+            if column not in ("p95", "error_rate"):
+                continue
+            a, b = (verdict_run(s, journey) for s in (baseline, other))
+            rows.append({"figure": f"{journey} {what} (best steady run)",
+                         "baseline": _figure(a, column, unit), "other": _figure(b, column, unit),
+                         "difference": "one sample: cannot tell"})
+    for rule in ("lost", "duplicate", "oversold", "ghost"):
+        a, b = (int(s.table[rule].sum(skipna=True)) if rule in s.table else 0 for s in (baseline, other))
+        rows.append({"figure": f"{rule} orders", "baseline": str(a), "other": str(b),
+                     "difference": "none" if a == b else "a count: the difference is real"})
+    return pd.DataFrame(rows, columns=["figure", "baseline", "other", "difference"])
+
+
+def verdict_run(summary, journey: str):
+    from lab.analysis.verdicts import best_run
+
+    return best_run(summary.table, journey)
+
+
+def _figure(row, column: str, unit: str) -> str:
+    if row is None or math.isnan(float(row[column])):
+        return "-"
+    value = float(row[column])
+    return f"{value:.2%}" if column == "error_rate" else f"{value:.2f} {unit}".strip()

@@ -59,6 +59,14 @@ class StudyRun:
         return float(self.params.get("load", {}).get("login_share", math.nan)) if self.journey == "shop" else 0.0
 
     @property
+    def round(self) -> int:
+        """Which repeat of a repeated ramp the run belongs to (the study names them `...-r<k>`), else 1."""
+        import re
+
+        found = re.search(r"-r(\d+)$", str(self.params.get("load", {}).get("name") or ""))
+        return int(found.group(1)) if found else 1
+
+    @property
     def has_faults(self) -> bool:
         return bool(self.params.get("load", {}).get("faults") or (self.run.meta.get("faults") or {}).get("faults"))
 
@@ -204,14 +212,16 @@ def _audit_counts(path: Path) -> dict[str, Any]:
 
     if not (path / "audit.json").exists():
         return {"audited": False, "lost": math.nan, "duplicate": math.nan, "oversold": math.nan,
-                "altered": math.nan, "ghost": math.nan, "confirmed_by_lookup": math.nan, "audit_incomplete": ""}
+                "altered": math.nan, "ghost": math.nan, "false_availability": math.nan, "confirmed_by_lookup": math.nan,
+                "audit_incomplete": ""}
     audit = read_audit(path)
     by_lookup = audit.totals.get("purchased_by_lookup")
     return {"audited": True, "lost": audit.lost.count, "duplicate": audit.duplicate.count,
             "oversold": audit.oversold.count,
             # an audit.json from before the content rule did not check it: NaN, not 0
             "altered": math.nan if audit.altered.unit == "not checked" else audit.altered.count,
-            "ghost": audit.ghost.count, "confirmed_by_lookup": math.nan if by_lookup is None else by_lookup,
+            "ghost": audit.ghost.count, "false_availability": audit.false_availability.count,
+            "confirmed_by_lookup": math.nan if by_lookup is None else by_lookup,
             "audit_incomplete": audit.incomplete or ""}
 
 
@@ -241,8 +251,16 @@ def run_row(study_run: StudyRun, warmup_seconds: float = 0.0) -> dict[str, Any]:
         "error_rate": failed / len(judged) if len(judged) else math.nan,
         "throughput_per_min": sustained_per_min(attempts), "peak_per_min": peak_per_min(attempts),
         **latency_quantiles(judged), "faults": study_run.has_faults, **_audit_counts(study_run.run.path),
-        "run_failed": study_run.failed,
+        "run_failed": study_run.failed, "latency_growth": growth(judged), "round": study_run.round,
     }
+
+
+def growth(attempts: pd.DataFrame) -> float:
+    """How much the latency of the run's last third of arrivals exceeds its first third's (medians, s)."""
+    from lab.analysis.capacity import latency_growth
+
+    done = attempts[attempts["outcome"].isin(WAITED)].dropna(subset=["end"])
+    return latency_growth(zip(done["scheduled"], done["end"] - done["scheduled"], strict=True))
 
 
 def run_table(runs: list[StudyRun], warmup_seconds: float = 0.0) -> pd.DataFrame:

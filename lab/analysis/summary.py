@@ -85,6 +85,8 @@ class StudySummary:
     extra_targets: list[float] = field(default_factory=list)
     warmup_seconds: float = 0.0
     sellout: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per sold-out quota (lab.analysis.sellout)
+    capacity_rounds: pd.DataFrame = field(default_factory=pd.DataFrame)  # api: each round's capacity within SLO
+    capacity: dict = field(default_factory=dict)  # journey -> {per_min, ci_low, ci_high, repeats}
 
     @property
     def study_id(self) -> str:
@@ -99,6 +101,11 @@ class StudySummary:
     @property
     def passed(self) -> bool:
         return verdicts.overall(self.verdicts)
+
+    @property
+    def verdict(self) -> str:
+        """PASS, FAIL or UNDECIDED (a capacity interval straddles the target)."""
+        return verdicts.overall_label(self.verdicts)
 
     def kinds(self) -> list[str]:
         return sorted(self.table["kind"].unique()) if len(self.table) else []
@@ -150,7 +157,10 @@ class StudySummary:
                        if (r := verdicts.best_run(self.table, j)) is not None} if len(self.table) else {}
         errors = [float(r["error_rate"]) for r in per_journey.values() if not math.isnan(float(r["error_rate"]))]
         return {
-            "study_id": self.study_id, "verdict": "pass" if self.passed else "fail",
+            "study_id": self.study_id, "verdict": self.verdict,
+            "capacity": {j: {k: number(v) if k != "repeats" else int(v) for k, v in e.items()}
+                         for j, e in self.capacity.items()},
+            "most_delivered_per_min": number(best["throughput_per_min"]) if best is not None else None,
             "sustained_per_min": number(best["throughput_per_min"]) if best is not None else None,
             "peak_per_min": number(self.table["peak_per_min"].max()) if len(self.table) else None,
             "p95_api_s": number(per_journey["api"]["p95"]) if "api" in per_journey else None,
@@ -205,9 +215,13 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
         if len(faults):
             fault_tables.append(faults)
             audits.append(audit_by_fault(r, faults).assign(run_id=r.run_id))
+    rounds = capacity.capacity_rounds(table, targets, "api") if len(table) else pd.DataFrame()
+    estimate = capacity.interval(rounds["capacity_per_min"]) if len(rounds) else None
+    capacity_verdict = verdicts.capacity_verdict(estimate, targets, "api", len(rounds)) if estimate else None
     return StudySummary(
         folder=Path(folder), targets=targets, utilisation=utilisation, runs=runs, table=table,
-        verdicts=verdicts.study_verdicts(table, targets), steps=steps,
+        verdicts=verdicts.study_verdicts(table, targets, capacity_verdict), steps=steps,
+        capacity_rounds=rounds, capacity={"api": estimate} if estimate else {},
         saturation=capacity.saturation(steps, targets), costs=costs,
         journey_costs=planning.journey_costs(fits), journey_idle=planning.journey_idle(fits),
         fit_methods=planning.fit_methods(fits), login_cost=login, login_source=source,

@@ -33,14 +33,38 @@ class Targets:
 @dataclass
 class Verdict:
     check: str
-    passed: bool | None  # None: nothing measured it
+    passed: bool | None  # None: nothing measured it, or (undecided) the measurement's interval straddles the target
     measured: str
     target: str
     evidence: str  # which run(s)
+    undecided: bool = False
 
     @property
     def label(self) -> str:
+        if self.undecided:
+            return "UNDECIDED"
         return "no data" if self.passed is None else ("pass" if self.passed else "FAIL")
+
+
+CAPACITY_CHECK = "sustained within SLO"
+
+
+def capacity_verdict(estimate: dict, targets: Targets, journey: str, rounds: int) -> Verdict:
+    """The capacity (median of the repeated ramps, each its highest rate that met every SLO) against the target:
+    pass when even the interval's low end reaches it, FAIL when its high end does not, UNDECIDED in between. One
+    ramp has no interval: judged by its value, and the evidence says it was one sample."""
+    from lab.analysis.capacity import describe_interval
+
+    target = targets.target_per_min
+    evidence = f"{journey} capacity ramp, {rounds} round(s)"
+    if not estimate["repeats"]:
+        return Verdict(f"{journey}: {CAPACITY_CHECK}", None, "-", f">= {target:.0f}/min", evidence)
+    low, high = estimate["ci_low"], estimate["ci_high"]
+    if math.isnan(low):
+        low = high = estimate["per_min"]
+    passed = True if low >= target else False if high < target else None
+    return Verdict(f"{journey}: {CAPACITY_CHECK}", passed, describe_interval(estimate), f">= {target:.0f}/min",
+                   evidence, undecided=passed is None)
 
 
 def steady_runs(table: pd.DataFrame) -> pd.DataFrame:
@@ -104,15 +128,26 @@ def audit_verdict(table: pd.DataFrame) -> Verdict:
                    "0 / 0 / 0", evidence)
 
 
-def study_verdicts(table: pd.DataFrame, targets: Targets) -> list[Verdict]:
-    """Every headline verdict, in the order the summary shows them."""
-    return [throughput_verdict(table, targets), *journey_verdicts(table, targets), audit_verdict(table)]
+def study_verdicts(table: pd.DataFrame, targets: Targets, capacity: Verdict | None = None) -> list[Verdict]:
+    """Every headline verdict, in the order the summary shows them. With a capacity verdict (a study's repeated
+    ramp) that is the throughput claim: one run that met all its SLOs, not the most any run delivered."""
+    first = capacity if capacity is not None else throughput_verdict(table, targets)
+    return [first, *journey_verdicts(table, targets), audit_verdict(table)]
 
 
 def overall(verdicts: list[Verdict]) -> bool:
     """Pass only when every verdict that was measured passed and at least one was measured."""
     measured = [v for v in verdicts if v.passed is not None]
-    return bool(measured) and all(v.passed for v in measured)
+    return bool(measured) and all(v.passed for v in measured) and not any(v.undecided for v in verdicts)
+
+
+def overall_label(verdicts: list[Verdict]) -> str:
+    """PASS, FAIL (any measured check failed) or UNDECIDED (none failed, but an interval straddles its target)."""
+    if any(v.passed is False for v in verdicts):
+        return "FAIL"
+    if any(v.undecided for v in verdicts):
+        return "UNDECIDED"
+    return "PASS" if overall(verdicts) else "FAIL"
 
 
 def verdict_table(verdicts: list[Verdict]) -> pd.DataFrame:
@@ -131,6 +166,21 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
     out: list[str] = []
     by_check = {v.check: v for v in verdicts}
     tp = by_check.get("sustained purchases per minute")
+    capacity = next((v for v in verdicts if v.check.endswith(CAPACITY_CHECK)), None)
+    if capacity is not None:
+        most = float(table["throughput_per_min"].max()) if len(table) else math.nan
+        said = {True: "at or above", False: "below", None: "too close to call against"}[capacity.passed]
+        out.append(f"Within its SLOs the deployment sustained {capacity.measured}: {said} the on-sale target of "
+                   f"{targets.target_per_min:.0f}/min" + (f"; the most any run delivered, SLOs aside, was "
+                                                          f"{most:.0f}/min." if most == most else "."))
+        if capacity.passed is False and capacity.measured != "-":
+            per = float(capacity.measured.split("/")[0])
+            if per > 0:
+                out.append(f"About {targets.target_per_min / per:.1f}x the measured capacity is needed before the "
+                           "doors open.")
+        if capacity.undecided:
+            out.append("The interval straddles the target: repeat the ramp (capacity_api.repeats) or measure on a "
+                       "quieter machine before deciding.")
     if tp is not None and tp.passed is not None:
         if tp.passed:
             out.append(f"The deployment sustained {tp.measured} ({tp.evidence}), at or above the on-sale target of "
@@ -182,5 +232,6 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
     return out
 
 
-__all__ = ["Targets", "Verdict", "audit_verdict", "best_run", "journey_verdicts", "overall", "steady_runs",
+__all__ = ["CAPACITY_CHECK", "Targets", "Verdict", "audit_verdict", "best_run", "capacity_verdict", "journey_verdicts",
+           "overall", "overall_label", "steady_runs",
            "study_verdicts", "throughput_verdict", "verdict_table", "verdicts_json", "what_it_means"]

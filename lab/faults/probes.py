@@ -25,6 +25,25 @@ from lab.faults.schedule import SteadyState
 
 ANSWERED = ("purchased", "sold_out")
 POLL_SECONDS = 1.0
+SHOP_CHECK_SECONDS = 20.0  # the most one shop check (event page, cart add, its polls) may take
+
+
+@dataclass(frozen=True)
+class ShopTarget:
+    """Where the shop check adds to a cart: the run's event and an item with room (not a sell-out product)."""
+
+    event: str
+    item: int
+
+
+class _Kept:
+    """A recorder for the shop check's requests: kept in memory, never in the run's request log (not load)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Any] = []
+
+    def record(self, row: Any) -> None:
+        self.rows.append(row)
 
 
 @dataclass
@@ -60,8 +79,9 @@ class SteadyStateProbe:
     """Checks the hypothesis; the baseline is taken once, at the first check before a fault."""
 
     def __init__(self, settings: SteadyState, *, t0: float, docker_client: Any = None, access: Any = None,
-                 run_dir: Path | None = None, topology: Any = None):
+                 run_dir: Path | None = None, topology: Any = None, shop: ShopTarget | None = None):
         self.settings = settings
+        self.shop_target = shop
         self.t0 = t0
         self.docker = docker_client
         self.access = access
@@ -106,6 +126,35 @@ class SteadyStateProbe:
         good = all(s in ("running", "running/healthy") for s in states.values())
         return {"outcome": "pass" if good else "fail", "states": states}
 
+    async def shop(self) -> dict[str, Any]:
+        if not self.settings.shop:
+            return {"outcome": "skipped", "why": "disabled"}
+        if self.access is None or self.shop_target is None:
+            return {"outcome": "skipped", "why": "no shop target given"}
+        import uuid
+
+        from lab.buyers import Buyer
+        from lab.load.http import Stepper
+        from lab.load.runner import Attempt
+        from lab.load.shop import ShopJourney
+
+        kept = _Kept()
+        guest = Buyer(identifier="steady-state", email="steady-state@pretix-lab.invalid", name="Estado Estável",
+                      has_password=False)
+        journey = ShopJourney(self.access.base_url, self.access.tls(), self.access.organizer,
+                              self.shop_target.event, Stepper(kept, "shop"), [guest],  # type: ignore[arg-type]
+                              item_weights={self.shop_target.item: 1.0}, login_share=0.0, password=lambda b: "",
+                              max_attempt_seconds=SHOP_CHECK_SECONDS)
+        began = time.time()
+        try:
+            ok, kind = await journey.cart_add(Attempt(str(uuid.uuid4()), 0, began))
+        except Exception as error:  # noqa: BLE001 - a probe never raises
+            ok, kind = False, f"{type(error).__name__}: {error}"
+        seconds = round(time.time() - began, 3)
+        if kind == "sold_out":
+            return {"outcome": "skipped", "why": "the item is sold out", "seconds": seconds}
+        return {"outcome": "pass" if ok else "fail", "error": kind, "requests": len(kept.rows), "seconds": seconds}
+
     def _attempts(self):
         if self.run_dir is None:
             return None
@@ -149,7 +198,8 @@ class SteadyStateProbe:
     async def check(self, services: list[str], since: float | None = None) -> Verdict:
         checks = {"health": await self.health(),
                   "containers": await asyncio.to_thread(self.containers, services),
-                  "throughput": await asyncio.to_thread(self.throughput, time.time(), since)}
+                  "throughput": await asyncio.to_thread(self.throughput, time.time(), since),
+                  "shop": await self.shop()}
         return Verdict(combine(checks), checks)
 
     async def before(self, services: list[str]) -> Verdict:
@@ -173,4 +223,4 @@ class SteadyStateProbe:
             await asyncio.sleep(POLL_SECONDS)
 
 
-__all__ = ["SteadyStateProbe", "Verdict", "answered_rate", "combine"]
+__all__ = ["ShopTarget", "SteadyStateProbe", "Verdict", "answered_rate", "combine"]

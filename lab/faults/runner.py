@@ -74,7 +74,7 @@ async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 async def run_schedule(schedule: Any, docker_client: Any, run_dir: Path, t0: float | None = None, *,
                        access: Any = None, run_id: str | None = None, log: Callable[[str], None] = print,
-                       topology: Any = None) -> ScheduleResult:
+                       topology: Any = None, shop: Any = None) -> ScheduleResult:
     """Run a fault schedule (raw or FaultPlan) from t0 (epoch s; now if None); record everything in
     run_dir/faults.parquet. Validation errors are raised before anything is done. An action that fails stops the
     schedule: the other faults are cancelled, everything is undone, and FaultActionError is raised.
@@ -93,7 +93,7 @@ async def run_schedule(schedule: Any, docker_client: Any, run_dir: Path, t0: flo
     recorder = fault_recorder(run_dir, run_id or run_dir.name)
     ctx = FaultContext(docker=docker_client, record=recorder.record, log=log, topology=topology)
     probe = SteadyStateProbe(plan.steady_state, t0=t0, docker_client=docker_client, access=access,
-                             run_dir=run_dir, topology=topology)
+                             run_dir=run_dir, topology=topology, shop=shop)
     result = ScheduleResult()
     instances: list[Fault] = []
     tasks: list[asyncio.Task[None]] = []

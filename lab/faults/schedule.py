@@ -49,6 +49,8 @@ class SteadyState(BaseModel):
     health_timeout: float = Field(default=5.0, gt=0, le=60, description="seconds for the health request")
     containers: bool = Field(default=True, description="the fault's containers run and are healthy")
     throughput: bool = Field(default=True, description="answered attempts/s near the pre-fault baseline")
+    shop: bool = Field(default=True, description="a web-shop cart add is answered through pretix's celery task "
+                                                 "(when the run names its event)")
     tolerance: float = Field(default=0.2, gt=0, lt=1, description="allowed shortfall of throughput vs baseline")
     window: float = Field(default=5.0, gt=0, le=300, description="seconds of attempts a throughput check reads")
     flush_lag: float = Field(default=3.0, ge=0, le=60,

@@ -321,8 +321,25 @@ class ShopJourney:
         finally:
             await client.aclose()
 
-    async def _journey(self, v: _Visit) -> None:
-        event_url = await self._login(v) if v.login else self.event_path
+    async def cart_add(self, attempt: Attempt) -> tuple[bool, str | None]:
+        """Only the first steps of a guest purchase: the event page and a cart add answered through pretix's celery
+        task (the steady-state check that the shop's celery path works). Returns (ok, error kind)."""
+        buyer, _, item = self.plan(attempt)
+        client = new_client(self.base_url, self.tls, headers=self.headers)
+        v = _Visit(client, attempt, buyer, False, item, tagged_email(buyer.email, attempt.attempt_id))
+        try:
+            async with asyncio.timeout(self.max_attempt_seconds):
+                await self._add_to_cart(v, self.event_path)
+            return True, None
+        except ShopStop as stop:
+            return False, stop.error_kind or stop.outcome
+        except TimeoutError:
+            return False, "attempt_timeout"
+        finally:
+            await client.aclose()
+
+    async def _add_to_cart(self, v: _Visit, event_url: str) -> str:
+        """Event page, then the cart add and its poll; returns where pretix sends the buyer next (the cart)."""
         page = await self._get(v, "event_page", event_url)
         cart_form = find_form(page.text, lambda a: "cart/add" in a.get("action", ""))
         if cart_form is None:
@@ -332,8 +349,12 @@ class ShopJourney:
             box = item_availability(page.text, v.item)
             raise ShopStop("sold_out") if box in ("gone", "reserved") else ShopStop("failed", "item_not_offered")
         data = cart_form.data(**{key: "1", "ajax": "1"})
-        redirect = await self._async_task(v, "cart_add", "cart_poll", urljoin(event_url, cart_form.action), data,
-                                          referer=event_url)
+        return await self._async_task(v, "cart_add", "cart_poll", urljoin(event_url, cart_form.action), data,
+                                      referer=event_url)
+
+    async def _journey(self, v: _Visit) -> None:
+        event_url = await self._login(v) if v.login else self.event_path
+        redirect = await self._add_to_cart(v, event_url)
         await self._get(v, "cart", redirect)
         url = await self._redirect(v, "checkout_start", f"{self.event_path}checkout/start")
         for _ in range(MAX_CHECKOUT_PAGES):
