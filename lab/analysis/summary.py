@@ -217,7 +217,10 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
             audits.append(audit_by_fault(r, faults).assign(run_id=r.run_id))
     rounds = capacity.capacity_rounds(table, targets, "api") if len(table) else pd.DataFrame()
     estimate = capacity.interval(rounds["capacity_per_min"]) if len(rounds) else None
-    capacity_verdict = verdicts.capacity_verdict(estimate, targets, "api", len(rounds)) if estimate else None
+    ramp = sorted({round(float(x)) for x in table.loc[(table["kind"] == "capacity") & (table["journey"] == "api")
+                                                       & (table["model"] == "open"), "offered_per_min"].dropna()}) \
+        if len(table) else []
+    capacity_verdict = verdicts.capacity_verdict(estimate, targets, "api", len(rounds), ramp) if estimate else None
     return StudySummary(
         folder=Path(folder), targets=targets, utilisation=utilisation, runs=runs, table=table,
         verdicts=verdicts.study_verdicts(table, targets, capacity_verdict), steps=steps,
