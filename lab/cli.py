@@ -112,8 +112,8 @@ def logs(service: str, tail: int) -> None:
 @click.option("--keep", is_flag=True, help="leave the stack running afterwards")
 def smoke(keep: bool) -> None:
     """Deploy, place one order through the proxy, check it in PostgreSQL, tear down; write a short report."""
-    from lab.paths import reports_dir, utc_stamp
-    from lab.smoke import place_one_order, primary_sql
+    from lab.common.paths import reports_dir, utc_stamp
+    from lab.experiments.smoke import place_one_order, primary_sql
     from lab.stack import deploy, params
     from lab.stack.engine import ensure_engine
 
@@ -142,7 +142,7 @@ def smoke(keep: bool) -> None:
 
 
 def _context():
-    from lab.context import LabContext
+    from lab.experiments.context import LabContext
     from lab.pretix.bootstrap import BootstrapError
 
     try:
@@ -160,8 +160,8 @@ def seed(params_file, customers, login_pool) -> None:
     """Create the event, its products and quotas, and the fictitious customers (idempotent)."""
     from pydantic import ValidationError
 
-    from lab.run import load_file
-    from lab.seed import Catalogue, CustomerSeed
+    from lab.experiments.run import load_file
+    from lab.pretix.seed import Catalogue, CustomerSeed
 
     raw = load_file(params_file)[1] if params_file else {}
     cust = dict(raw.get("customers") or {})
@@ -197,8 +197,8 @@ def load(params_file, journey, workload_json, name, faults_arg, admission_arg, q
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
     import json as _json
 
-    from lab.run import RunParamsError, execute, load_file, validate_load
-    from lab.seed import Catalogue
+    from lab.experiments.run import RunParamsError, execute, load_file, validate_load
+    from lab.pretix.seed import Catalogue
 
     raw = dict(load_file(params_file)[2]) if params_file else {}
     if journey:
@@ -265,7 +265,7 @@ def _schedule_arg(text: str):
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def audit(run: Path) -> None:
     """Audit a run folder again against the database (lost, ghost, duplicate, oversold)."""
-    from lab.audit import audit_run, load_run_meta
+    from lab.evidence.audit import audit_run, load_run_meta
 
     meta = load_run_meta(run)
     ctx = _context()
@@ -285,7 +285,7 @@ def audit(run: Path) -> None:
 def analyse(folder: Path, target: float | None, utilisation: float | None) -> None:
     """Headline figures of a run or study folder: verdicts, runs, saturation, CPU per purchase, cores needed.
     A study is judged by its own analysis parameters (targets, SLOs, warm-up), as its report was."""
-    from lab.report import study_summary
+    from lab.report.publish import study_summary
 
     if utilisation is not None and not 0 < utilisation <= 1:
         _fail(f"--utilisation must be in (0, 1]; got {utilisation}")
@@ -314,7 +314,7 @@ def analyse(folder: Path, target: float | None, utilisation: float | None) -> No
 @click.option("--pdf/--no-pdf", default=True, show_default=True, help="also print a PDF with headless Chromium")
 def report(folder: Path, pdf: bool) -> None:
     """Publish a run or study folder as reports/<name>/index.html (+ report.pdf) through 04-analysis."""
-    from lab.report import ReportError, report_run
+    from lab.report.publish import ReportError, report_run
 
     try:
         html = report_run(folder, pdf=pdf)
@@ -331,11 +331,11 @@ def report(folder: Path, pdf: bool) -> None:
 def compare(folders: tuple[Path, ...], labels: tuple[str, ...], name: str | None, pdf: bool) -> None:
     """Compare two or more runs (e.g. sync vs async replication) through 05-compare; baseline first. Two study
     folders: their headline figures side by side, each difference said to be beyond the noise or not."""
-    from lab.report import ReportError, report_compare
+    from lab.report.publish import ReportError, report_compare
 
     if len(folders) == 2 and all((f / "study.json").exists() for f in folders):
         from lab.analysis.compare import compare_studies
-        from lab.report import study_summary
+        from lab.report.publish import study_summary
 
         table = compare_studies(study_summary(folders[0]), study_summary(folders[1]))
         click.echo(f"baseline {folders[0].name} vs {folders[1].name}")
@@ -363,7 +363,7 @@ def bench() -> None:
 @click.option("--seconds", default=10.0, show_default=True)
 def bench_loadgen(rates: str, seconds: float) -> None:
     """The generator's CPU per request and schedule accuracy against the proxy's /lab-ping, beside wrk."""
-    from lab import bench as b
+    from lab.experiments import bench as b
 
     ctx = _context()
     results = b.bench_loadgen(ctx.access, tuple(float(r) for r in rates.split(",")), seconds)
@@ -388,9 +388,9 @@ def bench_loadgen(rates: str, seconds: float) -> None:
 @click.option("--kill-at", default=20.0, show_default=True, help="seconds into the run the primary is killed")
 def bench_failover(modes: str, rate: float, seconds: float, kill_at: float) -> None:
     """Kill the PostgreSQL primary under api load for each replication mode: what is lost, how long writes stop."""
-    from lab import bench as b
-    from lab.bench_failover import HEADER, as_dicts
-    from lab.bench_failover import bench_failover as run_bench
+    from lab.experiments import bench as b
+    from lab.experiments.bench_failover import HEADER, as_dicts
+    from lab.experiments.bench_failover import bench_failover as run_bench
 
     chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
     bad = [m for m in chosen if m not in ("async", "sync")]
@@ -420,9 +420,9 @@ def bench_capacity(journey: str, rates: str | None, seconds: float, bare: bool, 
     """Raise the arrival rate until the SLO breaks (p95, errors <= 1%); print sustained purchases/min."""
     import itertools
 
-    from lab import bench as b
-    from lab.capacity import journey_builder
-    from lab.paths import bench_path
+    from lab.common.paths import bench_path
+    from lab.experiments import bench as b
+    from lab.experiments.capacity import journey_builder
 
     default = "5,10,15,20,25,30,35,40" if journey == "api" else "0.5,1,1.5,2,2.5,3,4"
     if p95_limit is None:
@@ -487,10 +487,10 @@ def bench_admission(journey: str, capacity: float | None, overload: float, secon
 
     from lab.analysis.frames import Run
     from lab.analysis.traffic import admission_figure, admission_table
-    from lab.capacity import search_journey
+    from lab.common.paths import bench_path
+    from lab.experiments.capacity import search_journey
+    from lab.experiments.overload import run_overload
     from lab.load.queue import QueueSettings
-    from lab.overload import run_overload
-    from lab.paths import bench_path
 
     if capacity is not None and capacity <= 0:
         _fail("--capacity must be > 0 (arrivals per second)")
@@ -530,7 +530,7 @@ def bench_admission(journey: str, capacity: float | None, overload: float, secon
 @click.option("--max-rate", type=float, help="never probe above this rate (default 400)")
 def capacity(journey: str, start, probe_seconds, slo_p95, tolerance, max_rate) -> None:
     """Find the journey's capacity under the SLO (step up, then bisect) and the admission limits it implies."""
-    from lab.capacity import DEFAULTS, CapacityError, admission_for, search_journey, settings
+    from lab.experiments.capacity import DEFAULTS, CapacityError, admission_for, search_journey, settings
 
     try:
         chosen = settings(DEFAULTS[journey], start=start, probe_seconds=probe_seconds, slo_p95=slo_p95,
@@ -574,8 +574,8 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
 
     PARAMS_FILE is a study YAML (see studies/default.yaml); without it, --preset (default: `default`).
     """
-    from lab import study as studies
-    from lab.studyrun import StudyFailed, run_study
+    from lab.study import params as studies
+    from lab.study.runner import StudyFailed, run_study
 
     if params_file and preset:
         _fail("give either PARAMS_FILE or --preset, not both")
@@ -614,8 +614,8 @@ def jupyter_lab(port: int) -> None:
     import os
     import secrets as _secrets
 
-    from lab.kernel import ensure_kernel
-    from lab.paths import ROOT
+    from lab.common.paths import ROOT
+    from lab.report.kernel import ensure_kernel
 
     kernel = ensure_kernel()
     token = _secrets.token_urlsafe(24)

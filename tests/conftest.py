@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from lab.context import LabContext
-from lab.seed import CustomerSeed
+from lab.experiments.context import LabContext
+from lab.pretix.seed import CustomerSeed
 from lab.stack import deploy
 from lab.stack.engine import ensure_engine
 from lab.stack.params import StackParams

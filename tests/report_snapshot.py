@@ -72,7 +72,7 @@ def load(path: Path) -> dict:
 def record_notebooks(study: Path, out: Path) -> dict[str, Path]:
     """Execute the reports the snapshot covers: 04-analysis over a synthetic study (built by tests/study_fixture.py
     into `study`) and over the real-study fixture, and 05-compare over two of the synthetic runs."""
-    from lab.report import execute_notebook
+    from lab.report.publish import execute_notebook
 
     real = Path(__file__).parent / "fixtures" / "real-study"
     runs = [str(study / "runs" / "capacity-4-api"), str(study / "runs" / "faults-api")]

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from lab.audit_rules import AuditResult, RuleResult, write_audit
+from lab.evidence.audit_rules import AuditResult, RuleResult, write_audit
+from lab.evidence.monitor import METRICS, _MetricWriter
 from lab.faults.record import FaultRecord, fault_recorder
 from lab.load.recorder import AttemptRecord, Recorder, RequestRecord
-from lab.monitor import METRICS, _MetricWriter
 
 T0 = 1_800_000_000.0
 API_CAPACITY = 6.0  # purchases/s the synthetic server completes at most

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from lab.analysis.traffic import fairness
-from lab.audit_rules import read_audit
-from lab.capacity import SearchSettings, measure, search
+from lab.evidence.audit_rules import read_audit
+from lab.experiments.capacity import SearchSettings, measure, search
+from lab.experiments.run import execute, validate_load
 from lab.load.http import CLIENT_HEADER
 from lab.load.recorder import read_attempts, read_requests
-from lab.run import execute, validate_load
-from lab.seed import Catalogue
+from lab.pretix.seed import Catalogue
 from lab.stack import admission
 
 pytestmark = pytest.mark.stack

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from lab.analysis.traffic import admission_table, fairness
-from lab.capacity import (
+from lab.experiments.capacity import (
     CapacityError,
     Probe,
     SearchSettings,
@@ -23,11 +23,11 @@ from lab.capacity import (
     settings,
     summarise,
 )
+from lab.experiments.overload import scenario
+from lab.experiments.run import RunParamsError, validate_load
 from lab.load.http import classify
 from lab.load.queue import QueueSettings, is_queued, parse_retry_after, pause_for
 from lab.load.recorder import AttemptRecord, Recorder, RequestRecord
-from lab.overload import scenario
-from lab.run import RunParamsError, validate_load
 from lab.stack import admission
 from lab.stack.admission import Admission, AdmissionError, parse_admission, render
 

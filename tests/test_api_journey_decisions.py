@@ -27,12 +27,12 @@ import pytest
 
 import lab.load.api as api
 import lab.load.http as http
-from lab.buyers import Buyer
 from lab.load.api import RETRY_AFTER_CAP, ApiJourney
 from lab.load.http import Stepper
 from lab.load.queue import QueueSettings
 from lab.load.recorder import Recorder, read_attempts, read_requests
 from lab.load.runner import Attempt, RunEvent, attempts_to
+from lab.pretix.buyers import Buyer
 
 BASE = "https://pretix.test"
 ORDERS = "/api/v1/organizers/org/events/ev/orders/"

@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lab.audit import LATE_TAIL, audit_run, database_state, run_window
-from lab.audit_rules import (
+from lab.evidence.audit import LATE_TAIL, audit_run, database_state, run_window
+from lab.evidence.audit_rules import (
     WINDOW_BEFORE,
     AuditResult,
     AuditWindow,
@@ -382,8 +382,8 @@ def test_the_plain_audit_still_takes_the_runs_orders_directly():
 def test_codes_and_customer_ids_that_look_like_numbers_are_read_as_text(monkeypatch):
     """pretix's order codes and customer identifiers may be all digits ('01234'): read as numbers they would
     lose a leading zero and never match the client's text."""
-    import lab.audit
-    import lab.stack.deploy
+    import lab.evidence.audit
+    import lab.stack.containers
 
     answers = {
         "orderposition": "order_code,item_id,canceled,status\n01234,1,f,n\n",
@@ -397,12 +397,12 @@ def test_codes_and_customer_ids_that_look_like_numbers_are_read_as_text(monkeypa
         key = next(k for k in answers if f"pretixbase_{k} " in sql)
         return SimpleNamespace(stdout=answers[key])
 
-    monkeypatch.setattr(lab.stack.deploy, "container", lambda _client, _service: SimpleNamespace(id="db"))
-    monkeypatch.setattr(lab.audit.subprocess, "run", run)
+    monkeypatch.setattr(lab.stack.containers, "container", lambda _client, _service: SimpleNamespace(id="db"))
+    monkeypatch.setattr(lab.evidence.audit.subprocess, "run", run)
     state = database_state(None, "org", "event")
     assert state["all_orders"].loc[0, "code"] == "01234" and state["all_orders"].loc[0, "customer"] == "00777"
     assert state["positions"].loc[0, "order_code"] == "01234"
     attempts = _attempts().iloc[:1].assign(order_code="01234", buyer="00777")
-    result = audit_state(attempts, state["all_orders"], lab.audit._positions_holding(state), state["quotas"],
+    result = audit_state(attempts, state["all_orders"], lab.evidence.audit._positions_holding(state), state["quotas"],
                          None, WINDOW)
     assert result.clean and _fired(result) == {}, result.describe()

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from lab.audit import audit_run
-from lab.audit_rules import AuditResult, read_audit
+from lab.evidence.audit import audit_run
+from lab.evidence.audit_rules import AuditResult, read_audit
+from lab.experiments.run import execute, validate_load
 from lab.load.recorder import read_attempts
 from lab.pretix.client import PretixClient
-from lab.run import execute, validate_load
-from lab.seed import Catalogue
+from lab.pretix.seed import Catalogue
 from lab.stack.sql import pretix_sql
 
 pytestmark = pytest.mark.stack

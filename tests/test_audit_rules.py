@@ -8,7 +8,7 @@ import uuid
 import pandas as pd
 import pytest
 
-from lab.audit_rules import (
+from lab.evidence.audit_rules import (
     audit,
     find_duplicates,
     find_ghosts,
@@ -190,7 +190,7 @@ def test_audits_the_recorders_own_attempts_file(tmp_path):
 
 
 def test_shop_orders_link_by_their_12_digit_tag():
-    from lab.audit_rules import link_orders
+    from lab.evidence.audit_rules import link_orders
 
     attempt = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
     orders = pd.DataFrame({"code": ["A1", "B2", "C3"], "status": ["n", "n", "n"],

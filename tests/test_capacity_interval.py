@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from lab.analysis import verdicts
+from lab.analysis import capacity, verdicts
 from lab.analysis.capacity import capacity_rounds, describe_interval, interval, latency_growth, slo_misses
 from lab.analysis.verdicts import Targets, Verdict
 
@@ -58,7 +58,7 @@ def test_the_interval_is_the_median_with_a_bootstrap_interval():
     ([720.0, 840.0, 780.0, 900.0, 660.0], "UNDECIDED"),  # it straddles the target
 ])
 def test_the_capacity_verdict_is_pass_fail_or_undecided(values, label):
-    verdict = verdicts.capacity_verdict(interval(values), Targets(target_per_min=800), "api", len(values))
+    verdict = capacity.capacity_verdict(interval(values), Targets(target_per_min=800), "api", len(values))
     assert verdict.label == label, verdict
     assert verdict.check == "api: sustained within SLO"
 

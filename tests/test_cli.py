@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from lab.cli import main
-from lab.paths import ROOT
+from lab.common.paths import ROOT
 
 COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse",
             "capacity", "report", "compare", "lab"]

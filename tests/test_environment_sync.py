@@ -4,7 +4,7 @@ import tomllib
 
 import yaml
 
-from lab.paths import ROOT
+from lab.common.paths import ROOT
 
 
 def _pyproject_pins() -> set[str]:

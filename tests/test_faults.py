@@ -1,7 +1,7 @@
 """Faults against the real stack under real load (no mocks): kill, hang, error and cancellation, failover.
 
 Each load test drives the open executor with the api journey and the fault schedule in the same asyncio loop (what
-lab.run.execute will do once it takes a `faults` parameter), then audits the client's history against PostgreSQL.
+run.execute will do once it takes a `faults` parameter), then audits the client's history against PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from lab.audit import audit_run
-from lab.bench_failover import HEADER, figures_of
+from lab.evidence.audit import audit_run
+from lab.experiments.bench_failover import HEADER, figures_of
 from lab.faults import (
     Fault,
     FaultActionError,
@@ -32,7 +32,7 @@ from lab.load.http import Stepper
 from lab.load.recorder import Recorder, read_attempts, read_requests
 from lab.load.runner import attempts_to, run_open
 from lab.load.workload import ConstantWorkload
-from lab.seed import Catalogue
+from lab.pretix.seed import Catalogue
 from lab.stack import deploy
 from lab.stack.sql import pretix_sql
 from lab.stack.topology import long_running
@@ -64,10 +64,10 @@ def wait_all_healthy(client, timeout: float = HEALTHY_WITHIN) -> float:
 
 
 def under_load(ctx, buyers, items, run_dir: Path, schedule, rate: float, seconds: float) -> tuple:
-    """The api journey at `rate`/s for at least `seconds` s with the schedule alongside (lab.run's FaultsAlongside:
+    """The api journey at `rate`/s for at least `seconds` s with the schedule alongside (run.FaultsAlongside:
     the load goes on until the last after-undo check is done, however slow the recovery); returns (summary,
     schedule result, t0). Both start from one t0; the load and the faults record into run_dir."""
-    from lab.run import FaultsAlongside
+    from lab.experiments.run import FaultsAlongside
 
     access = ctx.access
     run_id = run_dir.name
@@ -131,12 +131,12 @@ def stuck_key_recoveries(ctx, run_dir: Path) -> list[str]:
 
 @pytest.mark.parametrize("signal", ["SIGKILL"])  # SIGTERM (a clean stop) is the easier case; measured in README
 def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items, tmp_path, signal):
-    """Through `lab.run.execute` (load, faults, monitor, audit in one run). SIGTERM (a stop: gunicorn finishes what
+    """Through `run.execute` (load, faults, monitor, audit in one run). SIGTERM (a stop: gunicorn finishes what
     it took) and SIGKILL (a crash) both: 0 lost, 0 duplicates, 0 failed attempts. After a crash, a request that was in
     flight on the killed instance leaves its idempotency key locked for good (pretix commits the key before the view
     runs); the journey's stuck-key recovery must turn each of those into a purchase, not a failure or a duplicate."""
-    from lab.audit_rules import read_audit
-    from lab.run import execute, validate_load
+    from lab.evidence.audit_rules import read_audit
+    from lab.experiments.run import execute, validate_load
 
     params = validate_load({
         "name": f"kill-{signal.lower()}", "journey": "api", "monitor": False,
@@ -300,7 +300,7 @@ def test_killing_the_sync_primary_loses_nothing_and_the_undo_restores_the_topolo
     figures = figures_of(run_dir, "sync", 3)
     print(HEADER, figures.line(), sep="\n")
     assert figures.promoted_in is not None and figures.writes_back_after is not None  # the failover time, recorded
-    from lab.smoke import place_one_order
+    from lab.experiments.smoke import place_one_order
 
     assert place_one_order(ctx.access)["status"] == "n"  # the stack takes orders after the failback
 

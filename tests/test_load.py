@@ -7,12 +7,12 @@ import uuid
 import pandas as pd
 import pytest
 
-from lab.audit import audit_run, database_state
-from lab.audit_rules import read_audit
+from lab.evidence.audit import audit_run, database_state
+from lab.evidence.audit_rules import read_audit
+from lab.experiments.run import RunParamsError, execute, validate_load
 from lab.load.recorder import read_attempts, read_requests
 from lab.pretix.client import PretixClient
-from lab.run import RunParamsError, execute, validate_load
-from lab.seed import Catalogue, CustomerSeed, Product
+from lab.pretix.seed import Catalogue, CustomerSeed, Product
 from lab.stack.sql import pretix_sql
 
 pytestmark = pytest.mark.stack

@@ -15,8 +15,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lab import monitor as mon
-from lab.runlogs import PROXY_ACCESS, parse_access_line, read_proxy_access, save_logs
+from lab.evidence import monitor as mon
+from lab.evidence.runlogs import PROXY_ACCESS, parse_access_line, read_proxy_access, save_logs
 
 # ------------------------------------------------------------------------------------- parsers (no docker)
 
@@ -274,14 +274,14 @@ def monitored_run(live_stack, tmp_path_factory):
 
 
 def _containers(client):
-    from lab.stack.deploy import project_containers
+    from lab.stack.containers import project_containers
 
     return [c for c in project_containers(client) if c.status == "running"]
 
 
 @pytest.mark.stack
 def test_metrics_cover_every_service(monitored_run):
-    from lab.stack.deploy import LABEL_SERVICE
+    from lab.stack.containers import LABEL_SERVICE
 
     client = monitored_run["client"]
     df = mon.read_metrics(monitored_run["run_dir"])
@@ -354,7 +354,7 @@ def test_monitor_is_cheap_and_leaves_nothing_running(monitored_run):
 
 @pytest.mark.stack
 def test_run_logs_and_the_proxy_access_log(monitored_run):
-    from lab.stack.deploy import LABEL_SERVICE
+    from lab.stack.containers import LABEL_SERVICE
 
     client, run_dir, marker = monitored_run["client"], monitored_run["run_dir"], monitored_run["marker"]
     services = {c.labels[LABEL_SERVICE] for c in _containers(client)}

@@ -13,7 +13,7 @@ from lab.faults import read_faults
 from lab.faults.catalogue import FaultContext, FaultInstance
 from lab.faults.redis import RedisFailover
 from lab.load.recorder import read_attempts, read_requests
-from lab.seed import Catalogue
+from lab.pretix.seed import Catalogue
 from lab.stack import deploy
 from lab.stack.redis_ha import RedisTopology
 from lab.stack.topology import long_running
@@ -41,8 +41,8 @@ def steps(rows: pd.DataFrame, phase: str) -> dict[str, dict]:
 
 
 def test_killing_the_redis_master_fails_over_loses_nothing_and_the_undo_restores_the_topology(ctx, buyers, tmp_path):
-    from lab.audit_rules import read_audit
-    from lab.run import execute, validate_load
+    from lab.evidence.audit_rules import read_audit
+    from lab.experiments.run import execute, validate_load
 
     declared = RedisTopology.of(deploy.saved_params())
     params = validate_load({
@@ -92,7 +92,7 @@ def test_killing_the_redis_master_fails_over_loses_nothing_and_the_undo_restores
     assert primary.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
     # the monitor saw the sentinels name the replica, then the declared master again
-    from lab.monitor import read_metrics
+    from lab.evidence.monitor import read_metrics
 
     metrics = read_metrics(run_dir)
     named = set(metrics[(metrics["metric"] == "master")]["labels"])

@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from lab import monitor as mon
+from lab.evidence import monitor as mon
 from lab.faults import FaultScheduleError, parse_schedule
 from lab.faults.redis import data_nodes, follows, is_good_replica, parse_info, parse_sentinel_replicas
 from lab.stack import params

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from lab.audit_rules import AuditResult, RuleResult, write_audit
+from lab.evidence.audit_rules import AuditResult, RuleResult, write_audit
 from lab.load.recorder import AttemptRecord, Recorder, RequestRecord
-from lab.report import chromium, report_run
+from lab.report.publish import chromium, report_run
 
 
 def synthetic_run(run_dir, n: int = 40, t0: float = 1_700_000_000.0):

@@ -1,5 +1,5 @@
 """The sell-out analysis (lab.analysis.sellout) on small synthetic runs with known answers, the study's report over a
-study with a sell-out, and what the study plans for it (lab.study)."""
+study with a sell-out, and what the study plans for it (lab.study.params)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from lab.analysis.sellout import (
     sellout_table,
 )
 from lab.analysis.study import StudyRun
-from lab.audit_rules import AuditResult, RuleResult, write_audit
+from lab.evidence.audit_rules import AuditResult, RuleResult, write_audit
 
 T0 = 1_800_000_000.0
 PRODUCT = "Pré-venda API"
@@ -199,7 +199,7 @@ def test_the_report_shows_the_sell_out_and_the_headline_carries_it(tmp_path):
     from study_fixture import _write_run, build_study
 
     from lab.analysis.summary import summarise
-    from lab.report import execute_notebook, to_html
+    from lab.report.publish import execute_notebook, to_html
 
     study = build_study(tmp_path / "study")
     t0 = FIXTURE_T0 + 2000
@@ -228,7 +228,7 @@ def test_the_report_shows_the_sell_out_and_the_headline_carries_it(tmp_path):
 
 # --- what the study plans ---------------------------------------------------------------------------------------------
 def test_every_study_sells_out_on_both_journeys_and_in_the_fault_run():
-    from lab import study as studies
+    from lab.study import params as studies
 
     for preset in ("default", "quick"):
         params = studies.load(preset=preset)
@@ -249,8 +249,8 @@ def test_every_study_sells_out_on_both_journeys_and_in_the_fault_run():
 
 
 def test_sellout_quotas_left_empty_are_sized_from_the_crowd_and_a_reloaded_study_keeps_them():
-    from lab import study as studies
-    from lab.seed import Catalogue
+    from lab.pretix.seed import Catalogue
+    from lab.study import params as studies
 
     catalogue = Catalogue()
     params = studies.StudyParams(seed={"catalogue": catalogue})
@@ -279,7 +279,7 @@ def test_sellout_quotas_left_empty_are_sized_from_the_crowd_and_a_reloaded_study
     ({"product_mix": {"Pré-venda API": 1}}, "product_mix: 'Pré-venda API' is the sell-out product of run spike-api"),
 ])
 def test_a_bad_sellout_parameter_is_named(raw, expected):
-    from lab import study as studies
+    from lab.study import params as studies
 
     with pytest.raises(studies.StudyParamsError) as error:
         studies.validate(raw)
@@ -287,7 +287,7 @@ def test_a_bad_sellout_parameter_is_named(raw, expected):
 
 
 def test_a_sellout_of_a_run_the_study_skips_is_not_checked():
-    from lab import study as studies
+    from lab.study import params as studies
 
     params = studies.validate({"spike": {"shop_seconds": 0, "sellout_quota_shop": 5000}})
     assert "spike-shop" not in {r.name for r in studies.plan_runs(params)}

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lab.buyers import Buyer
 from lab.load.http import Stepper
 from lab.load.recorder import Recorder, read_requests
 from lab.load.runner import Attempt
@@ -31,6 +30,7 @@ from lab.load.shop import (
     order_from_url,
     tagged_email,
 )
+from lab.pretix.buyers import Buyer
 
 EVENT = "techpt26"
 TINY = "Esgotado Teste"
@@ -140,7 +140,7 @@ def shop(stack) -> Shop:
     """The session's deployed stack (conftest deploys it when needed)."""
     from lab.pretix.bootstrap import BootstrapError, PretixAccess
     from lab.pretix.client import PretixClient
-    from lab.seed import Catalogue, ensure_catalogue
+    from lab.pretix.seed import Catalogue, ensure_catalogue
 
     try:
         access = PretixAccess.load()

@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from lab.paths import deploy_dir
-from lab.smoke import place_one_order, primary_sql
+from lab.common.paths import deploy_dir
+from lab.experiments.smoke import place_one_order, primary_sql
 from lab.stack import deploy, images
 from lab.stack.engine import EngineError, ensure_engine
 from lab.stack.params import StackParams

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from lab import study as studies
 from lab.cli import main
+from lab.study import params as studies
 
 # --- unit: parameters, presets, budget -------------------------------------------------------------------------------
 
@@ -97,7 +97,7 @@ def test_the_check_flag_prints_the_plan_and_its_budget():
 
 
 def test_the_reports_index_lists_studies_and_tolerates_missing_figures(tmp_path, monkeypatch):
-    from lab import reports_index
+    from lab.report import index as reports_index
 
     monkeypatch.setenv("PRETIX_LAB_DATA", str(tmp_path / "data"))
     for name, headline in [("20261201-1000-quick", {"verdict": "fail", "sustained_per_min": 480.4, "lost": 0}),
@@ -119,7 +119,7 @@ def test_a_failed_cell_stops_the_study_and_is_recorded_with_its_notebook_and_cel
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from lab.studyrun import StudyFailed, run_study
+    from lab.study.runner import StudyFailed, run_study
 
     monkeypatch.setenv("PRETIX_LAB_REPORTS", str(tmp_path / "reports"))
     source = tmp_path / "notebooks"
@@ -154,7 +154,7 @@ def test_lab_lab_serves_the_notebooks_on_localhost_with_the_lab_kernel(tmp_path)
 
     import httpx
 
-    from lab.paths import ROOT
+    from lab.common.paths import ROOT
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -213,7 +213,7 @@ def quick_study(stack, tmp_path_factory):
     import os
 
     from lab.stack.secrets import secret_values
-    from lab.studyrun import run_study
+    from lab.study.runner import run_study
 
     reports = tmp_path_factory.mktemp("reports")
     os.environ["PRETIX_LAB_REPORTS"] = str(reports)
@@ -246,7 +246,7 @@ def test_the_quick_study_records_every_step_and_publishes_html_and_pdf(quick_stu
 @pytest.mark.stack
 def test_the_report_shows_every_figure_in_headless_chromium(quick_study, tmp_path):
     """Every <img> decoded (naturalWidth > 0), no console error, nothing fetched from elsewhere."""
-    from lab.report import chromium
+    from lab.report.publish import chromium
 
     result, _, _ = quick_study
     html = result.html.read_text()
@@ -283,7 +283,7 @@ def test_the_pdf_has_pages_and_text(quick_study, tmp_path):
 @pytest.mark.stack
 def test_lab_report_on_the_study_publishes_the_numbers_of_the_study_own_report(quick_study, tmp_path, monkeypatch):
     """One warm-up rule and one set of targets, read from study.yaml by every renderer of a study."""
-    from lab.report import report_run
+    from lab.report.publish import report_run
 
     result, _, _ = quick_study
     headline = result.folder.path / "headline.json"
@@ -313,7 +313,7 @@ def test_no_secret_in_any_notebook_html_or_pdf(quick_study):
 
 
 def test_without_a_step_within_the_slo_the_overload_is_sized_by_the_best_step_that_kept_up():
-    from lab.study import kept_up_from
+    from lab.study.params import kept_up_from
 
     rows = [{"offered": 4, "achieved": 3.9, "p95": 0.3, "errors": 0.0},
             {"offered": 8, "achieved": 7.8, "p95": 1.3, "errors": 0.0},

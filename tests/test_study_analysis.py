@@ -22,8 +22,8 @@ from lab.analysis.study import (
 )
 from lab.analysis.summary import audit_by_fault, summarise
 from lab.analysis.verdicts import Targets, Verdict
-from lab.audit_rules import AuditResult, RuleResult, write_audit
-from lab.run import host_hardware
+from lab.evidence.audit_rules import AuditResult, RuleResult, write_audit
+from lab.experiments.run import host_hardware
 
 
 @pytest.fixture(scope="module")

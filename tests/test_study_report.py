@@ -12,7 +12,7 @@ from study_fixture import build_study
 
 from lab.analysis.compare import compare_sentences, compare_table, load_compared
 from lab.analysis.summary import summarise
-from lab.report import execute_notebook, to_html
+from lab.report.publish import execute_notebook, to_html
 
 
 @pytest.fixture(scope="module")

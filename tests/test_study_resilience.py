@@ -8,12 +8,12 @@ import dataclasses
 import httpx
 import pytest
 
-from lab import audit as audit_module
-from lab import run as run_module
-from lab import study as studies
-from lab.audit import AuditReadError, read_with_retries
-from lab.audit_rules import read_audit
-from lab.studyfolder import StudyFolder
+from lab.evidence import audit as audit_module
+from lab.evidence.audit import AuditReadError, read_with_retries
+from lab.evidence.audit_rules import read_audit
+from lab.experiments import run as run_module
+from lab.study import params as studies
+from lab.study.folder import StudyFolder
 
 TINY = studies.PlannedRun(name="tiny-api", kind="capacity", journey="api", label="2/s", notebook="02-load.ipynb",
                           load={"name": "tiny", "journey": "api",
@@ -36,7 +36,7 @@ def test_a_read_is_retried_then_reported_with_what_it_was():
 
 
 def test_the_idle_stack_drains(ctx):
-    from lab.drain import wait_drained
+    from lab.evidence.drain import wait_drained
 
     drain = wait_drained(ctx.access, ctx.docker, timeout=60)
     print(drain.describe())
@@ -82,7 +82,7 @@ def test_client_and_proxy_histories_are_reconciled_request_by_request():
     """Pure: the lab's request rows against the proxy's access rows, by the lab's request id."""
     import pandas as pd
 
-    from lab.runlogs import reconcile
+    from lab.evidence.runlogs import reconcile
 
     client = pd.DataFrame({"request_id": ["lab-a", "lab-b", "lab-c", "lab-d", "lab-d", "lab-f", "lab-g", None],
                            "status": [201, 0, 0, 429, 201, 0, 409, 200]})
@@ -102,8 +102,8 @@ def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, bu
     request without an answer (the client's status 0, the proxy's 499)."""
     import json
 
-    from lab.run import execute, validate_load
-    from lab.seed import Catalogue
+    from lab.experiments.run import execute, validate_load
+    from lab.pretix.seed import Catalogue
 
     params = validate_load({"name": "agree", "journey": "api", "audit": False,
                             "workload": {"model": "spike", "buyers": 40, "within": 1, "grace": 0.5}}, Catalogue())
@@ -118,7 +118,7 @@ def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, bu
 
 
 def test_the_environment_records_the_pretix_version_read_from_the_running_image(ctx):
-    from lab.run import environment
+    from lab.experiments.run import environment
     from lab.stack.wheelhouse import PRETIX_REQUIREMENTS
 
     record = environment(ctx.docker)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from lab.analysis.verdicts import Targets
+from lab.analysis.verdicts import CAPACITY_CHECK, Targets, Verdict
 
 CAPACITY_KINDS = ("capacity", "closed")  # a step of an offered-rate ramp; a number of concurrent users
 # The lab's one definition of "met the SLO" (the study, the report, `lab capacity` and `lab bench capacity`):
@@ -96,6 +96,25 @@ def describe_interval(estimate: dict) -> str:
         return f"{estimate['per_min']:.0f}/min (1 run: no interval)"
     return (f"{estimate['per_min']:.0f}/min ({CONFIDENCE:.0%} interval {estimate['ci_low']:.0f}-"
             f"{estimate['ci_high']:.0f}, {estimate['repeats']} runs)")
+
+def capacity_verdict(estimate: dict, targets: Targets, journey: str, rounds: int,
+                     steps: list[float] | None = None) -> Verdict:
+    """The capacity (median of the repeated ramps, each its highest rate that met every SLO) against the target:
+    pass when even the interval's low end reaches it, FAIL when its high end does not, UNDECIDED in between. One
+    ramp has no interval: judged by its value, and the evidence says it was one sample. `steps` (offered per
+    minute) name the ramp's resolution: a round's capacity lies between its rate and the next step."""
+    target = targets.target_per_min
+    evidence = f"{journey} capacity ramp, {rounds} round(s)"
+    if steps:
+        evidence += f" of steps {'/'.join(f'{s:.0f}' for s in sorted(steps))} per min (its resolution)"
+    if not estimate["repeats"]:
+        return Verdict(f"{journey}: {CAPACITY_CHECK}", None, "-", f">= {target:.0f}/min", evidence)
+    low, high = estimate["ci_low"], estimate["ci_high"]
+    if math.isnan(low):
+        low = high = estimate["per_min"]
+    passed = True if low >= target else False if high < target else None
+    return Verdict(f"{journey}: {CAPACITY_CHECK}", passed, describe_interval(estimate), f">= {target:.0f}/min",
+                   evidence, undecided=passed is None)
 
 
 def capacity_steps(table: pd.DataFrame) -> pd.DataFrame:

@@ -149,7 +149,7 @@ def load_runs(folder: Path) -> list[StudyRun]:
 
 def load_run(path: Path, entries: dict[str, dict] | None = None) -> StudyRun:
     """One run folder with its kind and label, `entries` being the study's (see manifest_entries). The one way a
-    run is read for a table: load_runs and lab.studyfolder.step_figures both come here, so run_row sees the same
+    run is read for a table: load_runs and lab.study.folder.step_figures both come here, so run_row sees the same
     run whoever asks."""
     path = Path(path)
     run = Run.load(path)
@@ -208,7 +208,7 @@ def latency_quantiles(attempts: pd.DataFrame) -> dict[str, float]:
 
 
 def _audit_counts(path: Path) -> dict[str, Any]:
-    from lab.audit_rules import read_audit
+    from lab.evidence.audit_rules import read_audit
 
     if not (path / "audit.json").exists():
         return {"audited": False, "lost": math.nan, "duplicate": math.nan, "oversold": math.nan,

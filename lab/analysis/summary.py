@@ -39,7 +39,7 @@ def run_faults(study_run: StudyRun) -> pd.DataFrame:
 def audit_by_fault(study_run: StudyRun, faults: pd.DataFrame) -> pd.DataFrame:
     """Lost and duplicate attempts of a run's audit, each put under the fault whose window (inject to horizon)
     holds the attempt's scheduled start; oversold quotas are the run's (not attributable to one fault)."""
-    from lab.audit_rules import read_audit
+    from lab.evidence.audit_rules import read_audit
 
     path = study_run.run.path / "audit.json"
     if faults.empty:
@@ -220,7 +220,7 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
     ramp = sorted({round(float(x)) for x in table.loc[(table["kind"] == "capacity") & (table["journey"] == "api")
                                                        & (table["model"] == "open"), "offered_per_min"].dropna()}) \
         if len(table) else []
-    capacity_verdict = verdicts.capacity_verdict(estimate, targets, "api", len(rounds), ramp) if estimate else None
+    capacity_verdict = capacity.capacity_verdict(estimate, targets, "api", len(rounds), ramp) if estimate else None
     return StudySummary(
         folder=Path(folder), targets=targets, utilisation=utilisation, runs=runs, table=table,
         verdicts=verdicts.study_verdicts(table, targets, capacity_verdict), steps=steps,

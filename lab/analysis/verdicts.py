@@ -49,27 +49,6 @@ class Verdict:
 CAPACITY_CHECK = "sustained within SLO"
 
 
-def capacity_verdict(estimate: dict, targets: Targets, journey: str, rounds: int,
-                     steps: list[float] | None = None) -> Verdict:
-    """The capacity (median of the repeated ramps, each its highest rate that met every SLO) against the target:
-    pass when even the interval's low end reaches it, FAIL when its high end does not, UNDECIDED in between. One
-    ramp has no interval: judged by its value, and the evidence says it was one sample. `steps` (offered per
-    minute) name the ramp's resolution: a round's capacity lies between its rate and the next step."""
-    from lab.analysis.capacity import describe_interval
-
-    target = targets.target_per_min
-    evidence = f"{journey} capacity ramp, {rounds} round(s)"
-    if steps:
-        evidence += f" of steps {'/'.join(f'{s:.0f}' for s in sorted(steps))} per min (its resolution)"
-    if not estimate["repeats"]:
-        return Verdict(f"{journey}: {CAPACITY_CHECK}", None, "-", f">= {target:.0f}/min", evidence)
-    low, high = estimate["ci_low"], estimate["ci_high"]
-    if math.isnan(low):
-        low = high = estimate["per_min"]
-    passed = True if low >= target else False if high < target else None
-    return Verdict(f"{journey}: {CAPACITY_CHECK}", passed, describe_interval(estimate), f">= {target:.0f}/min",
-                   evidence, undecided=passed is None)
-
 
 def steady_runs(table: pd.DataFrame) -> pd.DataFrame:
     """Runs without faults or deliberate overload (falls back to every run when none is left)."""
@@ -236,6 +215,6 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
     return out
 
 
-__all__ = ["CAPACITY_CHECK", "Targets", "Verdict", "audit_verdict", "best_run", "capacity_verdict", "journey_verdicts",
+__all__ = ["CAPACITY_CHECK", "Targets", "Verdict", "audit_verdict", "best_run", "journey_verdicts",
            "overall", "overall_label", "steady_runs",
            "study_verdicts", "throughput_verdict", "verdict_table", "verdicts_json", "what_it_means"]

@@ -23,10 +23,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from lab.common.paths import COMPOSE_FILE
 from lab.faults.catalogue import Fault, faults
 from lab.faults.failover import restart_policy
-from lab.paths import COMPOSE_FILE
-from lab.stack.deploy import LABEL_PROJECT
+from lab.stack.containers import LABEL_PROJECT
 from lab.stack.topology import PROJECT
 
 MIB = 2**20

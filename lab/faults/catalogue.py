@@ -23,8 +23,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from lab.common.registry import Registry
 from lab.faults.record import FaultRecord, detail_text
-from lab.registry import Registry
 from lab.stack.topology import ServiceSpec, services
 
 UNDO_TRIES = 3
@@ -141,7 +141,7 @@ class Fault:
 
     def containers(self) -> list[tuple[str, Any]]:
         """(service, running container) for each service the target covers; a missing one is an error."""
-        from lab.stack.deploy import container
+        from lab.stack.containers import container
 
         return [(service, container(self.ctx.docker, service))
                 for service in self.services_of(self.instance.target, self.ctx.topology)]

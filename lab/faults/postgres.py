@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lab.faults.catalogue import faults, image_role, long_running_specs
 from lab.faults.failover import PrimaryFailover, wait_for
-from lab.stack.deploy import LABEL_PROJECT
+from lab.stack.containers import LABEL_PROJECT
 from lab.stack.sql import SOCKET, psql  # noqa: F401 - psql is part of this module's API
 from lab.stack.topology import PROJECT
 
@@ -153,7 +153,7 @@ class PgFailover(PrimaryFailover):
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _nodes(self) -> tuple[Any, Any, str]:
-        from lab.stack.deploy import container
+        from lab.stack.containers import container
 
         other = self._other_service()
         return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, other), other

@@ -110,7 +110,7 @@ class SteadyStateProbe:
     def containers(self, services: list[str]) -> dict[str, Any]:
         if not self.settings.containers or self.docker is None:
             return {"outcome": "skipped", "why": "disabled" if self.docker is not None else "no docker client"}
-        from lab.stack.deploy import project_containers
+        from lab.stack.containers import project_containers
 
         states: dict[str, str] = {}
         try:
@@ -133,10 +133,10 @@ class SteadyStateProbe:
             return {"outcome": "skipped", "why": "no shop target given"}
         import uuid
 
-        from lab.buyers import Buyer
         from lab.load.http import Stepper
         from lab.load.runner import Attempt
         from lab.load.shop import ShopJourney
+        from lab.pretix.buyers import Buyer
 
         kept = _Kept()
         guest = Buyer(identifier="steady-state", email="steady-state@pretix-lab.invalid", name="Estado Estável",

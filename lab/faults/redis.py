@@ -124,7 +124,7 @@ class RedisFailover(PrimaryFailover):
 
     def sentinel_cli(self, *args: str) -> str:
         """Ask the first sentinel that answers."""
-        from lab.stack.deploy import container
+        from lab.stack.containers import container
 
         errors = []
         for service in SENTINEL_SERVICES:
@@ -151,12 +151,12 @@ class RedisFailover(PrimaryFailover):
         raise LookupError(f"{node.name} has no fixed address (the redis nodes are addressed by IP)")
 
     def _nodes(self) -> tuple[Any, Any]:
-        from lab.stack.deploy import container
+        from lab.stack.containers import container
 
         return container(self.ctx.docker, self.instance.target), container(self.ctx.docker, self._other_service())
 
     def _web_healthy(self) -> bool:
-        from lab.stack.deploy import container
+        from lab.stack.containers import container
 
         return container(self.ctx.docker, WEB_SERVICE).exec_run(["pretix-lab-health", "web"]).exit_code == 0
 

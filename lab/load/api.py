@@ -30,9 +30,9 @@ from urllib.parse import quote
 
 import httpx
 
-from lab.buyers import Buyer
 from lab.load.http import Stepper, new_client
 from lab.load.runner import Attempt
+from lab.pretix.buyers import Buyer
 
 RETRYABLE = {"timeout", "connect", "protocol", "http_409", "http_5xx"}  # kinds as lab.load.http.classify names them
 CHECK_FIRST = {"http_5xx"}  # the order may exist although the answer was an error: look before posting again

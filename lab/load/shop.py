@@ -42,10 +42,10 @@ from urllib.parse import urljoin
 
 import httpx
 
-from lab.buyers import Buyer
 from lab.load.http import REQUEST_ID_HEADER, Stepper, new_client
 from lab.load.recorder import RequestRecord
 from lab.load.runner import Attempt
+from lab.pretix.buyers import Buyer
 
 __all__ = [
     "Form", "ShopJourney", "ShopStop", "attempt_reference", "checkout_step", "find_form", "is_sold_out_message",

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.paths import deploy_dir
+from lab.common.paths import deploy_dir
 from lab.stack.secrets import write_private
 
 ORGANIZER_SLUG = "techpt"

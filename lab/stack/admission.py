@@ -39,8 +39,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.paths import deploy_dir
-from lab.validation import describe
+from lab.common.paths import deploy_dir
+from lab.common.validation import describe
 
 MOUNT = "/etc/nginx/admission"  # where stack/compose.yaml mounts the folder in the proxy
 FOLDER = "nginx-admission"
@@ -325,7 +325,7 @@ def apply(config: Admission | dict[str, Any] | str | None, *, docker_client, acc
     A configuration nginx refuses is rolled back before the reload (the proxy keeps what it had). With
     `if_changed`, nothing is done when the proxy already holds `config` (see holds).
     """
-    from lab.stack.deploy import container
+    from lab.stack.containers import container
 
     config = parse_admission(config)
     if access is None:

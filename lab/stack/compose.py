@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab.paths import COMPOSE_FILE
+from lab.common.paths import COMPOSE_FILE
 from lab.stack.topology import PROJECT
 
 

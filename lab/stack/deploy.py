@@ -17,24 +17,19 @@ import docker
 import httpx
 import yaml
 
-from lab.paths import cache_dir, deploy_dir
+from lab.common.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
 from lab.stack import admission, secrets
 from lab.stack.compose import Compose
+from lab.stack.containers import LABEL_PROJECT, LABEL_SERVICE, DeployError, container, project_containers
 from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
 from lab.stack.params import StackParams, parse_memory
 from lab.stack.redis_ha import PRIMARY_SERVICE, REPLICA_SERVICE, SENTINEL_SERVICES, RedisTopology
 from lab.stack.topology import PROJECT, long_running
 
-LABEL_PROJECT = "com.docker.compose.project"
-LABEL_SERVICE = "com.docker.compose.service"
 REDIS_SERVICES = (PRIMARY_SERVICE, REPLICA_SERVICE, *SENTINEL_SERVICES)
 Log = Callable[[str], None]
-
-
-class DeployError(RuntimeError):
-    """The stack cannot be brought up as asked; the message says why and what to do."""
 
 
 @dataclass
@@ -60,20 +55,6 @@ def _phase(report: UpReport, name: str, log: Log) -> Iterator[None]:
     start = time.monotonic()
     yield
     report.phases[name] = time.monotonic() - start
-
-
-def project_containers(client: docker.DockerClient, service: str | None = None) -> list:
-    filters = {"label": [f"{LABEL_PROJECT}={PROJECT}"]}
-    if service:
-        filters["label"].append(f"{LABEL_SERVICE}={service}")
-    return client.containers.list(all=True, filters=filters)
-
-
-def container(client: docker.DockerClient, service: str):
-    found = [c for c in project_containers(client, service) if c.status == "running"]
-    if not found:
-        raise DeployError(f"service {service!r} has no running container; is the stack up (`lab status`)?")
-    return found[0]
 
 
 def _volume_exists(client: docker.DockerClient, name: str) -> bool:

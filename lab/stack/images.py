@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
-from lab.paths import IMAGES_DIR, cache_dir
+from lab.common.paths import IMAGES_DIR, cache_dir
 
 BASE_IMAGE = "pretix-lab/base:bookworm"
 INPUTS_LABEL = "org.pretix-lab.inputs"

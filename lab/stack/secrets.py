@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from lab.paths import deploy_dir
+from lab.common.paths import deploy_dir
 from lab.stack.redis_ha import RedisTopology, default_topology
 
 

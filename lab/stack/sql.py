@@ -19,6 +19,6 @@ def psql(container: Any, sql: str, database: str = "postgres") -> str:
 
 def pretix_sql(docker_client: Any, sql: str, service: str = "postgres-primary") -> str:
     """A statement on pretix's database of one node (by compose service)."""
-    from lab.stack.deploy import container
+    from lab.stack.containers import container
 
     return psql(container(docker_client, service), sql, "pretix")

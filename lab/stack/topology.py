@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from lab.paths import COMPOSE_FILE
+from lab.common.paths import COMPOSE_FILE
 
 PROJECT = "pretix-lab"
 

@@ -1,7 +1,7 @@
 """What a PostgreSQL primary kill costs under api load, asynchronous vs synchronous replication, measured.
 
 For each mode: converge the stack to it (only the PostgreSQL nodes are recreated), run the api journey at a
-constant rate with a `pg-failover` fault through lab.run.execute (so the run folder is an ordinary one the
+constant rate with a `pg-failover` fault through lab.experiments.run.execute (so the run folder is an ordinary one the
 report can read), then take from the run's own records: attempts, failed, lost / ghost / duplicate / oversold
 (audit), the promotion time, and the write outage (first to last failed order request around the fault).
 Nothing is assumed about what asynchronous replication loses: it is counted.
@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.audit_rules import read_audit
+from lab.evidence.audit_rules import read_audit
 from lab.faults import analyse_faults, read_faults
 from lab.load.recorder import read_attempts, read_requests
 
@@ -89,9 +89,9 @@ def bench_failover(modes: tuple[str, ...], rate: float, seconds: float, kill_at:
                    log=print) -> list[FailoverFigures]:
     """Deploy (or converge) in each replication mode in turn and kill the primary under load; the stack stays up,
     in the last mode."""
-    from lab.context import LabContext
-    from lab.run import execute, validate_load
-    from lab.seed import Catalogue, CustomerSeed
+    from lab.experiments.context import LabContext
+    from lab.experiments.run import execute, validate_load
+    from lab.pretix.seed import Catalogue, CustomerSeed
     from lab.stack import deploy
     from lab.stack.params import StackParams
 

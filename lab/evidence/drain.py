@@ -64,8 +64,8 @@ def database_busy(docker_client) -> str | None:
 
 def celery_queued(docker_client) -> int:
     """Tasks waiting in celery's queues on whichever redis node is the master now (after a failover: the replica)."""
-    from lab.monitor import CELERY_PRIORITY_SUFFIXES, CELERY_QUEUES
-    from lab.stack.deploy import project_containers
+    from lab.evidence.monitor import CELERY_PRIORITY_SUFFIXES, CELERY_QUEUES
+    from lab.stack.containers import project_containers
 
     lengths = " ".join(f"{q}{s}" for q in CELERY_QUEUES for s in CELERY_PRIORITY_SUFFIXES)
     script = ('export REDISCLI_AUTH="${REDIS_PASSWORD:-}"; '
@@ -114,7 +114,7 @@ def stack_gone(access, docker_client, *, timeout: float = DRAIN_TIMEOUT, log: Ca
                ) -> str | None:
     """Why the stack cannot take another run (a service's containers are gone, or pretix never answers its health
     check within `timeout`), or None when it can."""
-    from lab.stack.deploy import project_containers
+    from lab.stack.containers import project_containers
 
     try:
         missing = sorted({c.labels.get("com.docker.compose.service", c.name) for c in project_containers(docker_client)

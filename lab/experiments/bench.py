@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from lab.cpu import delta, process_seconds, stack_seconds
+from lab.common.paths import bench_path
 from lab.load.http import new_client
 from lab.load.runner import Attempt, run_open
 from lab.load.workload import parse_workload
-from lab.paths import bench_path
+from lab.stack.cpu import delta, process_seconds, stack_seconds
 
 PING = "/lab-ping"
 
@@ -101,7 +101,7 @@ def _ensure_locust() -> str | None:
 
     binary = Path(sys.executable).parent / "locust"
     if not binary.exists():
-        from lab.paths import ROOT
+        from lab.common.paths import ROOT
 
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[bench]"],
                        capture_output=True)
@@ -218,7 +218,7 @@ def bare_web_container(docker_client, port: int = 18000):
 
     It talks to the same database and redis, so the comparison isolates what the HA front costs.
     """
-    from lab.stack.deploy import container
+    from lab.stack.containers import container
     from lab.stack.topology import PROJECT
 
     template = container(docker_client, "pretix-web-1")
@@ -231,7 +231,7 @@ def bare_web_container(docker_client, port: int = 18000):
         network=f"{PROJECT}_edge", ports={"8000/tcp": ("127.0.0.1", port)},
         nano_cpus=limits.get("NanoCpus") or None, mem_limit=limits.get("Memory") or None,
         volumes={f"{PROJECT}_pretix-data": {"bind": "/data", "mode": "rw"}},
-        labels={"org.pretix-lab.bench": "bare-web"},
+        labels={"org.pretix-lab.experiments.bench": "bare-web"},
     )
     docker_client.networks.get(f"{PROJECT}_backend").connect(bare)
     return bare

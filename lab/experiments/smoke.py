@@ -6,7 +6,7 @@ import uuid
 
 from lab.pretix.bootstrap import PretixAccess
 from lab.pretix.client import PretixClient
-from lab.seed import Catalogue, ensure_catalogue
+from lab.pretix.seed import Catalogue, ensure_catalogue
 from lab.stack.sql import pretix_sql
 
 

@@ -47,8 +47,8 @@ import pyarrow.parquet as pq
 from docker.types.daemon import CancellableStream
 from docker.utils.socket import frames_iter
 
-from lab.registry import Registry
-from lab.stack.deploy import project_containers
+from lab.common.registry import Registry
+from lab.stack.containers import project_containers
 from lab.stack.topology import PROJECT, long_running
 
 log = logging.getLogger(__name__)
@@ -1158,7 +1158,7 @@ class Monitor:
 
 
 def _metrics_auth() -> tuple[str, str] | None:
-    from lab.paths import deploy_dir
+    from lab.common.paths import deploy_dir
 
     path = deploy_dir() / "secrets.json"
     if not path.exists():

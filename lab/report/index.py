@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lab.paths import data_dir, reports_dir
+from lab.common.paths import data_dir, reports_dir
 
 COLUMNS = [  # (headline.json key, heading, format)
     ("verdict", "verdict", "{}"),

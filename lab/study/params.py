@@ -2,7 +2,7 @@
 
 A study is the lab's main job: deploy, seed, a capacity ramp per journey, the seed's on-sale spike (it sells out a
 product on each journey), the fault catalogue under load (while a third product sells out), the overload scenario,
-analysis and report (lab/studyrun.py runs the notebooks in order).
+analysis and report (lab/study/runner.py runs the notebooks in order).
 Everything a study will do is derived from StudyParams here, so every mistake (a bad field, a fault schedule that
 does not fit, a study longer than its `max_minutes`) is reported before anything is deployed.
 """
@@ -16,11 +16,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lab.paths import ROOT
-from lab.seed import Catalogue, CustomerSeed, Product
-from lab.sellouts import SELLOUT_PRICE, SELLOUT_PRODUCTS, Sellout, sellout_errors, sellouts
+from lab.common.paths import ROOT
+from lab.pretix.seed import Catalogue, CustomerSeed, Product
 from lab.stack.admission import RoomMode
 from lab.stack.params import StackParams
+from lab.study.sellouts import SELLOUT_PRICE, SELLOUT_PRODUCTS, Sellout, sellout_errors, sellouts
 
 PRESETS_DIR = ROOT / "studies"
 
@@ -109,7 +109,7 @@ class FaultSteps(_Section):
 
 
 class Overload(_Section):
-    """Traffic control (lab.overload, when present): the same offered load without and with admission."""
+    """Traffic control (lab.experiments.overload, when present): the same offered load without and with admission."""
 
     enabled: bool = True
     factor: float = Field(default=2.0, gt=0, le=10, description="offered rate as a multiple of the measured "
@@ -172,7 +172,7 @@ class StudyParams(_Section):
 # ------------------------------------------------------------------------------------------------------ planning
 @dataclass
 class PlannedRun:
-    """One run of the study: what lab.run.execute is given, and how study.json names it."""
+    """One run of the study: what lab.experiments.run.execute is given, and how study.json names it."""
 
     name: str
     kind: str
@@ -261,7 +261,7 @@ def plan_runs(params: StudyParams) -> list[PlannedRun]:
 
 def overload_available() -> bool:
     try:
-        import lab.overload  # noqa: F401
+        import lab.experiments.overload  # noqa: F401
     except ImportError:
         return False
     return True
@@ -286,7 +286,7 @@ TEARDOWN_SECONDS = 15.0  # lab down --volumes (measured about 10 s)
 
 def deploy_seconds() -> float:
     """What `lab up` will cost, from the machine's state files (no engine call)."""
-    from lab.paths import deploy_dir
+    from lab.common.paths import deploy_dir
 
     return DEPLOY_CONVERGE_SECONDS if (deploy_dir() / "pretix.json").exists() else DEPLOY_WARM_SECONDS
 
@@ -388,7 +388,7 @@ def _run_errors(run: PlannedRun, text: str) -> list[str]:
 
 def validate(raw: dict[str, Any] | None, *, check_budget: bool = True) -> StudyParams:
     """A raw mapping -> StudyParams whose every run is valid and which fits its budget; else StudyParamsError."""
-    from lab.run import RunParamsError, validate_load
+    from lab.experiments.run import RunParamsError, validate_load
 
     if raw is not None and not isinstance(raw, dict):
         raise StudyParamsError(f"invalid study parameters:\n  a study is a mapping of sections; got "

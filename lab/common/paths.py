@@ -6,7 +6,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = ROOT / "stack"
 COMPOSE_FILE = STACK_DIR / "compose.yaml"
 IMAGES_DIR = STACK_DIR / "images"

@@ -159,8 +159,8 @@ def ensure_customers(access, seed: CustomerSeed, secret: str, log=print, docker_
 
     from tqdm.auto import tqdm
 
-    from lab.buyers import Buyer, password_for
-    from lab.cpu import delta, process_seconds, stack_seconds
+    from lab.pretix.buyers import Buyer, password_for
+    from lab.stack.cpu import delta, process_seconds, stack_seconds
 
     wanted = fictitious_buyers(seed)
     with PretixClient(access) as client:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lab.capacity import admission_for
+from lab.experiments.capacity import admission_for
 from lab.load.queue import QueueSettings
 from lab.stack.admission import LABELS, OFF, ROOM_MODES, Admission
 
@@ -36,10 +36,10 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
     rate: offered arrivals per second (the study offers twice the measured capacity); capacity: what the
     waiting room admits (default rate / 2); queue: how long refused buyers wait (default 60 s in all).
     """
-    from lab.audit import load_run_meta
-    from lab.drain import wait_drained
-    from lab.run import RunFailed, audit_after, execute, validate_load
-    from lab.seed import Catalogue
+    from lab.evidence.audit import load_run_meta
+    from lab.evidence.drain import wait_drained
+    from lab.experiments.run import RunFailed, audit_after, execute, validate_load
+    from lab.pretix.seed import Catalogue
 
     queue = queue or QueueSettings(max_wait=60.0)
     grace = min(600.0, queue.max_wait + 60.0)  # queued buyers and the api journey's own retries must finish

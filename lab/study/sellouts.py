@@ -1,7 +1,7 @@
 """The study's sell-outs: which runs sell a product out, with how many tickets for how many buyers.
 
 A sell-out is what proves "0 oversold": a quota smaller than the crowd, met by concurrent buyers. Kept apart from
-lab/study.py (which plans the runs) so the sizing rules and their checks read in one place.
+lab/study/params.py (which plans the runs) so the sizing rules and their checks read in one place.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lab.study import PlannedRun, StudyParams
+    from lab.study.params import PlannedRun, StudyParams
 
 SELLOUT_PRODUCTS = {"spike-api": "Pré-venda API", "spike-shop": "Pré-venda Loja", "faults-api": "Pré-venda Falhas"}
 SELLOUT_PRICE = Decimal("25.00")

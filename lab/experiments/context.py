@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from lab.buyers import Buyer
-from lab.paths import deploy_dir
+from lab.common.paths import deploy_dir
 from lab.pretix.bootstrap import PretixAccess
+from lab.pretix.buyers import Buyer
 from lab.pretix.client import PretixClient
-from lab.seed import Catalogue, CustomerSeed, ensure_catalogue, ensure_customers
+from lab.pretix.seed import Catalogue, CustomerSeed, ensure_catalogue, ensure_customers
 
 
 @dataclass

@@ -16,10 +16,10 @@ from typing import Any
 
 import papermill
 
-from lab import study as studies
-from lab.kernel import ensure_kernel
-from lab.paths import ROOT, reports_dir
-from lab.studyfolder import NOTEBOOKS, StudyFolder
+from lab.common.paths import ROOT, reports_dir
+from lab.report.kernel import ensure_kernel
+from lab.study import params as studies
+from lab.study.folder import NOTEBOOKS, StudyFolder
 
 Log = Callable[[str], None]
 ANALYSIS = "04-analysis.ipynb"
@@ -47,7 +47,7 @@ def notebook_parameters(folder: StudyFolder, name: str, source: Path = NOTEBOOKS
     base = {"study_dir": str(folder.path), "params_file": str(folder.path / "study.yaml")}
     if name != ANALYSIS:
         return base
-    from lab.report import analysis_parameters
+    from lab.report.publish import analysis_parameters
 
     accepts = papermill.inspect_notebook(str(source / name))
     params: dict[str, Any] = analysis_parameters(folder.path, source / name)
@@ -85,8 +85,8 @@ def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True, 
 
 def publish(folder: StudyFolder, notebook: Path, pdf: bool = True, log: Log = print) -> tuple[Path, Path | None]:
     """reports/<study-id>/index.html (+ report.pdf) from an executed notebook; then reports/index.html."""
-    from lab import reports_index
-    from lab.report import to_html, to_pdf
+    from lab.report import index as reports_index
+    from lab.report.publish import to_html, to_pdf
 
     out = reports_dir() / folder.study_id
     out.mkdir(parents=True, exist_ok=True)

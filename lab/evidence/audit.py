@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import pandas as pd
 
-from lab.audit_rules import (
+from lab.evidence.audit_rules import (
     AUDIT_FILE,
     WINDOW_BEFORE,
     AuditResult,
@@ -23,7 +23,7 @@ from lab.audit_rules import (
     run_orders,
     write_audit,
 )
-from lab.drain import DRAIN_TIMEOUT, wait_drained
+from lab.evidence.drain import DRAIN_TIMEOUT, wait_drained
 from lab.load.recorder import read_attempts
 from lab.pretix.bootstrap import PretixAccess
 from lab.pretix.client import PretixClient
@@ -35,7 +35,7 @@ def query_frame(docker_client, sql: str, service: str = "postgres-primary",
                 text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A query's result as a DataFrame, via psql in the database container (no port is published).
     `text_columns` are read as text whatever they look like (an order code or customer id may be all digits)."""
-    from lab.stack.deploy import container
+    from lab.stack.containers import container
 
     node = container(docker_client, service)
     out = subprocess.run(
@@ -211,7 +211,7 @@ def audit_run(run_dir: Path, docker_client, access: PretixAccess, organizer: str
 
 
 def _run_meta(run_dir: Path) -> dict | None:
-    """run.json, or None when it is missing or unreadable (a run driven without `lab.run.execute`)."""
+    """run.json, or None when it is missing or unreadable (a run driven without `lab.experiments.run.execute`)."""
     try:
         return load_run_meta(run_dir)
     except (OSError, ValueError):

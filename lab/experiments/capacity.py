@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lab.analysis.capacity import GOODPUT_MIN, MAX_GROWTH, latency_growth
+from lab.common.validation import describe
 from lab.stack.admission import ROOM_MODES, Admission
-from lab.validation import describe
 
 if TYPE_CHECKING:
     import ssl
@@ -224,7 +224,7 @@ def summarise(rate: float, attempts: list, offered: int) -> Probe:
 
 def measure(journey_factory: Callable[[], object], rate: float, seconds: float, *, grace: float = 20.0) -> Probe:
     """One constant-rate probe of `seconds` with a fresh journey (an async context manager and callable)."""
-    from lab.bench import constant_step
+    from lab.experiments.bench import constant_step
 
     summary, finished = asyncio.run(constant_step(journey_factory, rate, seconds, grace=grace))
     return summarise(rate, finished, summary.planned)  # type: ignore[attr-defined]
@@ -238,12 +238,12 @@ def journey_builder(ctx, journey: str, *, login_share: float = 0.2, queue: Queue
     each run folder goes, which web server they aim at (default: the proxy) and whether buyers queue (`queue`).
     `headers` go to the api journey only.
     """
-    from lab.buyers import password_for
     from lab.load.api import ApiJourney
     from lab.load.http import Stepper
     from lab.load.queue import QueueSettings
     from lab.load.recorder import RecordedJourney, Recorder
-    from lab.seed import Catalogue
+    from lab.pretix.buyers import password_for
+    from lab.pretix.seed import Catalogue
 
     cat = Catalogue()
     ids = ctx.catalogue(cat)
@@ -291,7 +291,7 @@ def search_journey(ctx, journey: str, s: SearchSettings | None = None, *, folder
     """The capacity of one journey on the deployed stack (admission control off while it is measured)."""
     import json
 
-    from lab.paths import bench_path
+    from lab.common.paths import bench_path
     from lab.stack import admission
 
     if journey not in DEFAULTS:

@@ -35,7 +35,7 @@ def container_seconds(container_id: str) -> float | None:
 
 def stack_seconds(docker_client) -> dict[str, float]:
     """CPU seconds per service of the project (running containers), keyed by service name."""
-    from lab.stack.deploy import LABEL_SERVICE, project_containers
+    from lab.stack.containers import LABEL_SERVICE, project_containers
 
     out: dict[str, float] = {}
     for c in project_containers(docker_client):

@@ -20,12 +20,12 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from lab.common.paths import data_dir, utc_stamp
+from lab.common.validation import describe
 from lab.load.queue import QueueSettings
 from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
-from lab.paths import data_dir, utc_stamp
-from lab.seed import Catalogue, CustomerSeed
+from lab.pretix.seed import Catalogue, CustomerSeed
 from lab.stack.admission import Admission
-from lab.validation import describe
 
 
 class RunParamsError(ValueError):
@@ -169,7 +169,7 @@ def environment(docker_client) -> dict[str, Any]:
 
 def pretix_version(docker_client) -> str | None:
     """The pretix version installed in the running web container (what was measured), None when none answers."""
-    from lab.stack.deploy import container
+    from lab.stack.containers import container
 
     try:
         found = container(docker_client, "pretix-web-1").exec_run(
@@ -280,16 +280,16 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
                                                             sort_keys=False, allow_unicode=True))
         write_once(run_dir / "environment.json", json.dumps(environment(docker_client), indent=2))
         pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(run_dir / "customers.parquet")
-        from lab.buyers import password_for
         from lab.load.api import ApiJourney
         from lab.load.http import Stepper
         from lab.load.recorder import Recorder
         from lab.load.runner import attempts_to
+        from lab.pretix.buyers import password_for
 
         weights = {catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
         monitor = None
         if params.monitor:
-            from lab.monitor import Monitor
+            from lab.evidence.monitor import Monitor
 
             monitor = Monitor(run_dir, docker_client, interval=1.0, run_id=run_id)
             monitor.start()
@@ -333,7 +333,7 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
             if monitor is not None:
                 monitor.stop()
             try:
-                from lab.runlogs import save_logs
+                from lab.evidence.runlogs import save_logs
 
                 save_logs(run_dir, docker_client, since=started - 2, until=ended + 2)
             except Exception as error:  # logs are evidence, but their loss must not hide the run's data
@@ -360,10 +360,10 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
 
 
 def client_and_proxy(run_dir: Path, prefix: str | None, log=print) -> dict | None:
-    """The run's request history held against the proxy's access log (lab.runlogs.reconcile: the requests whose
+    """The run's request history held against the proxy's access log (lab.evidence.runlogs.reconcile: the requests whose
     id starts with this run's `prefix`), None when either is missing; a difference is printed."""
+    from lab.evidence.runlogs import PROXY_ACCESS, read_proxy_access, reconcile
     from lab.load.recorder import read_requests
-    from lab.runlogs import PROXY_ACCESS, read_proxy_access, reconcile
 
     if prefix is None or not (run_dir / PROXY_ACCESS).exists():
         return None
@@ -381,8 +381,8 @@ def client_and_proxy(run_dir: Path, prefix: str | None, log=print) -> dict | Non
 def audit_after(run_dir: Path, docker_client, access, event: str, since: float, log=print):
     """Audit a run that just ended; whatever goes wrong is written to audit.json as `incomplete`, never raised,
     so one unreadable audit does not end a study."""
-    from lab.audit import audit_run
-    from lab.audit_rules import AuditResult, write_audit
+    from lab.evidence.audit import audit_run
+    from lab.evidence.audit_rules import AuditResult, write_audit
 
     try:
         result = audit_run(run_dir, docker_client, access, access.organizer, event, since=since, log=log)

@@ -23,8 +23,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lab.monitor import Scrubber
-from lab.stack.deploy import LABEL_SERVICE, project_containers
+from lab.evidence.monitor import Scrubber
+from lab.stack.containers import LABEL_SERVICE, project_containers
 
 LOGS_DIR = "logs"
 PROXY_ACCESS = "proxy_access.parquet"

@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from lab import study as studies
-from lab.paths import ROOT, data_dir
-from lab.run import RunFailed
+from lab.common.paths import ROOT, data_dir
+from lab.experiments.run import RunFailed
+from lab.study import params as studies
 
 
 class StackGone(RuntimeError):
@@ -120,9 +120,9 @@ class StudyFolder:
 
     # -- a run -------------------------------------------------------------------------------------------------
     def execute(self, ctx, planned: studies.PlannedRun, log=print) -> dict[str, Any]:
-        """Validate and execute one planned run (lab.run), then record it in study.json; returns its entry."""
-        from lab.blocking import run_blocking
-        from lab.run import execute, validate_load
+        """Validate and execute one planned run (experiments.run), then record it in study.json; returns its entry."""
+        from lab.common.blocking import run_blocking
+        from lab.experiments.run import execute, validate_load
 
         cat = self.params.seed.catalogue
         load = validate_load(planned.load, cat)
@@ -142,7 +142,7 @@ class StudyFolder:
 
     def run_failed(self, ctx, entry: dict[str, Any], why: str, log=print) -> dict[str, Any]:
         """Record a run that failed (`failed`: why) and go on, unless the stack itself is gone (StackGone)."""
-        from lab.drain import stack_gone
+        from lab.evidence.drain import stack_gone
 
         log(f"run {entry['name']} failed: {why}; recorded, the study goes on")
         entry = {**entry, "failed": why}

@@ -14,8 +14,8 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 
-from lab.kernel import ensure_kernel
-from lab.paths import ROOT, reports_dir
+from lab.common.paths import ROOT, reports_dir
+from lab.report.kernel import ensure_kernel
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -80,7 +80,7 @@ def study_analysis(folder: Path) -> dict:
     path = Path(folder) / "study.yaml"
     if not path.exists():
         return {}
-    from lab import study as studies
+    from lab.study import params as studies
 
     return studies.load(path, check_budget=False).analysis.model_dump()
 
@@ -113,7 +113,7 @@ def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) 
     folder (its runs under runs/; it also gets headline.json, judged by the study's own analysis parameters).
     The executed notebook is kept in the folder."""
     from lab.analysis.study import is_run_dir
-    from lab.paths import ROOT
+    from lab.common.paths import ROOT
 
     folder = Path(folder_or_fail(run_dir)).resolve()
     key = "run_dir" if is_run_dir(folder) else "study_dir"
