@@ -46,4 +46,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 # The notebooks' kernel (the venv's Python), for papermill and JupyterLab.
-.venv/bin/python -c 'from lab.kernel import ensure_kernel; ensure_kernel()'
+.venv/bin/python -c 'from lab.report.kernel import ensure_kernel; ensure_kernel()'
