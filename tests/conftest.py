@@ -13,8 +13,14 @@ from lab.stack.engine import ensure_engine
 from lab.stack.params import StackParams
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `teardown` consume the session's stack: run them after everything else."""
+    """A test that needs the deployed stack (directly or through ctx, buyers, ...) is a stack test whether or not it
+    says so, so `-m "not stack"` never deploys; tests marked `teardown` consume the session's stack: run them after
+    everything else. Runs before pytest's own -m selection (tryfirst)."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()) and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
     items.sort(key=lambda item: item.get_closest_marker("teardown") is not None)
 
 
