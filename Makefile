@@ -15,7 +15,7 @@ lab: setup
 
 test: setup
 	.venv/bin/lab engine
-	.venv/bin/python -m pytest -q -ra
+	.venv/bin/python -m pytest -q -ra --durations=25
 
 lint: setup
 	.venv/bin/ruff check lab tests
