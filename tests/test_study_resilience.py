@@ -107,9 +107,7 @@ def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, bu
 
     params = validate_load({"name": "agree", "journey": "api", "audit": False,
                             "workload": {"model": "spike", "buyers": 40, "within": 1, "grace": 0.5}}, Catalogue())
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26", buyer_secret=ctx.buyer_secret(),
-                      root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     agree = json.loads((run_dir / "run.json").read_text())["requests_vs_proxy"]
     print(agree)
     assert agree["client"] >= 40 and agree["matched"] >= 1
