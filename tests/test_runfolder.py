@@ -136,3 +136,14 @@ def test_a_run_json_that_is_no_object_is_refused(tmp_path):
         RunFolder(tmp_path).read_meta()
     with pytest.raises(FileNotFoundError, match="is not a run folder"):
         RunFolder.open(tmp_path / "missing")
+
+
+def test_the_lab_writers_fixture_study_is_at_the_current_schema(tmp_path):
+    """The synthetic study (tests/study_fixture.py, the report snapshot's other half) is written through RunFolder,
+    so the snapshot covers a current-schema study beside the schema-1 real one."""
+    from study_fixture import build_study
+
+    study = build_study(tmp_path / "synthetic")
+    runs = load_runs(study)
+    assert len(runs) == 6 and {RunFolder.open(r.run.path).schema for r in runs} == {SCHEMA}
+    assert all(r.run.meta["schema"] == SCHEMA for r in runs)
