@@ -114,3 +114,14 @@ def test_a_run_has_one_way_in(tmp_path):
     unseeded = LabContext(access=None, docker=None, directory=tmp_path)  # type: ignore[arg-type]
     with pytest.raises(FileNotFoundError, match="no seeded buyers for this deployment: run `lab seed` first"):
         unseeded.for_run(Catalogue())
+
+
+def test_a_run_context_shows_no_key_in_its_repr():
+    from lab.experiments.context import RunContext
+    from lab.pretix.bootstrap import PretixAccess
+
+    access = PretixAccess(base_url="https://127.0.0.1:8443", organizer="techpt", api_token="tok-SECRET",
+                          admin_email="a@x.invalid", admin_password="pw-SECRET", ca_file="/nonexistent")
+    shown = repr(RunContext(access=access, docker=None, buyers=BUYERS, catalogue_ids={}, event="techpt26",
+                            buyer_secret="key-SECRET"))
+    assert "SECRET" not in shown and "techpt26" in shown

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -24,12 +24,12 @@ class RunContext:
     draws from, the seeded catalogue's ids in the event it buys in, the key the buyers' passwords derive from, and
     the stack parameters its params.yaml records. LabContext.for_run makes one."""
 
-    access: PretixAccess
+    access: PretixAccess = field(repr=False)  # holds the API token and the admin's password
     docker: object
-    buyers: list[Buyer]
+    buyers: list[Buyer] = field(repr=False)
     catalogue_ids: dict[str, dict]
     event: str
-    buyer_secret: str
+    buyer_secret: str = field(repr=False)  # a key: never in a log or a notebook's output
     stack_params: dict | None = None
 
 
