@@ -223,12 +223,10 @@ def load(params_file, journey, workload_json, name, faults_arg, admission_arg, q
         _fail(str(error))
     ctx = _context()
     try:
-        buyers = ctx.saved_buyers()
+        run_ctx = ctx.for_run(cat)
     except FileNotFoundError as error:
         _fail(str(error))
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(cat), event=cat.slug, buyer_secret=ctx.buyer_secret(),
-                      log=click.echo)
+    run_dir = execute(params, run_ctx, log=click.echo)
     click.echo(f"run folder: {run_dir}")
 
 

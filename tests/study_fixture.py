@@ -19,6 +19,7 @@ import yaml
 
 from lab.evidence.audit_rules import AuditResult, RuleResult, write_audit
 from lab.evidence.monitor import METRICS, _MetricWriter
+from lab.evidence.runfolder import RunFolder
 from lab.faults.record import FaultRecord, fault_recorder
 from lab.load.recorder import AttemptRecord, Recorder, RequestRecord
 
@@ -127,12 +128,13 @@ def _write_run(root: Path, name: str, journey: str, kind: str, workload: dict, r
                                           outcome="pass", ok=True))
     load = {"name": name, "journey": journey, "workload": workload, "login_share": login_share,
             "faults": schedule}
-    (run_dir / "params.yaml").write_text(yaml.safe_dump({"load": load, "stack": ENVIRONMENT["stack_params"]}))
-    (run_dir / "environment.json").write_text(json.dumps(ENVIRONMENT, indent=2))
-    (run_dir / "run.json").write_text(json.dumps({
+    folder = RunFolder(run_dir)  # run.json gets the current schema: the real fixtures keep schema 1
+    folder.write_once(RunFolder.PARAMS, yaml.safe_dump({"load": load, "stack": ENVIRONMENT["stack_params"]}))
+    folder.write_once(RunFolder.ENVIRONMENT, json.dumps(ENVIRONMENT, indent=2))
+    folder.write_meta({
         "run_id": run_id, "event": "websummit", "organizer": "lab", "started": t0 - 0.5, "ended": ended,
         "journey": journey, "workload": json.dumps(workload), "summary": None, "interrupted": False,
-        "faults": {"t0": t0, "faults": faults or []} if faults else None}))
+        "faults": {"t0": t0, "faults": faults or []} if faults else None})
     write_audit(AuditResult(lost=CLEAN, ghost=CLEAN, duplicate=CLEAN, oversold=CLEAN, false_availability=CLEAN,
                             totals={"attempts": len(rows)}), run_dir)
     return run_dir

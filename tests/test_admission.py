@@ -98,9 +98,7 @@ def test_queued_api_buyers_wait_then_buy_and_execute_restores_admission(ctx, buy
     params = validate_load({"name": "room", "journey": "api", "monitor": False,
                             "workload": {"model": "constant", "rate": 12, "duration": 2, "grace": 40},
                             "admission": admission_params, "queue": {"max_wait": 30}})
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event=Catalogue().slug,
-                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     assert admission.current() == admission.OFF  # execute restored what was there before
     attempts, requests = read_attempts(run_dir), read_requests(run_dir)
     print("\n" + attempts[["outcome", "queued", "queue_wait"]].describe().to_string())
@@ -170,9 +168,7 @@ def test_shop_buyers_queue_only_at_the_door_of_the_waiting_room_then_check_out(c
                             "workload": {"model": "constant", "rate": 2, "duration": 3, "grace": 60},
                             "admission": {"mode": "waiting-room", "rate": 0.5, "burst": 0, "retry_after": 1},
                             "queue": {"max_wait": 40}})
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event=Catalogue().slug,
-                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     assert admission.current() == admission.OFF
     attempts, requests = read_attempts(run_dir), read_requests(run_dir)
     print("\n" + attempts[["outcome", "queued", "queue_wait"]].describe().to_string())

@@ -57,9 +57,9 @@ def run(ctx, buyers, tmp_path_factory):
     """A tiny api run, audited clean: (run folder, its purchased order codes, the catalogue's ids, first audit)."""
     params = validate_load({"name": "audit-db", "journey": "api",
                             "workload": {"model": "constant", "rate": 2, "duration": 3}})
-    ids = ctx.catalogue(Catalogue())
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers, catalogue_ids=ids,
-                      event=EVENT, buyer_secret=ctx.buyer_secret(), root=tmp_path_factory.mktemp("audit-db"))
+    run_ctx = ctx.for_run(Catalogue(), buyers=buyers)
+    ids = run_ctx.catalogue_ids
+    run_dir = execute(params, run_ctx, root=tmp_path_factory.mktemp("audit-db"))
     attempts = read_attempts(run_dir)
     purchased = attempts[attempts["outcome"] == "purchased"]
     assert len(purchased) >= 4, attempts[["outcome", "error_kind"]]

@@ -144,9 +144,7 @@ def test_killing_a_web_instance_under_api_load_loses_nothing(ctx, buyers, items,
         "faults": {"faults": [{"at": 10, "target": "pretix-web-1", "action": "kill", "duration": 10,
                                "options": {"signal": signal}}], "steady_state": {"settle": 90}},
     }, Catalogue())
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26", buyer_secret=ctx.buyer_secret(),
-                      root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["faults"]["error"] is None and len(meta["faults"]["faults"]) == 1, meta["faults"]
     outcome = meta["faults"]["faults"][0]

@@ -9,6 +9,7 @@ import pytest
 
 from lab.evidence.audit import audit_run, database_state
 from lab.evidence.audit_rules import read_audit
+from lab.evidence.runfolder import SCHEMA, RunFolder
 from lab.experiments.run import RunParamsError, execute, validate_load
 from lab.load.recorder import read_attempts, read_requests
 from lab.pretix.client import PretixClient
@@ -42,7 +43,7 @@ def test_invalid_workload_is_refused_before_anything_runs(tmp_path):
     cases = [
         ({"workload": {"model": "tsunami"}}, "No workload model named 'tsunami'"),
         ({"workload": {"model": "constant", "rate": -1, "duration": 10}}, "rate"),
-        ({"journey": "carrier-pigeon"}, "'api' or 'shop'"),
+        ({"journey": "carrier-pigeon"}, "No journey named 'carrier-pigeon'; known: api, shop"),
         ({"product_mix": {"Bilhete Dourado": 1}}, "unknown product 'Bilhete Dourado'"),
         ({"login_share": 2}, "login_share"),
     ]
@@ -55,9 +56,7 @@ def test_invalid_workload_is_refused_before_anything_runs(tmp_path):
 def test_short_api_run_is_recorded_and_audits_clean(ctx, buyers, tmp_path):
     params = validate_load({"name": "api-short", "journey": "api",
                             "workload": {"model": "constant", "rate": 4, "duration": 5}})
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26",
-                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     attempts = read_attempts(run_dir)
     requests = read_requests(run_dir)
     assert len(attempts) == 20
@@ -67,8 +66,11 @@ def test_short_api_run_is_recorded_and_audits_clean(ctx, buyers, tmp_path):
     result = read_audit(run_dir)
     assert result.clean, result.describe()
     assert result.totals["purchased"] == 20 and result.totals["db_orders_linked"] == 20
-    for name in ("params.yaml", "environment.json", "customers.parquet", "run.json", "audit.json"):
-        assert (run_dir / name).exists(), name
+    folder = RunFolder(run_dir)
+    for path in (folder.params_path, folder.environment_path, folder.customers_path, folder.meta_path,
+                 folder.audit_path):
+        assert path.exists(), path.name
+    assert RunFolder.open(run_dir).schema == SCHEMA and folder.read_meta()["schema"] == SCHEMA
     codes = "','".join(attempts["order_code"])
     assert _sql(ctx, f"select count(*) from pretixbase_order where code in ('{codes}')") == "20"
     # the audit can fail: each deliberate corruption of the database is reported by its rule
@@ -88,11 +90,10 @@ def test_short_api_run_is_recorded_and_audits_clean(ctx, buyers, tmp_path):
 
 
 def test_spike_against_a_small_quota_sells_exactly_the_quota(ctx, buyers, tmp_path):
-    ids = ctx.catalogue(SPIKE_EVENT)
+    run_ctx = ctx.for_run(SPIKE_EVENT, buyers=buyers)
     params = validate_load({"name": "spike", "journey": "api", "product_mix": {"Bilhete Pico": 1},
                             "workload": {"model": "spike", "buyers": 150, "within": 5}}, SPIKE_EVENT)
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers, catalogue_ids=ids,
-                      event=SPIKE_EVENT.slug, buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    run_dir = execute(params, run_ctx, root=tmp_path)
     outcomes = read_attempts(run_dir)["outcome"].value_counts().to_dict()
     print("spike outcomes:", outcomes)
     assert outcomes.get("purchased") == 50
@@ -100,7 +101,7 @@ def test_spike_against_a_small_quota_sells_exactly_the_quota(ctx, buyers, tmp_pa
     result = read_audit(run_dir)
     assert result.clean, result.describe()
     # shrink the quota behind pretix's back: the audit reports it oversold
-    quota = ids["Bilhete Pico"]["quota"]
+    quota = run_ctx.catalogue_ids["Bilhete Pico"]["quota"]
     _sql(ctx, f"update pretixbase_quota set size = 40 where id = {quota}")
     shrunk = audit_run(run_dir, ctx.docker, ctx.access, ctx.access.organizer, SPIKE_EVENT.slug,
                        since=pd.Timestamp.now().timestamp() - 600, overwrite=True)
@@ -113,9 +114,7 @@ def test_short_shop_run_is_recorded_and_audits_clean(ctx, buyers, tmp_path):
     params = validate_load({"name": "shop-short", "journey": "shop", "login_share": 0.5,
                             "workload": {"model": "closed", "users": 3, "think_time": 0.5, "duration": 8,
                                          "iterations": 2}})
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26",
-                      buyer_secret=ctx.buyer_secret(), root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     attempts = read_attempts(run_dir)
     requests = read_requests(run_dir)
     assert len(attempts) >= 3

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from lab.evidence import monitor as mon
-from lab.evidence.runlogs import PROXY_ACCESS, parse_access_line, read_proxy_access, save_logs
+from lab.evidence.runfolder import RunFolder
+from lab.evidence.runlogs import parse_access_line, read_proxy_access, save_logs
 
 # ------------------------------------------------------------------------------------- parsers (no docker)
 
@@ -379,7 +380,7 @@ def test_no_secret_in_anything_written(monitored_run):
     run_dir = monitored_run["run_dir"]
     values = _secrets()
     files = [p for p in Path(run_dir).rglob("*") if p.is_file()]
-    assert any(p.suffix == ".log" for p in files) and (run_dir / PROXY_ACCESS).is_file()
+    assert any(p.suffix == ".log" for p in files) and RunFolder(run_dir).proxy_access_path.is_file()
     for path in files:
         raw = path.read_bytes()
         texts = [raw.decode(errors="replace")]

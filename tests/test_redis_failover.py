@@ -51,9 +51,7 @@ def test_killing_the_redis_master_fails_over_loses_nothing_and_the_undo_restores
         "faults": {"faults": [{"at": 10, "target": "redis", "action": "redis-failover", "duration": 10}],
                    "steady_state": {"settle": 90}},
     }, Catalogue())
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26", buyer_secret=ctx.buyer_secret(),
-                      root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     meta = json.loads((run_dir / "run.json").read_text())
     rows = read_faults(run_dir)
     with pd.option_context("display.width", 250, "display.max_colwidth", 200):

@@ -35,6 +35,7 @@ def test_a_read_is_retried_then_reported_with_what_it_was():
                           log=lambda _: None)
 
 
+@pytest.mark.stack
 def test_the_idle_stack_drains(ctx):
     from lab.evidence.drain import wait_drained
 
@@ -44,6 +45,7 @@ def test_the_idle_stack_drains(ctx):
     assert drain.busy == []
 
 
+@pytest.mark.stack
 def test_an_audit_read_that_times_out_and_a_failed_run_do_not_stop_the_study(ctx, buyers, tmp_path, monkeypatch):
     from lab.analysis.summary import summarise
 
@@ -97,6 +99,7 @@ def test_client_and_proxy_histories_are_reconciled_request_by_request():
     assert agree["status_differs"] == {"409->201": 1}  # lab-g: answered on both sides, differently: a bug
 
 
+@pytest.mark.stack
 def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, buyers, tmp_path):
     """A spike whose tail is cut by a short grace: answered requests agree exactly; what only one side saw is a
     request without an answer (the client's status 0, the proxy's 499)."""
@@ -107,9 +110,7 @@ def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, bu
 
     params = validate_load({"name": "agree", "journey": "api", "audit": False,
                             "workload": {"model": "spike", "buyers": 40, "within": 1, "grace": 0.5}}, Catalogue())
-    run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                      catalogue_ids=ctx.catalogue(Catalogue()), event="techpt26", buyer_secret=ctx.buyer_secret(),
-                      root=tmp_path)
+    run_dir = execute(params, ctx.for_run(Catalogue(), buyers=buyers), root=tmp_path)
     agree = json.loads((run_dir / "run.json").read_text())["requests_vs_proxy"]
     print(agree)
     assert agree["client"] >= 40 and agree["matched"] >= 1
@@ -117,6 +118,7 @@ def test_every_request_the_lab_sends_is_in_the_proxy_log_and_the_reverse(ctx, bu
     assert agree["status_differs"] == {}, agree
 
 
+@pytest.mark.stack
 def test_the_environment_records_the_pretix_version_read_from_the_running_image(ctx):
     from lab.experiments.run import environment
     from lab.stack.wheelhouse import PRETIX_REQUIREMENTS

@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 
+from lab.evidence.runfolder import RunFolder
+
 
 def read_environment(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "environment.json"
+    path = RunFolder(run_dir).environment_path
     return json.loads(path.read_text()) if path.exists() else {}
 
 

@@ -5,7 +5,6 @@ Latency is always counted from an attempt's *scheduled* start (no coordinated om
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lab.evidence.runfolder import RunFolder
 from lab.load.recorder import read_attempts, read_requests
 
 
@@ -31,9 +31,9 @@ class Run:
 
     @classmethod
     def load(cls, path: Path) -> Run:
-        path = Path(path)
-        meta = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
-        return cls(path, meta)
+        """The run in `path`, its run.json read now (RunSchemaError for a schema newer than this code reads)."""
+        folder = RunFolder(path)
+        return cls(folder.path, folder.meta_or_empty())
 
     @cached_property
     def attempts(self) -> pd.DataFrame:

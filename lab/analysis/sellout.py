@@ -33,10 +33,10 @@ import pandas as pd
 import yaml
 
 from lab.analysis.study import StudyRun
+from lab.evidence.runfolder import RunFolder
 
 SEED_FILE = "seed.json"
 STUDY_PARAMS = "study.yaml"
-AUDIT_FILE = "audit.json"
 HOLDERS = ("purchased", "failed", "cancelled")  # outcomes of buyers who reached pretix and may hold a place
 CATALOGUE_COLUMNS = ["product", "item", "quota_id", "size"]
 COLUMNS = ["run_id", "kind", "journey", "product", "quota", "buyers", "sold", "sold_from", "refused_sold_out",
@@ -93,7 +93,7 @@ def _number(value: Any) -> float | None:
 
 
 def _read_audit(path: Path) -> dict | None:
-    path = path / AUDIT_FILE
+    path = RunFolder(path).audit_path
     return json.loads(path.read_text()) if path.is_file() else None
 
 

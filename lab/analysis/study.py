@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from lab.analysis.frames import Run
+from lab.evidence.runfolder import RunFolder
 
 ANSWERED = ("purchased", "sold_out")
 FAILED = ("failed", "dropped", "cancelled")
@@ -116,7 +117,7 @@ def infer_kind(meta: dict, params: dict, name: str) -> str:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "run.json").exists() or (path / "attempts.parquet").exists())
+    return RunFolder.holds_run(path)
 
 
 def run_dirs(folder: Path) -> list[Path]:
@@ -140,7 +141,8 @@ def load_runs(folder: Path) -> list[StudyRun]:
     folder = Path(folder)
     paths = run_dirs(folder)
     if not paths:
-        raise FileNotFoundError(f"no run folder (with run.json or attempts.parquet) in {folder} or {folder}/runs")
+        raise FileNotFoundError(f"no run folder (with {RunFolder.META} or {RunFolder.ATTEMPTS}) in {folder} or "
+                                f"{folder}/runs")
     entries = manifest_entries(folder)
     order = {name: i for i, name in enumerate(entries)}
     paths = sorted(paths, key=lambda p: (order.get(p.name, len(order)), p.name))  # the study's order first
@@ -153,7 +155,7 @@ def load_run(path: Path, entries: dict[str, dict] | None = None) -> StudyRun:
     run whoever asks."""
     path = Path(path)
     run = Run.load(path)
-    params = _read_yaml(path / "params.yaml")
+    params = _read_yaml(RunFolder(path).params_path)
     entries = entries or {}
     entry = entries.get(path.name) or entries.get(str(run.meta.get("run_id"))) or {}
     kind = run.meta.get("kind") or entry.get("kind") or infer_kind(run.meta, params, path.name)
@@ -210,7 +212,7 @@ def latency_quantiles(attempts: pd.DataFrame) -> dict[str, float]:
 def _audit_counts(path: Path) -> dict[str, Any]:
     from lab.evidence.audit_rules import read_audit
 
-    if not (path / "audit.json").exists():
+    if not RunFolder(path).audit_path.exists():
         return {"audited": False, "lost": math.nan, "duplicate": math.nan, "oversold": math.nan,
                 "altered": math.nan, "ghost": math.nan, "false_availability": math.nan, "confirmed_by_lookup": math.nan,
                 "audit_incomplete": ""}

@@ -19,6 +19,7 @@ from lab.analysis import capacity, planning, verdicts
 from lab.analysis.sellout import read_catalogue, sellout_headline, sellout_table
 from lab.analysis.study import StudyRun, load_runs, run_table
 from lab.analysis.verdicts import Targets
+from lab.evidence.runfolder import RunFolder
 
 HEADLINE = "headline.json"
 
@@ -41,7 +42,7 @@ def audit_by_fault(study_run: StudyRun, faults: pd.DataFrame) -> pd.DataFrame:
     holds the attempt's scheduled start; oversold quotas are the run's (not attributable to one fault)."""
     from lab.evidence.audit_rules import read_audit
 
-    path = study_run.run.path / "audit.json"
+    path = RunFolder(study_run.run.path).audit_path
     if faults.empty:
         return pd.DataFrame()
     if not path.exists():

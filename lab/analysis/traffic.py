@@ -18,6 +18,7 @@ import seaborn as sns
 
 from lab.analysis.figures import use_style
 from lab.analysis.frames import Run
+from lab.evidence.runfolder import RunFolder
 from lab.stack.admission import LABELS
 
 FAILED = ("failed", "dropped", "cancelled")
@@ -54,7 +55,7 @@ def _quantile(values: pd.Series, q: float) -> float:
 
 
 def _audit(run_dir: Path) -> dict[str, float]:
-    path = Path(run_dir) / "audit.json"
+    path = RunFolder(run_dir).audit_path
     if not path.exists():
         return {k: float("nan") for k in ("lost", "ghost", "duplicate", "oversold")}
     doc = json.loads(path.read_text())

@@ -1,11 +1,14 @@
 """A small name -> class registry in papermill's style: built-ins register exactly like plugins.
 
 Plugins come from an entry-point group; an unknown name fails with "No <kind> named 'x'; known: ...".
+Built-ins that live in modules importing the registry (so it cannot import them first) are named in `builtins`:
+those modules are imported at the first lookup, and register themselves as they load.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -13,8 +16,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, base: type, group: str, unknown: Callable[[str], Exception]):
+    def __init__(self, kind: str, base: type, group: str, unknown: Callable[[str], Exception],
+                 builtins: Sequence[str] = ()):
         self.kind, self.base, self.group, self.unknown = kind, base, group, unknown
+        self.builtins = tuple(builtins)
         self._classes: dict[str, type[T]] = {}
         self._plugins_loaded = False
 
@@ -35,6 +40,8 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
+        for module in self.builtins:
+            import_module(module)
         for ep in entry_points(group=self.group):
             if ep.name not in self._classes:
                 self.register(ep.name, ep.load())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -13,7 +12,6 @@ from typing import TypeVar
 import pandas as pd
 
 from lab.evidence.audit_rules import (
-    AUDIT_FILE,
     WINDOW_BEFORE,
     AuditResult,
     AuditWindow,
@@ -24,6 +22,7 @@ from lab.evidence.audit_rules import (
     write_audit,
 )
 from lab.evidence.drain import DRAIN_TIMEOUT, wait_drained
+from lab.evidence.runfolder import RunFolder
 from lab.load.recorder import read_attempts
 from lab.pretix.bootstrap import PretixAccess
 from lab.pretix.client import PretixClient
@@ -220,7 +219,7 @@ def _run_meta(run_dir: Path) -> dict | None:
 
 def _recorded_window(run_dir: Path) -> AuditWindow | None:
     """The window an earlier audit of this run recorded, if any."""
-    if not (run_dir / AUDIT_FILE).exists():
+    if not RunFolder(run_dir).audit_path.exists():
         return None
     try:
         return read_audit(run_dir).window
@@ -236,4 +235,5 @@ def _positions_holding(state: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def load_run_meta(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
+    """run.json (lab.evidence.runfolder: RunSchemaError for a schema newer than this code reads)."""
+    return RunFolder(run_dir).read_meta()

@@ -28,9 +28,10 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, computed_field
 
+from lab.evidence.runfolder import RunFolder
+
 HOLDING = ("n", "p")  # pending and paid orders hold quota; expired and canceled ones do not
 ROW_CAP = 100
-AUDIT_FILE = "audit.json"
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
@@ -464,14 +465,14 @@ def missing_attempts(meta: dict | None, attempts: pd.DataFrame) -> str | None:
 
 def write_audit(result: AuditResult, run_dir: Path, overwrite: bool = False) -> Path:
     """Write audit.json into the run folder; an existing one is kept unless overwrite (runs are written once)."""
-    path = Path(run_dir) / AUDIT_FILE
+    path = RunFolder(run_dir).audit_path
     with path.open("w" if overwrite else "x") as handle:
         handle.write(result.to_json())
     return path
 
 
 def read_audit(run_dir: Path) -> AuditResult:
-    return AuditResult.model_validate_json((Path(run_dir) / AUDIT_FILE).read_text())
+    return AuditResult.model_validate_json(RunFolder(run_dir).audit_path.read_text())
 
 
 __all__ = [

@@ -24,10 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lab.evidence.monitor import Scrubber
+from lab.evidence.runfolder import RunFolder
 from lab.stack.containers import LABEL_SERVICE, project_containers
 
-LOGS_DIR = "logs"
-PROXY_ACCESS = "proxy_access.parquet"
 PROXY_SERVICE = "proxy"
 ACCESS_FLUSH_SECONDS = 1.0  # nginx's access_log flush=1s
 FLUSH_MARGIN = 3.0  # how much later than `until` an access line may reach docker's log
@@ -140,8 +139,8 @@ def save_logs(run_dir: Path, docker_client, since: float, until: float, *,
     and the proxy's access lines of that window to run_dir/proxy_access.parquet. Returns a small summary."""
     if until <= since:
         raise ValueError(f"until ({until}) must be after since ({since})")
-    run_dir = Path(run_dir)
-    logs_dir = run_dir / LOGS_DIR
+    folder = RunFolder(run_dir)
+    logs_dir = folder.logs_dir
     logs_dir.mkdir(parents=True, exist_ok=True)
     scrub = scrubber or _default_scrubber()
     wait = until + ACCESS_FLUSH_SECONDS + 0.5 - time.time()
@@ -157,7 +156,7 @@ def save_logs(run_dir: Path, docker_client, since: float, until: float, *,
     for service, containers in sorted(by_service.items()):
         is_proxy = service == PROXY_SERVICE
         count = 0
-        path = logs_dir / f"{service}.log"
+        path = folder.log_of(service)
         temporary = path.with_name(f".{path.name}.tmp")
         with temporary.open("w", encoding="utf-8") as out:
             for c in sorted(containers, key=lambda c: c.name):
@@ -190,14 +189,14 @@ def save_logs(run_dir: Path, docker_client, since: float, until: float, *,
         os.replace(temporary, path)
         summary["services"][service] = count
     access.sort(key=lambda r: r["time"])
-    _write_parquet(access, run_dir / PROXY_ACCESS)
+    _write_parquet(access, folder.proxy_access_path)
     summary["proxy_requests"] = len(access)
     return summary
 
 
 def read_proxy_access(run_dir: Path):
     """The proxy's access rows of a run as a DataFrame."""
-    return pq.read_table(Path(run_dir) / PROXY_ACCESS, schema=PROXY_ACCESS_SCHEMA).to_pandas()
+    return pq.read_table(RunFolder(run_dir).proxy_access_path, schema=PROXY_ACCESS_SCHEMA).to_pandas()
 
 
 def reconcile(requests, access, prefix: str = "lab-") -> dict:
@@ -235,5 +234,5 @@ def reconcile(requests, access, prefix: str = "lab-") -> dict:
     }
 
 
-__all__ = ["PROXY_ACCESS", "PROXY_ACCESS_SCHEMA", "parse_access_line", "read_proxy_access", "reconcile",
+__all__ = ["PROXY_ACCESS_SCHEMA", "parse_access_line", "read_proxy_access", "reconcile",
            "save_logs"]

@@ -107,9 +107,7 @@ def bench_failover(modes: tuple[str, ...], rate: float, seconds: float, kill_at:
             "faults": {"faults": [{"at": kill_at, "target": "postgres-primary", "action": "pg-failover",
                                    "duration": 10}], "steady_state": {"settle": 120}},
         }, catalogue)
-        run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers,
-                          catalogue_ids=ctx.catalogue(catalogue), event=catalogue.slug,
-                          buyer_secret=ctx.buyer_secret(), log=log)
+        run_dir = execute(params, ctx.for_run(catalogue, buyers=buyers), log=log)
         results.append(figures_of(run_dir, mode, rate))
     return results
 

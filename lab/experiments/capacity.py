@@ -232,18 +232,20 @@ def measure(journey_factory: Callable[[], object], rate: float, seconds: float, 
 
 def journey_builder(ctx, journey: str, *, login_share: float = 0.2, queue: QueueSettings | None = None
                     ) -> Callable[..., RecordedJourney]:
-    """(run_dir, base_url, tls, headers) -> a fresh recorded api or shop journey for the deployed stack's catalogue.
+    """(run_dir, base_url, tls, headers) -> a fresh recorded journey (by name, from lab.load.journey's registry:
+    UnknownJourneyError naming the known ones) for the deployed stack's catalogue.
 
     The one builder behind the capacity search's probes and `lab bench capacity`'s steps: they differ only in where
     each run folder goes, which web server they aim at (default: the proxy) and whether buyers queue (`queue`).
     `headers` go to the api journey only.
     """
-    from lab.load.api import ApiJourney
     from lab.load.http import Stepper
+    from lab.load.journey import JourneySetting, journeys
     from lab.load.queue import QueueSettings
     from lab.load.recorder import RecordedJourney, Recorder
-    from lab.pretix.buyers import password_for
     from lab.pretix.seed import Catalogue
+
+    kind = journeys.get(journey)  # an unknown name fails here, before anything is looked up on the stack
 
     cat = Catalogue()
     ids = ctx.catalogue(cat)
@@ -256,17 +258,11 @@ def journey_builder(ctx, journey: str, *, login_share: float = 0.2, queue: Queue
               headers: dict[str, str] | None = None) -> RecordedJourney:
         recorder = Recorder.requests(run_dir, run_dir.name)
         stepper = Stepper(recorder, journey, queue=queue)
-        base_url = ctx.access.base_url if base_url is None else base_url
-        tls = ctx.access.tls() if tls is None else tls
-        if journey == "api":
-            inner = ApiJourney(base_url, tls, ctx.access.api_token, ctx.access.organizer, cat.slug, stepper,
-                               buyers, weights, extra_headers=headers)
-        else:
-            from lab.load.shop import ShopJourney
-
-            inner = ShopJourney(base_url, tls, ctx.access.organizer, cat.slug, stepper, buyers,
-                                item_weights=weights, login_share=login_share,
-                                password=lambda buyer: password_for(secret, buyer.email))
+        inner = kind.build(JourneySetting(
+            base_url=ctx.access.base_url if base_url is None else base_url,
+            tls=ctx.access.tls() if tls is None else tls, organizer=ctx.access.organizer, event=cat.slug,
+            stepper=stepper, buyers=buyers, item_weights=weights, api_token=ctx.access.api_token,
+            buyer_secret=secret, login_share=login_share, extra_headers=headers))
         return RecordedJourney(inner, recorder)
 
     return build

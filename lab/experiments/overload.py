@@ -55,15 +55,13 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
         plans.append((label, validate_load(raw, cat)))  # every run's parameters checked before the first runs
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    ids = ctx.catalogue(cat)
-    buyers = ctx.saved_buyers()
+    run_ctx = ctx.for_run(cat)
     entries = []
     for label, params in plans:
         wait_drained(ctx.access, ctx.docker, log=log)  # the next run must not inherit the last one's backlog
         log(f"overload {journey}: {rate:g}/s for {seconds:g}s, {label} ({params.admission.describe()})")
         try:
-            run_dir = execute(params, access=ctx.access, docker_client=ctx.docker, buyers=buyers, catalogue_ids=ids,
-                              event=cat.slug, buyer_secret=ctx.buyer_secret(), root=runs_dir, log=log)
+            run_dir = execute(params, run_ctx, root=runs_dir, log=log)
         except RunFailed as error:  # recorded; the next control still runs (it waits for the stack first)
             log(f"overload run {error.run_dir.name} failed: {error.why}")
             entries.append({"name": error.run_dir.name, "kind": "overload", "journey": journey, "label": label,

@@ -1,8 +1,7 @@
 """One measured run: params -> run folder with the client's history, the monitor's samples, logs and audit.
 
-A run folder is written once: params.yaml, environment.json, customers.parquet, requests.parquet/,
-attempts.parquet/, metrics.parquet/, logs/, proxy_access.parquet, summary.json, audit.json.
-Everything is flushed while the run goes, so an interrupted run keeps what it measured.
+A run folder (its files are named in lab.evidence.runfolder) is written once. Everything is flushed while the run
+goes, so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import platform
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
@@ -22,10 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lab.common.paths import data_dir, utc_stamp
 from lab.common.validation import describe
+from lab.evidence.runfolder import RunFolder
 from lab.load.queue import QueueSettings
 from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
 from lab.pretix.seed import Catalogue, CustomerSeed
 from lab.stack.admission import Admission
+
+if TYPE_CHECKING:
+    from lab.experiments.context import RunContext
 
 
 class RunParamsError(ValueError):
@@ -46,7 +49,7 @@ class LoadParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
     name: str = Field(default="run", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
-    journey: Literal["api", "shop"] = "api"
+    journey: str = Field(default="api", description="a registered journey (lab.load.journey): api, shop, ...")
     workload: dict[str, Any] = Field(default_factory=lambda: {"model": "constant", "rate": 2, "duration": 10})
     login_share: float = Field(default=0.2, ge=0, le=1, description="shop: share of buyers who log in")
     product_mix: dict[str, float] = Field(default_factory=lambda: {"Bilhete Geral": 0.8, "Estudante": 0.15,
@@ -60,6 +63,14 @@ class LoadParams(BaseModel):
                                   "restored afterwards; None leaves the proxy as it is")
     queue: QueueSettings = Field(default_factory=QueueSettings,
                                  description="how buyers refused by admission control wait and retry")
+
+    @field_validator("journey")
+    @classmethod
+    def _journey(cls, value: str) -> str:
+        from lab.load.journey import journeys
+
+        journeys.get(value)  # raises UnknownJourneyError (a ValueError) naming the known journeys
+        return value
 
     @field_validator("workload")
     @classmethod
@@ -122,17 +133,9 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
     return params
 
 
-def new_run_dir(name: str, journey: str, root: Path | None = None) -> tuple[str, Path]:
-    run_id = f"{utc_stamp()}-{name}-{journey}"
-    path = (root or data_dir() / "runs") / run_id
-    path.mkdir(parents=True, exist_ok=False)
-    return run_id, path
-
-
-def write_once(path: Path, text: str) -> None:
-    """Run files are immutable: refuse to overwrite what a run already recorded."""
-    with path.open("x") as out:
-        out.write(text)
+def new_run_folder(name: str, journey: str, root: Path | None = None) -> RunFolder:
+    """A new folder <utc stamp>-<name>-<journey> under `root` (default data/runs)."""
+    return RunFolder.create(root or data_dir() / "runs", f"{utc_stamp()}-{name}-{journey}")
 
 
 def host_hardware(cpuinfo: str | None = None, meminfo: str | None = None) -> dict[str, Any]:
@@ -267,26 +270,26 @@ class FaultsAlongside:
         return {"t0": self.t0, "error": self.error, "faults": faults}
 
 
-def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogue_ids: dict[str, dict],
-            event: str, buyer_secret: str, stack_params: dict | None = None, root: Path | None = None,
-            log=print) -> Path:
-    """Run one workload against the deployed stack and record everything; returns the run folder.
+def execute(params: LoadParams, ctx: RunContext, *, root: Path | None = None, log=print) -> Path:
+    """Run one workload against the deployed stack and record everything in a new run folder under `root` (default
+    data/runs); returns the folder. `ctx` (LabContext.for_run) is the stack, the buyers and the catalogue.
 
     With `params.admission`, the proxy's admission control is set before the load and restored after it.
     """
-    run_id, run_dir = new_run_dir(params.name, params.journey, root)
+    folder = new_run_folder(params.name, params.journey, root)
+    run_id, run_dir = folder.run_id, folder.path
+    access, docker_client = ctx.access, ctx.docker
     try:
-        write_once(run_dir / "params.yaml", yaml.safe_dump({"load": params.model_dump(), "stack": stack_params},
-                                                            sort_keys=False, allow_unicode=True))
-        write_once(run_dir / "environment.json", json.dumps(environment(docker_client), indent=2))
-        pd.DataFrame([b.model_dump() for b in buyers]).to_parquet(run_dir / "customers.parquet")
-        from lab.load.api import ApiJourney
+        folder.write_once(RunFolder.PARAMS, yaml.safe_dump({"load": params.model_dump(), "stack": ctx.stack_params},
+                                                           sort_keys=False, allow_unicode=True))
+        folder.write_once(RunFolder.ENVIRONMENT, json.dumps(environment(docker_client), indent=2))
+        pd.DataFrame([b.model_dump() for b in ctx.buyers]).to_parquet(folder.customers_path)
         from lab.load.http import Stepper
+        from lab.load.journey import JourneySetting, build_journey
         from lab.load.recorder import Recorder
         from lab.load.runner import attempts_to
-        from lab.pretix.buyers import password_for
 
-        weights = {catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
+        weights = {ctx.catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
         monitor = None
         if params.monitor:
             from lab.evidence.monitor import Monitor
@@ -302,7 +305,7 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
 
             # the shop check adds to a cart of the item most bought (never a small sell-out quota)
             faults = FaultsAlongside(plan, docker_client, run_dir, run_id, access,
-                                     shop=ShopTarget(event, max(weights, key=weights.__getitem__)))
+                                     shop=ShopTarget(ctx.event, max(weights, key=weights.__getitem__)))
         restore_error = None
         admission_set = ExitStack()  # closed after the load (before the audit: its API calls must not queue)
         if params.admission is not None:
@@ -314,15 +317,10 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
         try:
             with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
                 stepper = Stepper(requests, params.journey, queue=params.queue)
-                if params.journey == "api":
-                    journey = ApiJourney(access.base_url, access.tls(), access.api_token, access.organizer, event,
-                                         stepper, buyers, weights)
-                else:
-                    from lab.load.shop import ShopJourney
-
-                    journey = ShopJourney(access.base_url, access.tls(), access.organizer, event, stepper, buyers,
-                                          item_weights=weights, login_share=params.login_share,
-                                          password=lambda b: password_for(buyer_secret, b.email))
+                journey = build_journey(params.journey, JourneySetting(
+                    base_url=access.base_url, tls=access.tls(), organizer=access.organizer, event=ctx.event,
+                    stepper=stepper, buyers=ctx.buyers, item_weights=weights, api_token=access.api_token,
+                    buyer_secret=ctx.buyer_secret, login_share=params.login_share))
                 summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
         finally:
             ended = time.time()
@@ -339,13 +337,13 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
             except Exception as error:  # logs are evidence, but their loss must not hide the run's data
                 log(f"warning: saving container logs failed: {error}")
             agree = client_and_proxy(run_dir, stepper.id_prefix if stepper is not None else None, log)
-            meta = {"run_id": run_id, "event": event, "organizer": access.organizer, "started": started,
-                    "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),
-                    "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None,
-                    "faults": faults.record() if faults is not None else None,
-                    "admission": params.admission.model_dump() if params.admission is not None else None,
-                    "requests_vs_proxy": agree}
-            write_once(run_dir / "run.json", json.dumps(meta, indent=2, default=str))
+            folder.write_meta({
+                "run_id": run_id, "event": ctx.event, "organizer": access.organizer, "started": started,
+                "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),
+                "summary": summary.to_dict() if summary is not None else None, "interrupted": summary is None,
+                "faults": faults.record() if faults is not None else None,
+                "admission": params.admission.model_dump() if params.admission is not None else None,
+                "requests_vs_proxy": agree})
         if restore_error is not None:
             raise restore_error
         if summary is not None:
@@ -355,17 +353,17 @@ def execute(params: LoadParams, *, access, docker_client, buyers: list, catalogu
     except Exception as error:
         raise RunFailed(run_dir, f"{type(error).__name__}: {error}") from error
     if params.audit:
-        audit_after(run_dir, docker_client, access, event, since=started - 5, log=log)
+        audit_after(run_dir, docker_client, access, ctx.event, since=started - 5, log=log)
     return run_dir
 
 
 def client_and_proxy(run_dir: Path, prefix: str | None, log=print) -> dict | None:
     """The run's request history held against the proxy's access log (lab.evidence.runlogs.reconcile: the requests whose
     id starts with this run's `prefix`), None when either is missing; a difference is printed."""
-    from lab.evidence.runlogs import PROXY_ACCESS, read_proxy_access, reconcile
+    from lab.evidence.runlogs import read_proxy_access, reconcile
     from lab.load.recorder import read_requests
 
-    if prefix is None or not (run_dir / PROXY_ACCESS).exists():
+    if prefix is None or not RunFolder(run_dir).proxy_access_path.exists():
         return None
     try:
         agree = reconcile(read_requests(run_dir), read_proxy_access(run_dir), prefix)

@@ -28,12 +28,12 @@ from lab.faults.catalogue import (
     UnknownFaultError,
     faults,
 )
-from lab.faults.record import FAULTS, FaultRecord, read_faults
+from lab.faults.record import FaultRecord, read_faults
 from lab.faults.runner import FaultOutcome, ScheduleResult, run_schedule
 from lab.faults.schedule import FaultPlan, FaultScheduleError, FaultStep, SteadyState, check_fits, parse_schedule
 
 __all__ = [
-    "FAULTS", "ErrorWindow", "Fault", "FaultActionError", "FaultContext", "FaultInstance", "FaultOutcome",
+    "ErrorWindow", "Fault", "FaultActionError", "FaultContext", "FaultInstance", "FaultOutcome",
     "FaultPlan", "FaultRecord", "FaultScheduleError", "FaultStep", "Recovery", "ScheduleResult", "SteadyState",
     "UnknownFaultError", "analyse_faults", "check_fits", "error_window", "fault_spans", "faults",
     "latency_during_vs_before", "parse_schedule", "read_faults", "run_schedule", "time_to_recover",

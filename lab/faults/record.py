@@ -16,9 +16,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lab.evidence.runfolder import RunFolder
 from lab.load.recorder import Recorder, Table
 
-FAULTS = "faults.parquet"
 PHASES = ("inject", "undo", "probe")
 # inject/undo: ok | error | skipped; probe: pass | fail | skipped (a check that could not be made)
 FAULT_OUTCOMES = frozenset({"ok", "error", "skipped", "pass", "fail"})
@@ -48,12 +48,12 @@ FAULT_SCHEMA = pa.schema([
     ("detail", pa.string()),
 ])
 
-FAULT_TABLE = Table(FAULTS, FaultRecord, FAULT_SCHEMA, FAULT_OUTCOMES)
+FAULT_TABLE = Table(RunFolder.FAULTS, FaultRecord, FAULT_SCHEMA, FAULT_OUTCOMES)
 
 
 def fault_recorder(run_dir: Path, run_id: str) -> Recorder:
     """A recorder for run_dir/faults.parquet that writes every row at once (one part file per row)."""
-    return Recorder(Path(run_dir) / FAULTS, run_id, flush_rows=1, flush_seconds=3600.0, table=FAULT_TABLE)
+    return Recorder(RunFolder(run_dir).faults_path, run_id, flush_rows=1, flush_seconds=3600.0, table=FAULT_TABLE)
 
 
 def detail_text(detail: dict[str, Any] | None) -> str | None:
@@ -62,10 +62,10 @@ def detail_text(detail: dict[str, Any] | None) -> str | None:
 
 def read_faults(run_dir: Path) -> pd.DataFrame:
     """Every fault row of a run (sorted by start), whatever was written before an interruption."""
-    path = Path(run_dir) / FAULTS
+    path = RunFolder(run_dir).faults_path
     parts = sorted(path.glob("part-*.parquet")) if path.is_dir() else []
     frame = (pq.read_table(parts, schema=FAULT_SCHEMA) if parts else FAULT_SCHEMA.empty_table()).to_pandas()
     return frame.sort_values(["start", "end"], kind="stable").reset_index(drop=True)
 
 
-__all__ = ["FAULTS", "FAULT_SCHEMA", "FAULT_TABLE", "FaultRecord", "fault_recorder", "read_faults"]
+__all__ = ["FAULT_SCHEMA", "FAULT_TABLE", "FaultRecord", "fault_recorder", "read_faults"]

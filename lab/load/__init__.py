@@ -9,6 +9,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "lab.load.journey": ["Journey", "JourneySetting", "UnknownJourneyError", "build_journey", "journeys"],
     "lab.load.recorder": ["AttemptRecord", "Recorder", "RequestRecord", "read_attempts", "read_requests"],
     "lab.load.runner": ["Attempt", "Clock", "RunEvent", "RunSummary", "attempts_to", "run_closed", "run_open"],
     "lab.load.workload": ["WORKLOADS", "WorkloadError", "WorkloadModel", "parse_workload", "register_workload"],

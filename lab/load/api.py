@@ -31,6 +31,7 @@ from urllib.parse import quote
 import httpx
 
 from lab.load.http import Stepper, new_client
+from lab.load.journey import Journey, JourneySetting, journeys
 from lab.load.runner import Attempt
 from lab.pretix.buyers import Buyer
 
@@ -49,7 +50,8 @@ def retry_after(response: httpx.Response | None) -> float | None:
         return None
 
 
-class ApiJourney:
+@journeys.register("api")
+class ApiJourney(Journey):
     """Async callable for the load runner; use as `async with ApiJourney(...) as journey`."""
 
     def __init__(self, base_url: str, tls: ssl.SSLContext, api_token: str, organizer: str, event: str,
@@ -70,6 +72,11 @@ class ApiJourney:
         self._pool: list[httpx.AsyncClient] = []
         self._clients = clients
         self._next = itertools.count()
+
+    @classmethod
+    def build(cls, setting: JourneySetting) -> ApiJourney:
+        return cls(setting.base_url, setting.tls, setting.api_token, setting.organizer, setting.event,
+                   setting.stepper, setting.buyers, setting.item_weights, extra_headers=setting.extra_headers)
 
     async def __aenter__(self) -> ApiJourney:
         # A small pool of clients: one shared client slows down under concurrency (encode/httpx#3215).

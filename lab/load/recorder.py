@@ -22,8 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-REQUESTS = "requests.parquet"
-ATTEMPTS = "attempts.parquet"
+from lab.evidence.runfolder import RunFolder
 
 REQUEST_OUTCOMES = frozenset({"ok", "sold_out", "error", "queued"})
 ATTEMPT_OUTCOMES = frozenset({"purchased", "sold_out", "failed", "dropped", "cancelled", "queued"})
@@ -111,8 +110,8 @@ class Table:
     outcomes: frozenset[str]
 
 
-REQUEST_TABLE = Table(REQUESTS, RequestRecord, REQUEST_SCHEMA, REQUEST_OUTCOMES)
-ATTEMPT_TABLE = Table(ATTEMPTS, AttemptRecord, ATTEMPT_SCHEMA, ATTEMPT_OUTCOMES)
+REQUEST_TABLE = Table(RunFolder.REQUESTS, RequestRecord, REQUEST_SCHEMA, REQUEST_OUTCOMES)
+ATTEMPT_TABLE = Table(RunFolder.ATTEMPTS, AttemptRecord, ATTEMPT_SCHEMA, ATTEMPT_OUTCOMES)
 
 
 class Recorder(Generic[R]):
@@ -148,11 +147,11 @@ class Recorder(Generic[R]):
 
     @classmethod
     def requests(cls, run_dir: Path, run_id: str, **kwargs: Any) -> Recorder[RequestRecord]:
-        return cls(Path(run_dir) / REQUESTS, run_id, table=REQUEST_TABLE, **kwargs)
+        return cls(RunFolder(run_dir).requests_path, run_id, table=REQUEST_TABLE, **kwargs)
 
     @classmethod
     def attempts(cls, run_dir: Path, run_id: str, **kwargs: Any) -> Recorder[AttemptRecord]:
-        return cls(Path(run_dir) / ATTEMPTS, run_id, table=ATTEMPT_TABLE, **kwargs)
+        return cls(RunFolder(run_dir).attempts_path, run_id, table=ATTEMPT_TABLE, **kwargs)
 
     def record(self, rec: R) -> None:
         """Append one row. A wrong record type or outcome is a programming error and raises at once."""
@@ -245,12 +244,12 @@ def _read(path: Path, schema: pa.Schema) -> pd.DataFrame:
 
 def read_requests(run_dir: Path) -> pd.DataFrame:
     """All request rows of a run (whatever was flushed, even if the run was interrupted)."""
-    return _read(Path(run_dir) / REQUESTS, REQUEST_SCHEMA)
+    return _read(RunFolder(run_dir).requests_path, REQUEST_SCHEMA)
 
 
 def read_attempts(run_dir: Path) -> pd.DataFrame:
     """All attempt rows of a run."""
-    return _read(Path(run_dir) / ATTEMPTS, ATTEMPT_SCHEMA)
+    return _read(RunFolder(run_dir).attempts_path, ATTEMPT_SCHEMA)
 
 
 class RecordedJourney:
@@ -277,6 +276,6 @@ class RecordedJourney:
 
 
 __all__ = [
-    "ATTEMPTS", "ATTEMPT_SCHEMA", "AttemptRecord", "REQUESTS", "REQUEST_SCHEMA", "Recorder",
+    "ATTEMPT_SCHEMA", "AttemptRecord", "REQUEST_SCHEMA", "Recorder",
     "RecordedJourney", "RequestRecord", "Table", "read_attempts", "read_requests",
 ]

@@ -43,9 +43,10 @@ from urllib.parse import urljoin
 import httpx
 
 from lab.load.http import REQUEST_ID_HEADER, Stepper, new_client
+from lab.load.journey import Journey, JourneySetting, journeys
 from lab.load.recorder import RequestRecord
 from lab.load.runner import Attempt
-from lab.pretix.buyers import Buyer
+from lab.pretix.buyers import Buyer, password_for
 
 __all__ = [
     "Form", "ShopJourney", "ShopStop", "attempt_reference", "checkout_step", "find_form", "is_sold_out_message",
@@ -243,7 +244,8 @@ class _Visit:
     current: tuple[str, str, str, float, str] | None = None  # in flight: step, method, url, start, request id
 
 
-class ShopJourney:
+@journeys.register("shop")
+class ShopJourney(Journey):
     """An async callable `await journey(attempt)` that buys one product through the web shop."""
 
     def __init__(
@@ -285,6 +287,13 @@ class ShopJourney:
         self.country = country
         self.event_path = f"/{organizer}/{event}/"
         self.login_path = f"/{organizer}/account/login"
+
+    @classmethod
+    def build(cls, setting: JourneySetting) -> ShopJourney:
+        secret = setting.buyer_secret
+        return cls(setting.base_url, setting.tls, setting.organizer, setting.event, setting.stepper, setting.buyers,
+                   item_weights=setting.item_weights, login_share=setting.login_share,
+                   password=lambda buyer: password_for(secret, buyer.email))
 
     # -- choices ---------------------------------------------------------------------------------------------
     def plan(self, attempt: Attempt) -> tuple[Buyer, bool, int]:

@@ -129,11 +129,9 @@ class StudyFolder:
         log(f"[{time.strftime('%H:%M:%S')}] run {planned.name}: {load.parsed_workload().describe()}")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         entry = {"name": planned.name, "kind": planned.kind, "journey": planned.journey, "label": planned.label}
+        run_ctx = ctx.for_run(cat, stack_params=self.params.stack.model_dump(mode="json"))
         try:
-            run_dir = run_blocking(execute, load, access=ctx.access, docker_client=ctx.docker,
-                                   buyers=ctx.saved_buyers(), catalogue_ids=ctx.catalogue(cat), event=cat.slug,
-                                   buyer_secret=ctx.buyer_secret(), stack_params=self.params.stack.model_dump(
-                                       mode="json"), root=self.runs_dir, log=log)
+            run_dir = run_blocking(execute, load, run_ctx, root=self.runs_dir, log=log)
         except RunFailed as error:
             return self.run_failed(ctx, {**entry, "dir": str(error.run_dir.relative_to(self.path))}, error.why, log)
         entry["dir"] = str(run_dir.relative_to(self.path))
