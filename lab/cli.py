@@ -572,6 +572,7 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
 
     PARAMS_FILE is a study YAML (see studies/default.yaml); without it, --preset (default: `default`).
     """
+    from lab.stack import deploy
     from lab.study import params as studies
     from lab.study.runner import StudyFailed, run_study
 
@@ -595,6 +596,8 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
     signal.signal(signal.SIGTERM, _terminated)
     try:
         result = run_study(params, log=click.echo, keep_stack=keep_stack, pdf=pdf)
+    except deploy.DeployError as error:
+        _fail(str(error))
     except StudyFailed as error:
         _fail(f"{error}\n  executed notebooks: {error.folder.notebooks_dir}\n  study record: "
               f"{error.folder.path / 'study.json'}")

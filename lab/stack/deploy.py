@@ -189,6 +189,17 @@ def _dump_template(client: docker.DockerClient, target: Path) -> None:
     partial.rename(target)
 
 
+def foreign_deployment(client: docker.DockerClient) -> str | None:
+    """Why the compose project holds a deployment that is not this checkout's (its database volume exists but the
+    secrets that open it are not in this deploy folder), or None. Nothing may deploy over it or tear it down."""
+    directory = deploy_dir()
+    if _volume_exists(client, "pg-primary") and not (directory / "secrets.json").exists():
+        return ("the database volume of an earlier deployment exists but its secrets are gone "
+                f"({directory}): another checkout's deployment, or a folder removed by hand; remove it with "
+                "`lab down --volumes` (from its own checkout if it has one) and deploy again")
+    return None
+
+
 def up(params: StackParams, log: Log = print) -> UpReport:
     """Deploy (or converge) the stack: engine, images, secrets, database, migrations, services, pretix."""
     report = UpReport(cold=False)
@@ -197,10 +208,9 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         check_ports(client, params)
         directory = deploy_dir()
         fresh_db = not _volume_exists(client, "pg-primary")
-        if not fresh_db and not (directory / "secrets.json").exists():
-            raise DeployError(
-                "the database volume of an earlier deployment exists but its secrets are gone "
-                f"({directory}); remove it with `lab down --volumes` and deploy again")
+        foreign = foreign_deployment(client)
+        if foreign:
+            raise DeployError(foreign)
     with _phase(report, "images", log):
         image_ids = ensure_images(client, log)
     with _phase(report, "secrets", log):

@@ -153,12 +153,25 @@ def teardown(log: Log) -> None:
             signal.signal(signal.SIGINT, previous)
 
 
+def _refuse_foreign_deployment(log: Log) -> None:
+    """A deployment this checkout cannot open would make 00-deploy fail and the failure's teardown remove it, with
+    its data: refuse before the study folder exists or anything is touched."""
+    from lab.stack import deploy
+    from lab.stack.engine import ensure_engine
+
+    why = deploy.foreign_deployment(ensure_engine(log=log))
+    if why:
+        raise deploy.DeployError(f"the study cannot deploy: {why}")
+
+
 def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool = False, pdf: bool = True,
               progress: bool = True, root: Path | None = None, notebooks: list[str] | None = None,
               source: Path = NOTEBOOKS_DIR) -> StudyResult:
     """Create the study folder and run notebooks 00..04 (or `notebooks` from `source`), then publish.
     Raises StudyFailed (after publishing what it can and the teardown) naming the notebook and cell."""
     sequence = notebooks or NOTEBOOKS
+    if NOTEBOOKS[0] in sequence:
+        _refuse_foreign_deployment(log)
     kernel = ensure_kernel()
     if progress:
         _papermill_logging()
