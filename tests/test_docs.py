@@ -201,7 +201,8 @@ def _run_json_top_level_keys() -> set[str]:
     return found
 
 
-def test_every_key_of_run_json_is_in_the_data_dictionary():
+def test_every_key_of_run_json_is_in_the_data_dictionary(tmp_path):
+    from lab.evidence.runfolder import RunFolder
     from lab.evidence.runlogs import reconcile
     from lab.experiments.run import FaultsAlongside
     from lab.faults.probes import Verdict
@@ -212,7 +213,8 @@ def test_every_key_of_run_json_is_in_the_data_dictionary():
     keys = (_run_json_top_level_keys() | {f.name for f in dataclasses.fields(RunSummary)}
             | set(FaultsAlongside(None, None, Path("."), "", None).record())
             | {f.name for f in dataclasses.fields(FaultOutcome)} | {f.name for f in dataclasses.fields(Verdict)}
-            | set(reconcile(one, one)))
+            | set(reconcile(one, one))
+            | set(json.loads(RunFolder(tmp_path).write_meta({}).read_text())))  # what the folder adds (`schema`)
     for recorded in sorted((ROOT / "tests/fixtures/real-study/runs").glob("*/run.json")):
         keys |= set(json.loads(recorded.read_text()))  # what real runs recorded
     assert keys - named(section("run.json")) == set()
@@ -246,11 +248,11 @@ def test_every_key_of_headline_json_is_in_the_data_dictionary(study):
 
 
 def test_every_file_of_a_run_folder_is_in_the_data_dictionary(study):
-    """What the synthetic run holds, plus what lab.experiments.run writes beside it (its module docstring)."""
-    import lab.experiments.run as run_module
+    """Every name RunFolder gives a run's files (the one place that names them), and what the synthetic run holds."""
+    from lab.evidence.runfolder import RunFolder
 
-    files = {p.name for p in (study / "runs" / "faults-api").iterdir()}
-    files |= set(re.findall(r"([a-z_]+\.(?:parquet|json|yaml))", run_module.__doc__ or ""))
-    files.discard("summary.json")  # the docstring's old name of run.json's `summary`
+    files = {value for name, value in vars(RunFolder).items() if name.isupper() and isinstance(value, str)}
+    assert {"run.json", "attempts.parquet", "logs"} <= files
+    files |= {p.name for p in (study / "runs" / "faults-api").iterdir()}
     listed = first_cells("The run folder")
-    assert {f for f in files if f not in listed and f"{f}/" not in listed} == set()
+    assert {f for f in files if not ({f, f"{f}/"} & listed or any(n.startswith(f"{f}/") for n in listed))} == set()

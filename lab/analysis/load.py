@@ -25,12 +25,15 @@ from typing import Any
 import pandas as pd
 
 from lab.analysis.study import StudyRun, load_runs, run_table
+from lab.evidence.runfolder import RunFolder
 
 
 def _proxy_access(path: Path) -> pd.DataFrame:
-    from lab.evidence.runlogs import PROXY_ACCESS, PROXY_ACCESS_SCHEMA, read_proxy_access
+    from lab.evidence.runlogs import PROXY_ACCESS_SCHEMA, read_proxy_access
 
-    return read_proxy_access(path) if (path / PROXY_ACCESS).exists() else PROXY_ACCESS_SCHEMA.empty_table().to_pandas()
+    if RunFolder(path).proxy_access_path.exists():
+        return read_proxy_access(path)
+    return PROXY_ACCESS_SCHEMA.empty_table().to_pandas()
 
 
 def resolve(path: str | Path) -> Path:
@@ -104,7 +107,7 @@ def _frames(study_run: StudyRun) -> RunFrames:
     from lab.faults.record import read_faults
 
     run = study_run.run
-    return RunFrames(path=run.path, meta=run.meta, audit=_json(run.path / "audit.json"), attempts=run.attempts,
+    return RunFrames(path=run.path, meta=run.meta, audit=_json(RunFolder(run.path).audit_path), attempts=run.attempts,
                      requests=run.requests, metrics=run.metrics, faults=read_faults(run.path),
                      proxy_access=_proxy_access(run.path))
 
@@ -112,7 +115,7 @@ def _frames(study_run: StudyRun) -> RunFrames:
 def load_run(path: str | Path) -> RunFrames:
     """One run folder (data/runs/<study-id>/runs/<run-id>) as frames; raises FileNotFoundError for anything else."""
     path = resolve(path)
-    if not ((path / "run.json").exists() or (path / "attempts.parquet").exists()):
+    if not RunFolder.holds_run(path):
         raise FileNotFoundError(f"{path} is not a run folder (no run.json or attempts.parquet)")
     return _frames(load_runs(path)[0])
 
