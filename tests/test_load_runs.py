@@ -11,7 +11,7 @@ from study_fixture import build_study
 
 from lab.study import params as studies
 from lab.study.folder import StudyFolder
-from lab.study.load_runs import plan_overload, plan_table, size_overload
+from lab.study.load_runs import plan_intro, plan_overload, plan_table, size_overload
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
@@ -55,6 +55,7 @@ def test_the_plan_table_lists_the_notebooks_runs(tmp_path):
     table = plan_table(study)
     expected = [r.name for r in studies.plan_runs(study.params) if r.notebook == "02-load"]
     assert list(table["run"]) == expected and "faults-api" not in expected and len(expected) > 3
+    assert plan_intro(study).startswith("Study `study`, preset `test`: the planned runs")
 
 
 def test_the_notebook_makes_one_call_for_its_runs():

@@ -61,6 +61,7 @@ def test_planning_sentences(synthetic):
     assert text.cores_intro(synthetic) == "Cores per module for each journey alone, at 800 and 1200 purchases/min:"
     assert "**api** fitted over 3 runs" in text.planning_intro(synthetic)
     assert text.mix_heading(1500) == "**Cores per module at 1500 purchases/min, by journey mix:**"
+    assert text.mix_table_title(1500) == "Cores at 1500 purchases/min by journey mix"
 
 
 def test_fault_and_failure_sentences(synthetic, real):

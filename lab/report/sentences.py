@@ -28,6 +28,10 @@ def scope(s: StudySummary, is_study: bool) -> str:
             f"journeys {', '.join(sorted(table['journey'].unique()))}.")
 
 
+PROVENANCE = ("Every number, verdict and sentence below is computed from the study's run folders (params.yaml, "
+              "environment.json, requests/attempts/metrics/faults parquet, audit.json).")
+
+
 def verdict_statement(s: StudySummary) -> str:
     """What the verdict (on the first page) was judged against."""
     t = s.targets
@@ -170,6 +174,10 @@ def mix_heading(rate: float) -> str:
     return f"**Cores per module at {rate:.0f} purchases/min, by journey mix:**"
 
 
+def mix_table_title(rate: float) -> str:
+    return f"Cores at {rate:.0f} purchases/min by journey mix"
+
+
 TRAFFIC_CONTROL = "## Traffic control under overload"
 
 
@@ -183,7 +191,7 @@ def meaning(s: StudySummary) -> str:
 
 
 __all__ = ["AUDIT_PER_FAULT", "IDLE_USE", "NO_CAPACITY_STEP", "NO_FAULT", "NO_GAUGES", "NO_PLANNING", "NO_SELLOUT",
-           "SELLOUT_LEGEND", "TRAFFIC_CONTROL", "capacity_interval", "cores_intro", "environment_note",
-           "failed_runs", "fault_sentences", "login_cost", "meaning", "mix_heading", "no_traffic_analysis",
-           "planning_intro", "report_parameters", "runs_legend", "saturation_sentences", "scope", "sellout_sentences",
-           "shop_ratio", "timeline_heading", "timelines_intro", "verdict_statement"]
+           "PROVENANCE", "SELLOUT_LEGEND", "TRAFFIC_CONTROL", "capacity_interval", "cores_intro", "environment_note",
+           "failed_runs", "fault_sentences", "login_cost", "meaning", "mix_heading", "mix_table_title",
+           "no_traffic_analysis", "planning_intro", "report_parameters", "runs_legend", "saturation_sentences", "scope",
+           "sellout_sentences", "shop_ratio", "timeline_heading", "timelines_intro", "verdict_statement"]

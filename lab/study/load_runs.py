@@ -68,6 +68,11 @@ def plan_table(study: StudyFolder) -> pd.DataFrame:
                           "seconds": r.seconds()} for r in study.planned(NOTEBOOK)])
 
 
+def plan_intro(study: StudyFolder) -> str:
+    return (f"Study `{study.study_id}`, preset `{study.params.preset}`: the planned runs (the overload runs are "
+            "sized from the api capacity these measure).")
+
+
 @dataclass
 class LoadOutcome:
     entries: list[dict[str, Any]] = field(default_factory=list)  # study.json entries of every run made
@@ -96,4 +101,4 @@ def run_load(study: StudyFolder, ctx, log: Log = print) -> LoadOutcome:
     return outcome
 
 
-__all__ = ["LoadOutcome", "OverloadPlan", "plan_overload", "plan_table", "run_load", "size_overload"]
+__all__ = ["LoadOutcome", "OverloadPlan", "plan_intro", "plan_overload", "plan_table", "run_load", "size_overload"]
