@@ -39,7 +39,7 @@ def test_analysis_notebook_publishes_html_with_every_figure_and_no_code(tmp_path
     html = report_run(run, pdf=False)
     text = html.read_text()
     images = re.findall(r'<img[^>]+src="data:image/png;base64,', text)
-    assert len(images) == 3, len(images)  # capacity step, buyers timeline, resources: embedded, never linked
+    assert len(images) == 4, len(images)  # capacity step (first page and its section), buyers timeline, resources
     assert "Traceback" not in text and "from lab.analysis" not in text  # no code cells, no error output
     assert "failed attempts" in text and "10.00%" in text  # the verdicts are computed from the data
     assert (run / "notebooks" / "04-analysis.ipynb").exists()  # the executed copy is kept with the run

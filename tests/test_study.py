@@ -109,8 +109,31 @@ def test_the_reports_index_lists_studies_and_tolerates_missing_figures(tmp_path,
             (folder / "headline.json").write_text(json.dumps(headline))
     page = reports_index.build(tmp_path / "reports").read_text()
     assert page.index("20261201-1100-default") < page.index("20261201-1000-quick")  # newest first
-    assert ">480<" in page and ">fail<" in page and "-</td>" in page
+    assert ">480<" in page and ">fail<" in page and "-</td>" in page  # an old headline: its best run, a dash
     assert "http" not in page.replace('href="20261201', "")  # nothing loaded from elsewhere
+
+
+def test_the_reports_index_leads_with_the_verdict_and_the_capacity_interval(tmp_path, monkeypatch):
+    """Issue 11: the verdict, then 'X/min (95% interval A-B, n runs)' from headline.json's capacity.api, then the
+    most any run delivered, then the audit's counts; the old 'sustained' figure is no column of its own."""
+    from lab.report import index as reports_index
+
+    monkeypatch.setenv("PRETIX_LAB_DATA", str(tmp_path / "data"))
+    headline = {"verdict": "UNDECIDED", "sustained_per_min": 999.0, "most_delivered_per_min": 612.4,
+                "capacity": {"api": {"per_min": 480.0, "ci_low": 420.0, "ci_high": 540.0, "repeats": 3}},
+                "audit": {"lost": 1, "altered": 2, "duplicate": 3, "oversold": 4, "ghost": 5, "incomplete": 6}}
+    folder = tmp_path / "reports" / "20261203-1200-default"
+    folder.mkdir(parents=True)
+    (folder / "index.html").write_text("<html></html>")
+    (folder / "headline.json").write_text(json.dumps(headline))
+    page = reports_index.build(tmp_path / "reports").read_text()
+    heads = re.findall(r"<th>([^<]*)</th>", page)
+    assert heads[3:6] == ["verdict", "api capacity within SLO", "most delivered /min"]  # after study, preset, status
+    assert "sustained /min" not in heads
+    cells = ["study"] + re.findall(r"<td[^>]*>([^<]*)</td>", page)  # the first cell holds the links
+    assert cells[3:6] == ["UNDECIDED", "480/min (95% interval 420-540, 3 runs)", "612"]
+    audit = [cells[heads.index(h)] for h in ("lost", "altered", "duplicate", "oversold", "ghost", "audit incomplete")]
+    assert audit == ["1", "2", "3", "4", "5", "6"]
 
 
 def test_a_failed_cell_stops_the_study_and_is_recorded_with_its_notebook_and_cell(tmp_path, monkeypatch):

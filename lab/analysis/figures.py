@@ -170,6 +170,21 @@ def capacity_figure(steps: pd.DataFrame, p95_limits: dict[str, float]):
     return fig
 
 
+def ramp_figure(steps: pd.DataFrame):
+    """Notebook 02-load: purchases achieved against offered on the api capacity ramp (lab.study.folder.step_figures);
+    None without such a step."""
+    ramp = steps[(steps["kind"] == "capacity") & (steps["journey"] == "api")] if len(steps) else steps
+    if not len(ramp):
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=ramp, x="offered", y="achieved", marker="o", ax=ax, label="achieved")
+    ax.plot(ramp["offered"], ramp["offered"], ls="--", color="grey", label="offered")
+    ax.set(title="api journey: purchases achieved vs offered", xlabel="offered (orders/s)",
+           ylabel="purchased (orders/s)")
+    ax.legend()
+    return fig
+
+
 def cost_figure(journeys: pd.DataFrame):
     """CPU-seconds per purchase by module, one bar per journey (stacked by module)."""
     fig, ax = plt.subplots(figsize=(WIDTH, 1.2 + 0.8 * max(len(journeys), 1)))
@@ -247,5 +262,5 @@ def compare_bars(table: pd.DataFrame):
     return fig
 
 
-__all__ = ["capacity_figure", "compare_bars", "compare_timeline", "cost_figure", "fault_latency_figure",
+__all__ = ["capacity_figure", "compare_bars", "compare_timeline", "cost_figure", "fault_latency_figure", "ramp_figure",
            "gauges_timeline", "resources_timeline", "shade_faults", "traffic_timeline", "use_style"]

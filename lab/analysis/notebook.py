@@ -6,6 +6,7 @@ One definition for both, so the two reports show and print alike and a fix to on
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 PRINT_STYLE = ("<style>@page { size: A4; margin: 12mm; } @media print { "
@@ -24,6 +25,11 @@ def say(text: str) -> None:
     display(Markdown(text))
 
 
+def show(frame: pd.DataFrame, formatter: dict | None = None) -> None:
+    """A table without its index, numbers to three decimals unless `formatter` says otherwise, '-' for missing."""
+    display(frame.style.format(formatter, precision=3, na_rep="-").hide(axis="index"))
+
+
 def figure(fig) -> None:
     """Show a figure where the cell is (not at its end) and free it; None (nothing to draw) shows nothing."""
     if fig is not None:
@@ -31,4 +37,4 @@ def figure(fig) -> None:
         plt.close(fig)
 
 
-__all__ = ["PRINT_STYLE", "figure", "page_style", "say"]
+__all__ = ["PRINT_STYLE", "figure", "page_style", "say", "show"]

@@ -9,19 +9,35 @@ from typing import Any
 
 from lab.common.paths import data_dir, reports_dir
 
-COLUMNS = [  # (headline.json key, heading, format)
-    ("verdict", "verdict", "{}"),
-    ("target_per_min", "target /min", "{:.0f}"),
-    ("sustained_per_min", "sustained /min", "{:.0f}"),
-    ("peak_per_min", "peak /min", "{:.0f}"),
-    ("p95_api_s", "p95 api s", "{:.2f}"),
-    ("p95_shop_s", "p95 shop s", "{:.2f}"),
-    ("error_rate", "errors", "{:.2%}"),
-    ("lost", "lost", "{}"),
-    ("duplicate", "duplicate", "{}"),
-    ("oversold", "oversold", "{}"),
-    ("faults", "faults", "{}"),
+COLUMNS = [  # (heading, what it shows, format): the verdict and the capacity with its interval lead (issue 11)
+    ("verdict", lambda h: h.get("verdict"), "{}"),
+    ("api capacity within SLO", lambda h: _capacity(h, "api"), "{}"),
+    ("most delivered /min", lambda h: h.get("most_delivered_per_min", h.get("sustained_per_min")), "{:.0f}"),
+    ("target /min", lambda h: h.get("target_per_min"), "{:.0f}"),
+    *[(heading, (lambda h, rule=rule: _audit(h, rule)), "{}") for rule, heading in (
+        ("lost", "lost"), ("altered", "altered"), ("duplicate", "duplicate"), ("oversold", "oversold"),
+        ("ghost", "ghost"), ("incomplete", "audit incomplete"))],
+    ("p95 api s", lambda h: h.get("p95_api_s"), "{:.2f}"),
+    ("p95 shop s", lambda h: h.get("p95_shop_s"), "{:.2f}"),
+    ("faults", lambda h: h.get("faults"), "{}"),
 ]
+
+
+def _capacity(headline: dict[str, Any], journey: str) -> str | None:
+    """headline.json's capacity.<journey> as 'X/min (95% interval A-B, n runs)'; None when not measured."""
+    from lab.analysis.capacity import describe_interval
+
+    estimate = (headline.get("capacity") or {}).get(journey)
+    if not isinstance(estimate, dict) or not estimate.get("repeats") or estimate.get("per_min") is None:
+        return None
+    return describe_interval(estimate)
+
+
+def _audit(headline: dict[str, Any], rule: str) -> Any:
+    """headline.json's audit.<rule>; a headline written before the audit block carried lost/duplicate/oversold
+    at its top level."""
+    audit = headline.get("audit")
+    return audit.get(rule) if isinstance(audit, dict) else headline.get(rule)
 
 
 def _json(*candidates: Path) -> dict[str, Any]:
@@ -61,7 +77,7 @@ def build(root: Path | None = None) -> Path:
     """Write reports/index.html (self-contained: no script, no external resource)."""
     root = root or reports_dir()
     root.mkdir(parents=True, exist_ok=True)
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in COLUMNS)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in COLUMNS)
     body = []
     for row in studies(root):
         h, rec = row["headline"], row["record"]
@@ -72,8 +88,8 @@ def build(root: Path | None = None) -> Path:
         if failed:
             status += f": {failed.get('notebook')} cell {failed.get('cell')}"
         verdict_class = {"pass": "pass", "fail": "fail"}.get(str(h.get("verdict")).lower(), "")
-        cells = "".join(f'<td class="{verdict_class if key == "verdict" else ""}">{_cell(h.get(key), fmt)}</td>'
-                        for key, _, fmt in COLUMNS)
+        cells = "".join(f'<td class="{verdict_class if heading == "verdict" else ""}">{_cell(value(h), fmt)}</td>'
+                        for heading, value, fmt in COLUMNS)
         body.append(f"<tr><td>{link}{pdf}</td><td>{html.escape(str(rec.get('preset') or '-'))}</td>"
                     f"<td>{html.escape(status)}</td>{cells}</tr>")
     rows = "\n".join(body) or f'<tr><td colspan="{len(COLUMNS) + 3}">No study published yet: run `lab study`.</td></tr>'
@@ -85,8 +101,10 @@ th, td {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }} td:fir
 .pass {{ background: #d9f2d9; }} .fail {{ background: #f8d7d7; }}
 </style></head><body>
 <h1>pretix-lab studies</h1>
-<p>Each study's report (HTML and PDF) with its headline figures: did the deployment sustain the seed's purchases per
-minute within the SLOs, and were orders lost, duplicated or oversold.</p>
+<p>Each study's report (HTML and PDF) with its headline figures: the verdict against the seed's purchases per minute,
+the api capacity within the SLOs with its 95% interval over the repeated ramps, the most any run delivered (SLOs
+aside), and the audit's counts of orders lost, altered, duplicated, oversold, ghost, and runs whose audit is
+incomplete.</p>
 <table><thead><tr><th>study</th><th>preset</th><th>status</th>{head}</tr></thead>
 <tbody>
 {rows}

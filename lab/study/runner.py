@@ -6,7 +6,6 @@ what can be published is published, and the stack is torn down (`lab down --volu
 
 from __future__ import annotations
 
-import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from lab.common.paths import ROOT, reports_dir
 from lab.report.kernel import ensure_kernel
 from lab.study import params as studies
 from lab.study.folder import NOTEBOOKS, StudyFolder
+from lab.study.progress import Progress
 
 Log = Callable[[str], None]
 ANALYSIS = "04-analysis.ipynb"
@@ -61,25 +61,19 @@ def notebook_parameters(folder: StudyFolder, name: str, source: Path = NOTEBOOKS
     return params
 
 
-def _papermill_logging() -> None:
-    """Show each cell's output as it comes (papermill logs it at INFO when log_output=True)."""
-    logger = logging.getLogger("papermill")
-    if not any(getattr(h, "_pretix_lab", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("    %(message)s"))
-        handler._pretix_lab = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True, source: Path = NOTEBOOKS_DIR,
+            log: Log | None = print) -> Path:
+    """Run source/<name> with papermill into the study's notebooks/ (the executed copy is kept on failure).
+    With `progress`, each line of the cells' output is passed to `log` once (lab.study.console); the kernel's own
+    terminal output (a copy of what the cells show, and the kernel's own warnings) is appended to kernel.log."""
+    from lab.study import console
 
-
-def execute(folder: StudyFolder, name: str, kernel: str, progress: bool = True, source: Path = NOTEBOOKS_DIR) -> Path:
-    """Run source/<name> with papermill into the study's notebooks/ (the executed copy is kept on failure)."""
     target = folder.notebooks_dir / name
     folder.notebooks_dir.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(source / name), str(target),
+    papermill.execute_notebook(str(source / name), str(target), engine_name=console.ENGINE,
                                parameters=notebook_parameters(folder, name, source), kernel_name=kernel, cwd=str(ROOT),
-                               progress_bar=progress, log_output=progress, request_save_on_cell_execute=True)
+                               progress_bar=False, log_output=False, request_save_on_cell_execute=True,
+                               echo=log if progress else None, kernel_log=str(folder.path / "kernel.log"))
     return target
 
 
@@ -119,7 +113,7 @@ def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str,
     if failed_notebook != ANALYSIS and folder.runs():
         try:
             log(f"publishing what was recorded: {ANALYSIS} over {len(folder.runs())} run(s)")
-            candidates.append(execute(folder, ANALYSIS, kernel, progress=False, source=source))
+            candidates.append(execute(folder, ANALYSIS, kernel, progress=False, source=source, log=log))
         except Exception as error:  # noqa: BLE001 - the failed notebook below is the fallback
             log(f"  the analysis of the partial study failed too: {error}")
     candidates.append(folder.notebooks_dir / failed_notebook)
@@ -173,22 +167,21 @@ def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool
     if NOTEBOOKS[0] in sequence:
         _refuse_foreign_deployment(log)
     kernel = ensure_kernel()
-    if progress:
-        _papermill_logging()
     folder = StudyFolder.create(params, root)
-    log(f"study {folder.study_id}: {studies.estimate(params).describe()}")
+    budget = studies.estimate(params)
+    log(f"study {folder.study_id}: {budget.describe()}")
     log(f"study folder: {folder.path}")
     seconds: dict[str, float] = {}
+    clock = Progress(_without_teardown(budget) if keep_stack else budget, list(sequence))
     began = time.monotonic()
     current = sequence[0]
     try:
-        for index, name in enumerate(sequence, 1):
+        for index, name in enumerate(sequence):
             current = name
-            log(f"[{index}/{len(sequence)}] {name} (at {time.monotonic() - began:.0f} s)")
+            log(clock.line(index))  # one line per notebook: the study's elapsed and estimated remaining time
             start = time.monotonic()
-            execute(folder, name, kernel, progress, source)
+            execute(folder, name, kernel, progress, source, log)
             seconds[name] = round(time.monotonic() - start, 1)
-            log(f"[{index}/{len(sequence)}] {name} done in {seconds[name]:.0f} s")
         folder.finish("passed")
         start = time.monotonic()
         html, printed = publish(folder, folder.notebooks_dir / sequence[-1], pdf=pdf, log=log)
@@ -212,6 +205,11 @@ def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool
     if not keep_stack:
         teardown(log)
     return StudyResult(folder, html, printed, seconds)
+
+
+def _without_teardown(budget: studies.Budget) -> studies.Budget:
+    """The estimate of a study that keeps its stack: no teardown at the end."""
+    return studies.Budget({k: v for k, v in budget.phases.items() if k != "teardown"})
 
 
 def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log,
