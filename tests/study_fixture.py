@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from lab.evidence.audit_rules import AuditResult, RuleResult, write_audit
-from lab.evidence.monitor import METRICS, _MetricWriter
+from lab.evidence.monitor.writer import METRICS, MetricWriter
 from lab.evidence.runfolder import RunFolder
 from lab.faults.record import FaultRecord, fault_recorder
 from lab.load.recorder import AttemptRecord, Recorder, RequestRecord
@@ -95,7 +95,7 @@ def _write_run(root: Path, name: str, journey: str, kind: str, workload: dict, r
                     else 200, outcome="error" if failed and last else "ok",
                     error_kind="connect" if failed and last else None))
     ended = max(end for _s, end, _o in rows) + 1.0
-    writer = _MetricWriter(run_dir / METRICS, run_id)
+    writer = MetricWriter(run_dir / METRICS, run_id)
     purchase_ends = np.sort([end for _s, end, o in rows if o == "purchased"])
     for second in np.arange(t0 - 1.0, ended + 1.0, 1.0):
         bought = float(np.searchsorted(purchase_ends, second, side="right"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import time
 import uuid
@@ -15,9 +16,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from lab.evidence import monitor as mon
+from lab.evidence.monitor import base, exec_samplers, names, parsers, writer
+from lab.evidence.monitor.monitor import DEFAULT_SAMPLERS, SAMPLER_ERROR, Monitor
 from lab.evidence.runfolder import RunFolder
 from lab.evidence.runlogs import parse_access_line, read_proxy_access, save_logs
+from lab.evidence.secretscan import Scrubber
 
 # ------------------------------------------------------------------------------------- parsers (no docker)
 
@@ -72,15 +75,15 @@ not_a_number{a="b"} NaNx
 
 
 def test_stub_status_parses_every_field():
-    rows = {m: v for m, _, v in mon.parse_stub_status(STUB_STATUS)}
+    rows = {m: v for m, _, v in parsers.parse_stub_status(STUB_STATUS)}
     assert rows == {"connections_active": 3, "accepts": 1250, "handled": 1250, "requests": 4711,
                     "connections_reading": 0, "connections_writing": 1, "connections_waiting": 2}
     with pytest.raises(ValueError, match="not a stub_status page"):
-        mon.parse_stub_status("<html>403</html>")
+        parsers.parse_stub_status("<html>403</html>")
 
 
 def test_redis_info_keeps_the_subset_and_keys_per_db():
-    rows = {(m, lab): v for m, lab, v in mon.parse_redis_info(REDIS_INFO)}
+    rows = {(m, lab): v for m, lab, v in parsers.parse_redis_info(REDIS_INFO)}
     assert rows[("connected_clients", "")] == 47
     assert rows[("used_memory_bytes", "")] == 2232632
     assert rows[("ops_per_sec", "")] == 6
@@ -91,60 +94,168 @@ def test_redis_info_keeps_the_subset_and_keys_per_db():
 
 
 def test_redis_queue_lengths_sum_the_priority_lists():
-    per_key = [str(i) for i in range(len(mon.CELERY_QUEUES) * len(mon.CELERY_PRIORITY_SUFFIXES))]
-    rows = {(m, lab): v for m, lab, v in mon.parse_redis_queues(per_key)}
+    per_key = [str(i) for i in range(len(names.CELERY_QUEUES) * len(names.CELERY_PRIORITY_SUFFIXES))]
+    rows = {(m, lab): v for m, lab, v in parsers.parse_redis_queues(per_key)}
     assert rows[("celery_queue_length", "queue=default")] == 0 + 1 + 2
     assert rows[("celery_queue_length", "queue=checkout")] == 3 + 4 + 5
     assert rows[("celery_queue_length_total", "")] == sum(range(15))
     with pytest.raises(ValueError, match="expected 15"):
-        mon.parse_redis_queues(["1", "2"])
+        parsers.parse_redis_queues(["1", "2"])
 
 
 def test_redis_block_with_frame_lines_from_redis_echo():
     lines = REDIS_INFO.splitlines() + ["#Q"] + ["0"] * 15
-    rows = {(m, lab) for m, lab, _ in mon.RedisSampler.parse_block(None, lines)}
+    rows = {(m, lab) for m, lab, _ in exec_samplers.RedisSampler.parse_block(None, lines)}
     assert ("celery_queue_length", "queue=mail") in rows and ("used_memory_bytes", "") in rows
-    with pytest.raises(mon.StreamEnded, match="NOAUTH"):
-        mon.RedisSampler.parse_block(None, ["NOAUTH Authentication required."])
+    with pytest.raises(base.StreamEnded, match="NOAUTH"):
+        exec_samplers.RedisSampler.parse_block(None, ["NOAUTH Authentication required."])
 
 
 def test_psql_rows_frame_and_parse():
     emitted = []
-    reader = mon._PsqlRows(lambda m, v, lab="", t=None: emitted.append((t, m, lab, v)))
+    reader = parsers.PsqlRows(lambda m, v, lab="", t=None: emitted.append((t, m, lab, v)))
     for line in ["#S||1795829810.5", "in_recovery||0", "connections|state=active|2",
                  "replication_lag_bytes|application_name=replica|", "garbage", "", "#E||",
                  "xact_commit||99"]:  # a row outside a frame is dropped
         reader.feed(line)
     assert emitted == [(1795829810.5, "in_recovery", "", 0.0), (1795829810.5, "connections", "state=active", 2.0)]
-    assert mon.parse_psql_row("replication_lag_bytes|application_name=replica|") is None  # SQL NULL: no row
-    assert mon.parse_psql_row("xact_commit||12345\n") == ("xact_commit", "", 12345.0)
+    assert parsers.parse_psql_row("replication_lag_bytes|application_name=replica|") is None  # SQL NULL: no row
+    assert parsers.parse_psql_row("xact_commit||12345\n") == ("xact_commit", "", 12345.0)
 
 
 def test_exec_blocks_frame_and_parse():
     emitted = []
-    blocks = mon._Blocks(lambda lines: mon.parse_stub_status("\n".join(lines)),
+    blocks = parsers.Blocks(lambda lines: parsers.parse_stub_status("\n".join(lines)),
                          lambda m, v, lab="", t=None: emitted.append((t, m, v)))
     for line in ["stray line", "#S 1700000000.250000", *STUB_STATUS.splitlines(), "#E"]:
         blocks.feed(line)
     assert len(emitted) == 7 and {t for t, _, _ in emitted} == {1700000000.25}
-    with pytest.raises(mon.StreamEnded, match="unreachable"):
+    with pytest.raises(base.StreamEnded, match="unreachable"):
         blocks.feed("#ERR stub_status unreachable")
 
 
 def test_prometheus_text_and_the_pretix_subset():
-    samples = list(mon.parse_prometheus(PROMETHEUS))
+    samples = list(parsers.parse_prometheus(PROMETHEUS))
     assert ("pretix_logins_successful", "", 2.0) in samples
     assert ("pretix_task_runs_total", "status=success,task_name=pretix.base.services.orders.perform_order",
             4.0) in samples
     assert not any(name == "not_a_number" for name, _, _ in samples)
-    kept = {(n, lab) for n, lab, _ in mon.pretix_subset(samples)}
+    kept = {(n, lab) for n, lab, _ in parsers.pretix_subset(samples)}
     assert ("pretix_view_duration_seconds_count",
             "method=GET,status_code=200,url_name=presale:event.index") in kept
     assert ("pretix_celery_tasks_queued_age_seconds", "queue=checkout") in kept
     assert ("pretix_model_instances", "model=pretixbase.order") in kept
     assert ("pretix_model_instances", "model=pretixbase.itemvariation") not in kept
     assert not any(n.endswith("_bucket") for n, _ in kept)
-    assert any(n.endswith("_bucket") for n, _, _ in mon.pretix_subset(samples, buckets=True))
+    assert any(n.endswith("_bucket") for n, _, _ in parsers.pretix_subset(samples, buckets=True))
+
+
+PROMETHEUS_TYPED = """# HELP pretix_view_requests_total Requests
+# TYPE pretix_view_requests_total counter
+pretix_view_requests_total{status_code="200",url_name="presale:event.index"} 12.0
+# TYPE pretix_view_duration_seconds histogram
+pretix_view_duration_seconds_bucket{le="0.1",url_name="presale:event.index"} 9
+pretix_view_duration_seconds_count{url_name="presale:event.index"} 12
+pretix_view_duration_seconds_sum{url_name="presale:event.index"} 1.5
+pretix_odd_labels{path="a\\"b,c",z="1"} NaN
+"""
+
+
+def test_typed_prometheus_text_keeps_the_sample_names_and_unescapes_labels():
+    samples = list(parsers.parse_prometheus(PROMETHEUS_TYPED))
+    names = [n for n, _, _ in samples]
+    assert names[:4] == ["pretix_view_requests_total", "pretix_view_duration_seconds_bucket",
+                         "pretix_view_duration_seconds_count", "pretix_view_duration_seconds_sum"]
+    assert ("pretix_view_duration_seconds_bucket", "le=0.1,url_name=presale:event.index", 9.0) in samples
+    odd = [(lab, v) for n, lab, v in samples if n == "pretix_odd_labels"]
+    assert odd[0][0] == 'path=a"b,c,z=1' and math.isnan(odd[0][1])
+
+
+class _Container:
+    """What the docker SDK's Container gives the docker sampler: a name and stats(); the answers scripted."""
+
+    name = "lab-redis-1"
+
+    def __init__(self, answers, monitor):
+        self.answers, self.monitor, self.calls = list(answers), monitor, []
+
+    def stats(self, **kwargs):
+        self.calls.append(kwargs)
+        answer = self.answers.pop(0)
+        if not self.answers:
+            self.monitor.stopping.set()  # the monitor stops after the last scripted answer
+        return answer
+
+
+def _stats(total: float, system: float) -> dict:
+    return {"read": "2026-12-03T20:00:00.5Z", "cpu_stats": {"cpu_usage": {"total_usage": total},
+                                                           "system_cpu_usage": system, "online_cpus": 2},
+            "memory_stats": {"usage": 300, "limit": 1000, "stats": {"inactive_file": 100}}}
+
+
+def _docker_sampler(tmp_path, answers):
+    from lab.evidence.monitor.docker_sampler import DockerSampler
+
+    monitor = Monitor(tmp_path, None, run_id="d", sampler_names=[], services=["redis"], interval=0.2,
+                      metrics_auth=("a", "b"), scrubber=Scrubber([]))
+    container = _Container(answers, monitor)
+    sampler = DockerSampler(monitor)
+    sampler.running_container = lambda target: container
+    return sampler, container
+
+
+def test_the_docker_sampler_polls_the_public_stats_call_and_ends_when_the_monitor_stops(tmp_path):
+    sampler, container = _docker_sampler(tmp_path, [_stats(1e9, 100e9), _stats(1.5e9, 102e9), _stats(2.5e9, 104e9)])
+    emitted = []
+    sampler.stream(base.Target("docker", "redis"), lambda m, v, lab="", t=None: emitted.append((m, v)))
+    assert container.calls == [{"stream": False, "one_shot": True}] * 3  # one sample per poll, public API
+    cores = [v for m, v in emitted if m == "cpu_cores"]
+    assert cores == pytest.approx([0.5, 1.0])  # from the deltas between polls; none for the first
+    assert ("memory_bytes", 200.0) in emitted
+
+
+def test_the_docker_sampler_ends_its_stream_when_the_container_stopped(tmp_path):
+    stopped = {"read": "0001-01-01T00:00:00Z", "cpu_stats": {}, "memory_stats": {}}
+    sampler, _ = _docker_sampler(tmp_path, [_stats(1e9, 100e9), stopped, _stats(1e9, 100e9)])
+    with pytest.raises(base.StreamEnded, match="lab-redis-1 is not running"):
+        sampler.stream(base.Target("docker", "redis"), lambda *a, **k: None)
+
+
+def test_the_monitor_uses_only_the_docker_sdks_public_api():
+    from pathlib import Path as P
+
+    package = P(parsers.__file__).parent
+    source = "\n".join(p.read_text() for p in package.glob("*.py"))
+    assert not re.search(r"\bapi\._\w+|CancellableStream|_stream_helper|_raise_for_status", source)
+
+
+def test_the_package_re_exports_what_callers_use():
+    from lab.evidence import monitor as mon
+
+    assert mon.Monitor is Monitor and mon.read_metrics is writer.read_metrics and mon.samplers is base.samplers
+    assert mon.METRICS == "metrics.parquet" and mon.Scrubber is Scrubber
+    assert {"DockerSampler", "PretixSampler", "RedisSampler"} <= set(mon.__all__)
+
+
+def test_scripts_ship_as_package_data_and_the_query_folds_onto_one_line():
+    from lab.evidence.monitor import scripts
+
+    assert "sample()" in scripts.NGINX_SCRIPT and 'read -r -t "$w" _' in scripts.NGINX_SCRIPT
+    assert "LLEN checkout:8\\n" in scripts.REDIS_SCRIPT and "@QUEUES@" not in scripts.REDIS_SCRIPT
+    assert "\n" not in scripts.POSTGRES_QUERY and "--" not in scripts.POSTGRES_QUERY
+    assert scripts.POSTGRES_QUERY.startswith("SELECT k, l, v FROM") and "'#E'" in scripts.POSTGRES_QUERY
+
+
+def test_without_the_secrets_a_sampler_error_is_recorded_without_its_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path / "no-deployment"))
+    monitor = Monitor(tmp_path / "run", None, run_id="x", sampler_names=[], services=[], metrics_auth=("a", "b"))
+    assert monitor.scrub is None
+    with monitor:
+        monitor.record_error(base.Target("pretix", "pretix-web-1"), "HTTPError: auth=metrics:hunter2hunter2 refused")
+    [(_, _, problem)] = monitor.errors
+    assert problem.startswith("HTTPError (details withheld") and "hunter2" not in problem
+    rows = writer.read_metrics(tmp_path / "run")
+    assert not rows.labels.str.contains("hunter2").any()
 
 
 def test_docker_stats_cpu_from_deltas_and_memory_without_cache():
@@ -154,51 +265,53 @@ def test_docker_stats_cpu_from_deltas_and_memory_without_cache():
                               "throttling_data": {"throttled_time": 5e8}},
                 "memory_stats": {"usage": usage, "limit": 1000, "stats": {"cache": cache}},
                 "networks": {"eth0": {"rx_bytes": 10, "tx_bytes": 20}, "eth1": {"rx_bytes": 1, "tx_bytes": 2}}}
-    first = dict((m, v) for m, _, v in mon.docker_stats_rows(stats(1e9, 100e9, 500, 100), None))
+    first = dict((m, v) for m, _, v in parsers.docker_stats_rows(stats(1e9, 100e9, 500, 100), None))
     assert "cpu_cores" not in first and first["memory_bytes"] == 400 and first["memory_limit_bytes"] == 1000
     assert first["net_rx_bytes"] == 11 and first["cpu_throttled_seconds"] == 0.5
     # 0.5 s of CPU while the host's 2 CPUs ran 2 s: half a core
-    second = dict((m, v) for m, _, v in mon.docker_stats_rows(stats(1.5e9, 102e9, 600, 100), stats(1e9, 100e9, 0, 0)))
+    second = dict((m, v) for m, _, v in parsers.docker_stats_rows(stats(1.5e9, 102e9, 600, 100),
+                                                                   stats(1e9, 100e9, 0, 0)))
     assert second["cpu_cores"] == pytest.approx(0.5)
 
 
 def test_registry_names_unknown_samplers_and_refuses_non_samplers():
-    assert set(mon.DEFAULT_SAMPLERS) <= set(mon.samplers.names())
-    with pytest.raises(mon.UnknownSamplerError, match=r"No sampler named 'nope'; known: docker, nginx"):
-        mon.samplers.get("nope")
-    with pytest.raises(mon.UnknownSamplerError, match="No sampler named 'nope'"):
-        mon.Monitor(Path("/nonexistent"), None, run_id="x", sampler_names=["docker", "nope"], metrics_auth=("a", "b"),
-                    scrubber=mon.Scrubber([]))
+    assert set(DEFAULT_SAMPLERS) <= set(base.samplers.names())
+    with pytest.raises(base.UnknownSamplerError, match=r"No sampler named 'nope'; known: docker, nginx"):
+        base.samplers.get("nope")
+    with pytest.raises(base.UnknownSamplerError, match="No sampler named 'nope'"):
+        Monitor(Path("/nonexistent"), None, run_id="x", sampler_names=["docker", "nope"], metrics_auth=("a", "b"),
+                    scrubber=Scrubber([]))
     with pytest.raises(TypeError, match="Sampler subclass"):
-        mon.SamplerRegistry().register("bad", object)
+        base.SamplerRegistry().register("bad", object)
 
-    registry = mon.SamplerRegistry()
+    registry = base.SamplerRegistry()
 
     @registry.register("mine")
-    class Mine(mon.Sampler):
+    class Mine(base.Sampler):
         pass
 
     assert registry.get("mine") is Mine and Mine.name == "mine"
 
 
 def test_scrubber_replaces_longest_first():
-    scrub = mon.Scrubber(["abcd", "xxabcdxx", "", "no"])
+    scrub = Scrubber(["abcd", "xxabcdxx", "", "no"])
     assert scrub("pw=xxabcdxx and abcd, no") == "pw=*** and ***, no"
 
 
 def test_metric_writer_parts_are_complete_and_readable(tmp_path):
-    writer = mon._MetricWriter(tmp_path / mon.METRICS, "r1")
-    writer.add((1.0, "redis", "c", "ops_per_sec", 3.0, ""))
-    writer.flush()
-    writer.flush()  # nothing new: no empty part
-    writer.add((2.0, "redis", "c", "ops_per_sec", math.nan, ""))
-    writer.flush()
-    assert sorted(p.name for p in (tmp_path / mon.METRICS).iterdir()) == ["part-000000.parquet", "part-000001.parquet"]
-    df = mon.read_metrics(tmp_path)
+    metrics = writer.MetricWriter(tmp_path / writer.METRICS, "r1")
+    metrics.add((1.0, "redis", "c", "ops_per_sec", 3.0, ""))
+    metrics.flush()
+    metrics.flush()  # nothing new: no empty part
+    metrics.add((2.0, "redis", "c", "ops_per_sec", math.nan, ""))
+    metrics.flush()
+    parts = sorted(p.name for p in (tmp_path / writer.METRICS).iterdir())
+    assert parts == ["part-000000.parquet", "part-000001.parquet"]
+    df = writer.read_metrics(tmp_path)
     assert list(df.columns) == ["run_id", "time", "service", "container", "metric", "value", "labels"]
     assert df.run_id.unique().tolist() == ["r1"] and len(df) == 2
     with pytest.raises(FileExistsError):
-        mon._MetricWriter(tmp_path / mon.METRICS, "r2")
+        writer.MetricWriter(tmp_path / writer.METRICS, "r2")
 
 
 def test_access_line_parses_retries_and_nginx_answers():
@@ -259,7 +372,7 @@ def monitored_run(live_stack, tmp_path_factory):
     marker = uuid.uuid4().hex
     sent = []
     since = time.time()
-    monitor = mon.Monitor(run_dir, client, run_id="test-monitor")
+    monitor = Monitor(run_dir, client, run_id="test-monitor")
     before = _monitor_processes(client, [c.name for c in _containers(client)])
     with monitor:
         with httpx.Client(verify=access.tls(), timeout=10) as http:
@@ -285,9 +398,9 @@ def test_metrics_cover_every_service(monitored_run):
     from lab.stack.containers import LABEL_SERVICE
 
     client = monitored_run["client"]
-    df = mon.read_metrics(monitored_run["run_dir"])
+    df = writer.read_metrics(monitored_run["run_dir"])
     assert len(df) and set(df.run_id) == {"test-monitor"}
-    errors = df[df.metric == mon.SAMPLER_ERROR]
+    errors = df[df.metric == SAMPLER_ERROR]
     assert errors.empty, errors.labels.tolist()
     running = {c.labels[LABEL_SERVICE]: c.name for c in _containers(client)}
     for service, name in running.items():
@@ -323,7 +436,7 @@ def test_metrics_cover_every_service(monitored_run):
     redis = df[df.service == "redis"]
     assert {"used_memory_bytes", "connected_clients", "ops_per_sec", "keyspace_hits", "keyspace_misses",
             "celery_queue_length"} <= set(redis.metric)
-    assert {f"queue={q}" for q in mon.CELERY_QUEUES} <= set(redis[redis.metric == "celery_queue_length"].labels)
+    assert {f"queue={q}" for q in names.CELERY_QUEUES} <= set(redis[redis.metric == "celery_queue_length"].labels)
     nginx = df[(df.service == "proxy") & (df.metric == "requests")].sort_values("time")
     assert len(nginx) >= 5
     assert nginx.value.iloc[-1] - nginx.value.iloc[0] >= 5  # our requests (and the monitor's own status reads)
@@ -348,8 +461,8 @@ def test_monitor_is_cheap_and_leaves_nothing_running(monitored_run):
         assert client.api.exec_inspect(ex.exec_id)["Running"] is False
     left = _monitor_processes(client, [c.name for c in _containers(client)])
     assert left == monitored_run["before"] == [], left
-    df = mon.read_metrics(monitored_run["run_dir"])
-    own = df[df.service == mon.MONITOR_SERVICE]
+    df = writer.read_metrics(monitored_run["run_dir"])
+    own = df[df.service == names.MONITOR_SERVICE]
     assert {"cpu_seconds", "cpu_cores", "exec_cpu_seconds", "wall_seconds"} <= set(own.metric)
 
 
@@ -398,7 +511,7 @@ def test_no_secret_in_anything_written(monitored_run):
 def test_a_dead_stream_is_recorded_and_restarted(live_stack, tmp_path):
     """Kill the monitor's own psql inside the replica: a sampler_error row, then samples again within seconds."""
     client = live_stack
-    monitor = mon.Monitor(tmp_path, client, run_id="restart", sampler_names=["postgres"],
+    monitor = Monitor(tmp_path, client, run_id="restart", sampler_names=["postgres"],
                           services=["postgres-replica"])
     with monitor:
         deadline = time.monotonic() + 10
@@ -416,8 +529,8 @@ def test_a_dead_stream_is_recorded_and_restarted(live_stack, tmp_path):
         while time.monotonic() < deadline and len(monitor._execs) < 2:
             time.sleep(0.2)
         time.sleep(2.5)
-    df = mon.read_metrics(tmp_path)
-    errors = df[df.metric == mon.SAMPLER_ERROR]
+    df = writer.read_metrics(tmp_path)
+    errors = df[df.metric == SAMPLER_ERROR]
     assert len(errors) == 1 and "sampler=postgres" in errors.labels.iloc[0], errors.labels.tolist()
     again = df[(df.metric == "xact_commit") & (df.time > errors.time.iloc[0])]
     assert len(again) >= 1
@@ -427,8 +540,8 @@ def test_a_dead_stream_is_recorded_and_restarted(live_stack, tmp_path):
 
 
 def test_monitor_stops_by_itself_after_max_duration(tmp_path):
-    monitor = mon.Monitor(tmp_path, None, run_id="bounded", sampler_names=[], services=[], max_duration=1.2,
-                          metrics_auth=("a", "b"), scrubber=mon.Scrubber([]))
+    monitor = Monitor(tmp_path, None, run_id="bounded", sampler_names=[], services=[], max_duration=1.2,
+                          metrics_auth=("a", "b"), scrubber=Scrubber([]))
     monitor.start()
     deadline = time.monotonic() + 10
     while not monitor._stopped and time.monotonic() < deadline:
@@ -437,5 +550,5 @@ def test_monitor_stops_by_itself_after_max_duration(tmp_path):
     monitor._housekeeper.join(5)
     assert not monitor._housekeeper.is_alive()
     monitor.stop()  # a second stop is a no-op
-    own = mon.read_metrics(tmp_path)
+    own = writer.read_metrics(tmp_path)
     assert "wall_seconds" in set(own.metric)

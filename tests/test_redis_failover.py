@@ -90,7 +90,7 @@ def test_killing_the_redis_master_fails_over_loses_nothing_and_the_undo_restores
     assert primary.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
     # the monitor saw the sentinels name the replica, then the declared master again
-    from lab.evidence.monitor import read_metrics
+    from lab.evidence.monitor.writer import read_metrics
 
     metrics = read_metrics(run_dir)
     named = set(metrics[(metrics["metric"] == "master")]["labels"])

@@ -7,7 +7,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from lab.evidence import monitor as mon
+from lab.evidence.monitor import parsers
+from lab.evidence.monitor.base import StreamEnded
 from lab.faults import FaultScheduleError, parse_schedule
 from lab.faults.redis import data_nodes, follows, is_good_replica, parse_info, parse_sentinel_replicas
 from lab.stack import params
@@ -77,17 +78,17 @@ def test_sentinel_replies_are_read():
 
 
 def test_the_monitor_reads_roles_and_the_sentinels_view():
-    rows = {(m, lab): v for m, lab, v in mon.parse_redis_info(
+    rows = {(m, lab): v for m, lab, v in parsers.parse_redis_info(
         "role:slave\nmaster_link_status:up\nconnected_slaves:0\nmaster_repl_offset:1234\n")}
     assert rows[("is_master", "")] == 0 and rows[("master_link_up", "")] == 1 and rows[("repl_offset", "")] == 1234
     block = ["declared 10.214.0.21", "10.214.0.22", "6379", "name", "lab-redis", "flags", "master",
              "num-slaves", "1", "num-other-sentinels", "2", "config-epoch", "3"]
-    rows = {(m, lab): v for m, lab, v in mon.parse_sentinel_block(block)}
+    rows = {(m, lab): v for m, lab, v in parsers.parse_sentinel_block(block)}
     assert rows[("master", "addr=10.214.0.22")] == 1 and rows[("master_is_declared", "")] == 0
     assert rows[("replicas_known", "")] == 1 and rows[("other_sentinels", "")] == 2
     assert rows[("master_down", "")] == 0
-    with pytest.raises(mon.StreamEnded, match="Connection refused"):
-        mon.parse_sentinel_block(["declared 10.214.0.21", "Could not connect: Connection refused"])
+    with pytest.raises(StreamEnded, match="Connection refused"):
+        parsers.parse_sentinel_block(["declared 10.214.0.21", "Could not connect: Connection refused"])
 
 
 def test_redis_failover_targets_only_the_data_nodes():

@@ -44,3 +44,28 @@ def test_server_certificate_verifies_against_the_generated_ca(tmp_path):
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
     assert secrets.ensure_tls(tmp_path) == tls  # idempotent: same files, not regenerated
     assert (tls / "server.crt").read_bytes() == (tmp_path / "tls" / "server.crt").read_bytes()
+
+
+def test_keys_are_0600_in_0700_folders_and_an_old_deployment_is_tightened(tmp_path):
+    tls = secrets.ensure_tls(tmp_path)
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tls / "ca.crt").stat().st_mode) == 0o644  # public, but behind the 0700 folder
+    secrets.load_or_create(tmp_path)
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == 0o700
+    (tls / "server.key").chmod(0o644)  # as deployments before this change left them
+    tls.chmod(0o755)
+    secrets.ensure_tls(tmp_path)
+    assert stat.S_IMODE(tls.stat().st_mode) == 0o700
+    assert stat.S_IMODE((tls / "server.key").stat().st_mode) == 0o600
+
+
+def test_removing_secrets_reports_what_it_could_not_remove(tmp_path):
+    deployed = tmp_path / "deploy"
+    secrets.load_or_create(deployed)
+    assert secrets.remove_secrets(deployed) == [] and not deployed.exists()
+    assert secrets.remove_secrets(deployed) == []  # nothing there: nothing to report
+    not_a_folder = tmp_path / "deploy-file"
+    not_a_folder.write_text("a file where the deployment folder should be")
+    problems = secrets.remove_secrets(not_a_folder)
+    assert problems and str(not_a_folder) in problems[0] and "Error" in problems[0], problems

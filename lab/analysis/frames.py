@@ -45,7 +45,7 @@ class Run:
 
     @cached_property
     def metrics(self) -> pd.DataFrame:
-        from lab.evidence.monitor import read_metrics
+        from lab.evidence.monitor.writer import read_metrics
 
         return read_metrics(self.path)
 

@@ -64,7 +64,7 @@ def database_busy(docker_client) -> str | None:
 
 def celery_queued(docker_client) -> int:
     """Tasks waiting in celery's queues on whichever redis node is the master now (after a failover: the replica)."""
-    from lab.evidence.monitor import CELERY_PRIORITY_SUFFIXES, CELERY_QUEUES
+    from lab.evidence.monitor.names import CELERY_PRIORITY_SUFFIXES, CELERY_QUEUES
     from lab.stack.containers import project_containers
 
     lengths = " ".join(f"{q}{s}" for q in CELERY_QUEUES for s in CELERY_PRIORITY_SUFFIXES)

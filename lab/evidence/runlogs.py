@@ -23,10 +23,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lab.evidence.monitor import Scrubber
 from lab.evidence.runfolder import RunFolder
+from lab.evidence.secretscan import Scrubber, SecretsUnavailable, load_scrubber
 from lab.stack.containers import LABEL_SERVICE, project_containers
 
+NOT_WRITTEN = "NOT-WRITTEN.txt"  # in logs/ when the logs could not be scrubbed
 PROXY_SERVICE = "proxy"
 ACCESS_FLUSH_SECONDS = 1.0  # nginx's access_log flush=1s
 FLUSH_MARGIN = 3.0  # how much later than `until` an access line may reach docker's log
@@ -128,21 +129,26 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
     os.replace(temporary, path)
 
 
-def _default_scrubber() -> Scrubber:
-    from lab.stack.secrets import secret_values
-    return Scrubber(secret_values())
-
-
 def save_logs(run_dir: Path, docker_client, since: float, until: float, *,
               scrubber: Scrubber | None = None) -> dict:
     """Write every project container's log of [since, until] to run_dir/logs/<service>.log (secrets -> ***)
-    and the proxy's access lines of that window to run_dir/proxy_access.parquet. Returns a small summary."""
+    and the proxy's access lines of that window to run_dir/proxy_access.parquet. Returns a small summary.
+
+    Fails closed: without a scrubber and when the deployment's secrets cannot be read, no log line is written,
+    only logs/NOT-WRITTEN.txt saying why, and no proxy_access.parquet (summary["not_written"] holds the reason)."""
     if until <= since:
         raise ValueError(f"until ({until}) must be after since ({since})")
     folder = RunFolder(run_dir)
     logs_dir = folder.logs_dir
     logs_dir.mkdir(parents=True, exist_ok=True)
-    scrub = scrubber or _default_scrubber()
+    if scrubber is None:
+        try:
+            scrubber = load_scrubber()
+        except SecretsUnavailable as error:
+            reason = f"container logs not written: {error}, so they could not be scrubbed"
+            (logs_dir / NOT_WRITTEN).write_text(reason + "\n", encoding="utf-8")
+            return {"services": {}, "proxy_requests": 0, "lines_scrubbed": 0, "not_written": reason}
+    scrub = scrubber
     wait = until + ACCESS_FLUSH_SECONDS + 0.5 - time.time()
     if wait > 0:  # let nginx flush the last access lines of the window
         time.sleep(min(wait, ACCESS_FLUSH_SECONDS + 0.5))
@@ -234,5 +240,5 @@ def reconcile(requests, access, prefix: str = "lab-") -> dict:
     }
 
 
-__all__ = ["PROXY_ACCESS_SCHEMA", "parse_access_line", "read_proxy_access", "reconcile",
+__all__ = ["NOT_WRITTEN", "PROXY_ACCESS_SCHEMA", "parse_access_line", "read_proxy_access", "reconcile",
            "save_logs"]

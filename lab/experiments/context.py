@@ -3,8 +3,6 @@ one run is given (RunContext), made from it."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,8 +45,9 @@ class LabContext:
 
     def buyer_secret(self) -> str:
         """Per-deployment key from which buyers' passwords are derived (never stored in clear)."""
-        django_secret = json.loads((self.directory / "secrets.json").read_text())["django_secret"]
-        return hmac.new(django_secret.encode(), b"pretix-lab buyers", hashlib.sha256).hexdigest()
+        from lab.pretix.buyers import buyer_secret
+
+        return buyer_secret(json.loads((self.directory / "secrets.json").read_text())["django_secret"])
 
     def catalogue(self, cat: Catalogue) -> dict[str, dict]:
         with PretixClient(self.access) as client:

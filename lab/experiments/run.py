@@ -292,7 +292,7 @@ def execute(params: LoadParams, ctx: RunContext, *, root: Path | None = None, lo
         weights = {ctx.catalogue_ids[name]["item"]: share for name, share in params.product_mix.items() if share > 0}
         monitor = None
         if params.monitor:
-            from lab.evidence.monitor import Monitor
+            from lab.evidence.monitor.monitor import Monitor
 
             monitor = Monitor(run_dir, docker_client, interval=1.0, run_id=run_id)
             monitor.start()

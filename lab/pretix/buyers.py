@@ -24,3 +24,8 @@ def password_for(secret: str, email: str) -> str:
     """Deterministic, strong (passes Django's validators), different for every buyer and deployment."""
     digest = hmac.new(secret.encode(), email.lower().encode(), hashlib.sha256).digest()
     return "Lab-" + base64.urlsafe_b64encode(digest[:18]).decode()
+
+
+def buyer_secret(django_secret: str) -> str:
+    """The per-deployment key buyers' passwords derive from (itself derived from Django's secret, never stored)."""
+    return hmac.new(django_secret.encode(), b"pretix-lab buyers", hashlib.sha256).hexdigest()

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import secrets
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,14 +39,37 @@ def _token(n: int = 24) -> str:
     return secrets.token_urlsafe(n)
 
 
+def private_folder(path: Path) -> Path:
+    """A folder only its owner can enter (0700), made so or tightened if it exists."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
 def write_private(path: Path, text: str | bytes, mode: int = 0o600) -> None:
-    """Create with the final mode from the start (no window where the file is world-readable)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create with the final mode from the start (no window where the file is world-readable), in a 0700 folder."""
+    private_folder(path.parent)
     data = text.encode() if isinstance(text, str) else text
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
     os.chmod(path, mode)
+
+
+def remove_secrets(directory: Path) -> list[str]:
+    """Delete a deployment folder (secrets, keys, tokens); returns what could not be removed and why (empty when
+    all is gone), so a caller reports it instead of leaving secrets behind unnoticed."""
+    problems: dict[str, str] = {}  # path -> the first error there (rmtree may report one path twice)
+
+    def failed(_function, path, info) -> None:
+        problems.setdefault(str(path), f"{path}: {type(info[1]).__name__}: {info[1].strerror or info[1]}"
+                            if isinstance(info[1], OSError) else f"{path}: {info[1]}")
+
+    if directory.exists():
+        shutil.rmtree(directory, onerror=failed)
+    if directory.exists() and not problems:
+        problems[str(directory)] = f"{directory}: still exists after removal"
+    return list(problems.values())
 
 
 def load_or_create(directory: Path | None = None) -> Secrets:
@@ -93,18 +117,28 @@ def write_env_files(s: Secrets, directory: Path | None = None, redis: RedisTopol
     write_private(directory / "redis.env", _env_file({"REDIS_PASSWORD": s.redis_password}))
 
 
-def secret_values(directory: Path | None = None) -> list[str]:
-    """Every secret of the deployment, for scrubbing outputs and for tests that look for leaks."""
+def secret_kinds(directory: Path | None = None) -> dict[str, list[str]]:
+    """Every secret of the deployment by kind (secrets.json's keys, pretix.json's api_token and admin_password).
+    A file that exists but cannot be read raises (OSError, ValueError): a caller must not take it for "none"."""
     directory = directory or deploy_dir()
-    values: list[str] = []
+    kinds: dict[str, list[str]] = {}
     path = directory / "secrets.json"
     if path.exists():
-        values += [v for k, v in json.loads(path.read_text()).items() if k != "metrics_user"]
+        for key, value in json.loads(path.read_text()).items():
+            if key != "metrics_user" and value:
+                kinds.setdefault(key, []).append(str(value))
     pretix = directory / "pretix.json"
     if pretix.exists():
         doc = json.loads(pretix.read_text())
-        values += [doc[k] for k in ("api_token", "admin_password") if doc.get(k)]
-    return values
+        for key in ("api_token", "admin_password"):
+            if doc.get(key):
+                kinds.setdefault(key, []).append(str(doc[key]))
+    return kinds
+
+
+def secret_values(directory: Path | None = None) -> list[str]:
+    """Every secret of the deployment, for scrubbing outputs and for tests that look for leaks."""
+    return [value for values in secret_kinds(directory).values() for value in values]
 
 
 def _name(common: str) -> x509.Name:
@@ -121,6 +155,10 @@ def ensure_tls(directory: Path | None = None) -> Path:
     """
     tls = (directory or deploy_dir()) / "tls"
     if (tls / "server.crt").exists() and (tls / "ca.crt").exists():
+        private_folder(tls)  # a deployment made before the keys were kept private is tightened here
+        for key in ("ca.key", "server.key"):
+            if (tls / key).exists():
+                os.chmod(tls / key, 0o600)
         return tls
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -158,9 +196,9 @@ def ensure_tls(directory: Path | None = None) -> Path:
     private = serialization.PrivateFormat.PKCS8
     none = serialization.NoEncryption()
     write_private(tls / "ca.key", ca_key.private_bytes(pem, private, none))
-    # nginx's master reads the key as root before dropping privileges; the folder itself is 0700.
-    write_private(tls / "server.key", key.private_bytes(pem, private, none), mode=0o644)
+    # nginx's master process reads the key (and the certificates) as root before its workers drop privileges, so
+    # both keys stay 0600 in a 0700 folder; the certificates are public (0644) but live in the same folder.
+    write_private(tls / "server.key", key.private_bytes(pem, private, none))
     write_private(tls / "server.crt", cert.public_bytes(pem) + ca_cert.public_bytes(pem), mode=0o644)
     write_private(tls / "ca.crt", ca_cert.public_bytes(pem), mode=0o644)
-    os.chmod(tls, 0o755)
     return tls
