@@ -169,6 +169,66 @@ def test_a_failed_cell_stops_the_study_and_is_recorded_with_its_notebook_and_cel
     assert "This study stopped early." in page and "b.ipynb failed in cell 3" in page
 
 
+def _notebook(path, *cells: str) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell('study_dir = ""\nparams_file = ""', metadata={"tags": ["parameters"]}),
+                             *map(new_code_cell, cells)],
+                      metadata={"kernelspec": {"name": "pretix-lab", "language": "python", "display_name": "lab"}})
+    nbformat.write(nb, path)
+
+
+def test_a_secret_written_into_a_run_folder_fails_the_study_naming_file_and_kind(tmp_path, monkeypatch, capsys):
+    """Through papermill: a notebook writes the deployment's redis password into a run's Parquet (its source and
+    output never show it); the check at the end finds it, study.json names the file and the kind, the study fails,
+    and nothing printed or recorded holds the value."""
+    from lab.stack.secrets import load_or_create
+    from lab.study.runner import StudyFailed, run_study
+
+    monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("PRETIX_LAB_REPORTS", str(tmp_path / "reports"))
+    password = load_or_create(tmp_path / "var" / "deploy").redis_password
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    _notebook(source / "leak.ipynb",
+              "import json, os, pandas as pd\n"
+              "secret = json.load(open(os.environ['PRETIX_LAB_VAR'] + '/deploy/secrets.json'))['redis_password']\n"
+              "os.makedirs(study_dir + '/runs/r1', exist_ok=True)\n"
+              "pd.DataFrame({'error': ['auth ' + secret]}).to_parquet(study_dir + '/runs/r1/requests.parquet')")
+    with pytest.raises(StudyFailed, match=r"secrets found in 1 file\(s\).*kinds: redis_password"):
+        run_study(studies.load(preset="quick"), keep_stack=True, pdf=False, progress=False, root=tmp_path / "runs",
+                  notebooks=["leak.ipynb"], source=source, log=print)
+    [folder] = (tmp_path / "runs").iterdir()
+    record = json.loads((folder / "study.json").read_text())
+    assert record["status"] == "failed" and "redis_password" in record["failed"]["error"]
+    assert record["secret_check"]["findings"] == [{"file": "runs/r1/requests.parquet", "kind": "redis_password"}]
+    assert "redis_password" in record["secret_check"]["kinds"] and record["secret_check"]["files"] >= 3
+    printed = capsys.readouterr().out
+    assert "SECRET FOUND: runs/r1/requests.parquet: redis_password" in printed
+    published = tmp_path / "reports" / folder.name
+    assert json.loads((published / "study.json").read_text())["secret_check"] == record["secret_check"]
+    for text in (printed, (folder / "study.json").read_text(), (published / "index.html").read_text()):
+        assert password not in text
+
+
+def test_a_clean_study_passes_the_secret_check(tmp_path, monkeypatch):
+    from lab.stack.secrets import load_or_create
+    from lab.study.runner import run_study
+
+    monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path / "var"))
+    monkeypatch.setenv("PRETIX_LAB_REPORTS", str(tmp_path / "reports"))
+    load_or_create(tmp_path / "var" / "deploy")
+    source = tmp_path / "notebooks"
+    source.mkdir()
+    _notebook(source / "clean.ipynb", "print('nothing secret')")
+    result = run_study(studies.load(preset="quick"), keep_stack=True, pdf=False, progress=False,
+                       root=tmp_path / "runs", notebooks=["clean.ipynb"], source=source, log=lambda _m: None)
+    record = result.folder.read()
+    assert record["status"] == "passed" and record["secret_check"]["findings"] == []
+    assert "buyer_secret" in record["secret_check"]["kinds"] and record["secret_check"]["files"] >= 3
+
+
 def test_lab_lab_serves_the_notebooks_on_localhost_with_the_lab_kernel(tmp_path):
     """`lab lab` starts JupyterLab bound to 127.0.0.1, default kernel pretix-lab (the venv's Python), on notebooks/."""
     import os
@@ -235,7 +295,7 @@ def quick_study(stack, tmp_path_factory):
     """`lab study --preset quick` in-process (same code path as the CLI), stack kept for the secrets check."""
     import os
 
-    from lab.stack.secrets import secret_values
+    from lab.evidence.secretscan import known_secrets
     from lab.study.runner import run_study
 
     reports = tmp_path_factory.mktemp("reports")
@@ -246,7 +306,7 @@ def quick_study(stack, tmp_path_factory):
     finally:
         del os.environ["PRETIX_LAB_REPORTS"]
     print(f"quick study: {time.monotonic() - began:.0f} s wall; {result.seconds}")
-    return result, secret_values(), reports
+    return result, known_secrets(), reports
 
 
 @pytest.mark.stack
@@ -322,17 +382,24 @@ def test_lab_report_on_the_study_publishes_the_numbers_of_the_study_own_report(q
 
 
 @pytest.mark.stack
-def test_no_secret_in_any_notebook_html_or_pdf(quick_study):
+def test_no_secret_in_any_file_of_the_study_its_runs_or_its_reports(quick_study):
+    """Every file of the study folder (its run folders, notebooks, records) and of the published reports, HTML
+    and PDF, searched for every secret of the deployment and every derived buyer password."""
+    from lab.evidence.secretscan import files_under, find_secrets
+
     result, secrets, reports = quick_study
-    assert len(secrets) >= 7 and all(len(s) >= 16 for s in secrets)  # the secrets file and the API token were read
-    published = [*result.folder.path.rglob("*.ipynb"), *result.folder.path.glob("*.json"),
-                 *result.folder.path.glob("*.yaml"), *reports.rglob("*.html")]
-    texts = {str(p): p.read_text(errors="replace") for p in published}
-    pdf_text = subprocess.run(["pdftotext", str(result.pdf), "-"], capture_output=True, text=True).stdout
-    texts[str(result.pdf)] = pdf_text + result.pdf.read_bytes().decode("latin-1")
-    leaks = [(path, secret[:4] + "...") for path, text in texts.items() for secret in secrets if secret in text]
-    assert not leaks, leaks
-    assert len(published) >= 7
+    assert len(secrets["buyer_password"]) >= 1 and len(secrets["redis_password"]) == 1, sorted(secrets)
+    flat = [v for values in secrets.values() for v in values]
+    assert len(flat) >= 9 and all(len(s) >= 16 for s in flat)  # the secrets files, the token, the buyers were read
+    runs = [result.folder.path / r["dir"] for r in result.folder.runs()]
+    assert runs and all(any(p.suffix == ".parquet" for p in files_under(run)) for run in runs)
+    assert any(p.suffix == ".pdf" for p in files_under(reports)) and any(p.suffix == ".html" for p in
+                                                                          files_under(reports))
+    leaks = find_secrets(result.folder.path, secrets) + find_secrets(reports, secrets)
+    assert not leaks, [(str(path), kind) for path, kind in leaks]
+    check = result.folder.read()["secret_check"]  # the study's own check, made before its teardown
+    assert check["findings"] == [] and check["files"] > len(runs)
+    assert "buyer_password" in check["kinds"]
 
 
 def test_without_a_step_within_the_slo_the_overload_is_sized_by_the_best_step_that_kept_up():

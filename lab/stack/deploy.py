@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import time
@@ -246,7 +245,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
 def down(volumes: bool = False, log: Log = print) -> list[str]:
     """Stop and remove this project's containers and networks (and volumes and secrets with volumes).
 
-    Returns what of the project is still left (empty when clean).
+    Returns what of the project is still left (empty when clean), secret files that could not be removed included.
     """
     client = ensure_engine(log=log)
     directory = deploy_dir()
@@ -259,11 +258,12 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
     compose = compose_for(params, directory)
     args = ["down", "--remove-orphans", "--timeout", "20"] + (["--volumes"] if volumes else [])
     compose.run("--profile", "jobs", *args)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
+    not_removed = secrets.remove_secrets(scratch) if scratch is not None else []
     if volumes:
-        shutil.rmtree(deploy_dir(), ignore_errors=True)
-    return leftovers(client, volumes)
+        not_removed += secrets.remove_secrets(deploy_dir())
+    for problem in not_removed:
+        log(f"could not remove secrets: {problem}")
+    return leftovers(client, volumes) + [f"secrets {problem}" for problem in not_removed]
 
 
 def leftovers(client: docker.DockerClient, volumes: bool = True) -> list[str]:

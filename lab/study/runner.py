@@ -2,6 +2,8 @@
 
 A failed cell stops the study: study.json records {notebook, cell, error}, everything recorded so far is kept,
 what can be published is published, and the stack is torn down (`lab down --volumes`). Ctrl-C does the same.
+Before the teardown, every file of the study and its report is searched for the deployment's secrets; a secret
+found fails the study (study.json's `secret_check` names the files and the kinds, never a value).
 """
 
 from __future__ import annotations
@@ -126,6 +128,45 @@ def _publish_what_we_can(folder: StudyFolder, failed_notebook: str, kernel: str,
     return None, None
 
 
+def check_secrets(folder: StudyFolder, log: Log, values: dict[str, list[str]] | None = None) -> list[dict[str, str]]:
+    """Every file of the study (its runs, notebooks, records) and of its published report searched for every secret
+    of the deployment and every derived buyer password (lab.evidence.secretscan), before the teardown removes them.
+    Recorded in study.json as `secret_check` and printed: file names and the secret's kind, never its value.
+    Returns the findings; a check that could not be made (unreadable secrets) is one finding of kind 'unchecked'."""
+    from lab.evidence.secretscan import SecretsUnavailable, files_under, find_secrets, known_secrets
+
+    places = [folder.path, reports_dir() / folder.study_id, reports_dir() / "index.html"]
+    places = [p for p in places if p.exists()]
+    record: dict[str, Any] = {"files": sum(len(files_under(p)) for p in places), "findings": []}
+    try:
+        values = values if values is not None else known_secrets()
+    except SecretsUnavailable as error:
+        record["findings"] = [{"file": str(folder.path), "kind": "unchecked", "why": str(error)}]
+    if values is not None and not any(values.values()):
+        record["not_needed"] = "no deployment secrets exist (nothing was deployed)"
+    elif values is not None:
+        record["kinds"] = sorted(k for k, v in values.items() if v)
+        for place in places:
+            for path, kind in find_secrets(place, values):
+                shown = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
+                record["findings"].append({"file": str(shown), "kind": kind})
+    folder.update(secret_check=record)
+    for finding in record["findings"]:
+        log(f"SECRET FOUND: {finding['file']}: {finding['kind']}" + (f" ({finding['why']})" if "why" in finding
+                                                                      else ""))
+    if not record["findings"]:
+        log(f"secret check: {record['files']} file(s) searched, none holds a secret"
+            + (f" ({record['not_needed']})" if "not_needed" in record else ""))
+    return record["findings"]
+
+
+def _copy_record(folder: StudyFolder) -> None:
+    """The published report's copy of study.json, brought up to date after the secret check."""
+    out = reports_dir() / folder.study_id
+    if out.is_dir():
+        shutil.copyfile(folder.path / "study.json", out / "study.json")
+
+
 def teardown(log: Log) -> None:
     """`lab down --volumes`; a second Ctrl-C does not cut it short (it would leave half a stack behind)."""
     import signal
@@ -202,14 +243,30 @@ def run_study(params: studies.StudyParams, *, log: Log = print, keep_stack: bool
     seconds["total"] = round(time.monotonic() - began, 1)
     log(f"study {folder.study_id} passed in {seconds['total'] / 60:.1f} min: "
         + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items() if k != "total"))
+    try:
+        findings = check_secrets(folder, log)
+    except Exception as error:  # noqa: BLE001 - a check that did not run cannot pass the study
+        findings = [{"file": str(folder.path), "kind": "unchecked", "why": f"{type(error).__name__}: {error}"}]
+    if findings:
+        failed = {"notebook": None, "cell": None, "error": _leak_message(findings)}
+        folder.finish("failed", failed)
+    _copy_record(folder)
     if not keep_stack:
         teardown(log)
+    if findings:
+        raise StudyFailed(failed["error"], folder, failed)
     return StudyResult(folder, html, printed, seconds)
 
 
 def _without_teardown(budget: studies.Budget) -> studies.Budget:
     """The estimate of a study that keeps its stack: no teardown at the end."""
     return studies.Budget({k: v for k, v in budget.phases.items() if k != "teardown"})
+
+
+def _leak_message(findings: list[dict[str, str]]) -> str:
+    kinds = sorted({f["kind"] for f in findings})
+    return (f"secrets found in {len({f['file'] for f in findings})} file(s) of the study or its report "
+            f"(kinds: {', '.join(kinds)}); see secret_check in study.json")
 
 
 def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log,
@@ -220,8 +277,13 @@ def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, k
         _publish_what_we_can(folder, failed["notebook"], kernel, pdf, log, source)
     except KeyboardInterrupt:
         log("publishing interrupted")
+    try:
+        check_secrets(folder, log)
+        _copy_record(folder)
+    except Exception as error:  # noqa: BLE001 - the study's own failure is what is raised; say this one too
+        log(f"  the secret check failed: {type(error).__name__}: {error}")
     if not keep_stack:
         teardown(log)
 
 
-__all__ = ["StudyFailed", "StudyResult", "notebook_parameters", "publish", "run_study", "teardown"]
+__all__ = ["StudyFailed", "StudyResult", "check_secrets", "notebook_parameters", "publish", "run_study", "teardown"]
