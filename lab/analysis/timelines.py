@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# (metric, y-axis label, scale); what lab/evidence/monitor.py samples
+# (metric, y-axis label, scale); what lab/evidence/monitor/ samples
 GAUGES = {
     "celery queue": ("celery_queue_length_total", "tasks waiting", 1.0),
     "PostgreSQL lock waits": ("lock_waits", "waiting locks", 1.0),
