@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from lab.evidence import secretscan
-from lab.evidence.runlogs import LOGS_DIR, NOT_WRITTEN, PROXY_ACCESS, save_logs
+from lab.evidence.runfolder import RunFolder
+from lab.evidence.runlogs import NOT_WRITTEN, save_logs
 from lab.pretix.buyers import buyer_secret, password_for
 from lab.stack import secrets
 
@@ -61,10 +62,11 @@ def test_run_logs_are_not_written_without_the_secrets(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     summary = save_logs(run_dir, None, since=1.0, until=2.0)
     assert "could not be scrubbed" in summary["not_written"]
-    assert sorted(p.name for p in (run_dir / LOGS_DIR).iterdir()) == [NOT_WRITTEN]
-    note = (run_dir / LOGS_DIR / NOT_WRITTEN).read_text()
+    folder = RunFolder(run_dir)
+    assert sorted(p.name for p in folder.logs_dir.iterdir()) == [NOT_WRITTEN]
+    note = (folder.logs_dir / NOT_WRITTEN).read_text()
     assert note.count("\n") == 1 and "no secrets found" in note
-    assert not (run_dir / PROXY_ACCESS).exists()
+    assert not folder.proxy_access_path.exists()
 
 
 def _run_folder(root: Path, leak: str | None = None) -> Path:
