@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pandas as pd
 
+from lab.errors import LabError
 from lab.evidence.audit_rules import (
     WINDOW_BEFORE,
     AuditResult,
@@ -160,7 +161,7 @@ def read_with_retries(read: Callable[[], T], what: str, *, tries: int = READ_TRI
     raise AssertionError("unreachable")
 
 
-class AuditReadError(RuntimeError):
+class AuditReadError(LabError, RuntimeError):
     """A read the audit needs kept failing: the audit is recorded as incomplete, naming it."""
 
 

@@ -48,6 +48,7 @@ from docker.types.daemon import CancellableStream
 from docker.utils.socket import frames_iter
 
 from lab.common.registry import Registry
+from lab.errors import LabError, UnknownNameError
 from lab.stack.containers import project_containers
 from lab.stack.topology import PROJECT, long_running
 
@@ -74,12 +75,11 @@ CELERY_PRIORITY_SUFFIXES = ("", ":4", ":8")  # kombu redis priority_steps [0, 4,
 Emit = Callable[..., None]
 
 
-class UnknownSamplerError(KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+class UnknownSamplerError(UnknownNameError):
+    """No sampler of that name is registered."""
 
 
-class StreamEnded(RuntimeError):
+class StreamEnded(LabError, RuntimeError):
     """A sampler's stream ended while the monitor still runs (container stopped, exec ended)."""
 
 

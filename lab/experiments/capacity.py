@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lab.analysis.capacity import GOODPUT_MIN, MAX_GROWTH, latency_growth
-from lab.common.validation import describe
+from lab.common.validation import problems
+from lab.errors import InputError
 from lab.stack.admission import ROOM_MODES, Admission
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from lab.load.recorder import RecordedJourney
 
 
-class CapacityError(ValueError):
+class CapacityError(InputError):
     """Search settings are wrong; raised before any probe runs."""
 
 
@@ -70,7 +71,7 @@ def settings(raw: dict | None = None, **overrides) -> SearchSettings:
     try:
         return SearchSettings.model_validate(values)
     except ValidationError as error:
-        raise CapacityError(describe(error, SearchSettings, "capacity search")) from None
+        raise CapacityError("capacity search", problems(error, SearchSettings)) from None
 
 
 DEFAULTS = {"api": {"start": 4.0, "slo_p95": 1.0, "probe_seconds": 10.0},

@@ -15,12 +15,13 @@ import papermill
 from nbconvert import HTMLExporter
 
 from lab.common.paths import ROOT, reports_dir
+from lab.errors import LabError
 from lab.report.kernel import ensure_kernel
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-class ReportError(RuntimeError):
+class ReportError(LabError, RuntimeError):
     pass
 
 

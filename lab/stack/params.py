@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lab.common.validation import describe
+from lab.common.validation import problems
+from lab.errors import InputError
 from lab.stack.topology import services
 
 MIB = 1024 * 1024
@@ -19,7 +19,7 @@ _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNIT = {"b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """A parameter a user gave is wrong; the message names the field and what is allowed."""
 
 
@@ -162,17 +162,16 @@ def validate(raw: dict[str, Any]) -> StackParams:
     try:
         return StackParams.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(describe(error, StackParams, "stack")) from None
+        raise ParamsError("stack parameters", problems(error, StackParams)) from None
 
 
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> StackParams:
     """Parameters from a YAML file (its `stack:` section, or the whole file), then overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(doc, dict):
-            raise ParamsError(f"{path}: expected a mapping of parameters")
-        raw = dict(doc.get("stack", doc))
+        from lab.common import paramfile
+
+        raw = paramfile.section(paramfile.read(path), "stack", StackParams.model_fields, whole_file=True)
     for key, value in (overrides or {}).items():
         if key == "limits":
             merged = dict(raw.get("limits") or {})
