@@ -202,7 +202,7 @@ def test_judge_checks_latency_errors_and_goodput():
     s = SearchSettings(slo_p95=1.0)
     assert judge(Probe(rate=5, offered=100, purchased=100, failed=0, p95=0.9), s) == (True, "")
     assert "p95" in judge(Probe(rate=5, offered=100, purchased=100, failed=0, p95=1.5), s)[1]
-    assert "errors" in judge(Probe(rate=5, offered=100, purchased=98, failed=2, p95=0.5), s)[1]
+    assert "failed 2.0% > 1%" in judge(Probe(rate=5, offered=100, purchased=98, failed=2, p95=0.5), s)[1]
     assert "goodput" in judge(Probe(rate=5, offered=100, purchased=90, failed=0, p95=0.5), s)[1]
     assert not judge(Probe(rate=5, offered=100, purchased=0, failed=0, queued=100, p95=math.nan), s)[0]
 
@@ -218,7 +218,7 @@ def test_a_probe_whose_latency_is_still_climbing_fails_even_under_the_p95():
     assert judge(ok, s) == (True, "")
     passed, reason = judge(Probe(rate=1, offered=30, purchased=30, failed=0, p95=9.5,
                                  growth=latency_growth(climbing)), s)
-    assert not passed and "still climbing: +6.00s" in reason
+    assert not passed and "latency still rising by 6.00 s" in reason
     assert judge(Probe(rate=1, offered=5, purchased=5, failed=0, p95=1.0, growth=math.nan), s)[0]
 
 
