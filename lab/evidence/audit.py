@@ -237,4 +237,8 @@ def _positions_holding(state: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def load_run_meta(run_dir: Path) -> dict:
     """run.json (lab.evidence.runfolder: RunSchemaError for a schema newer than this code reads)."""
+    if not (Path(run_dir) / RunFolder.META).is_file():
+        from lab.analysis.study import NotARunFolder
+
+        raise NotARunFolder(f"{run_dir} is not a run folder (no {RunFolder.META})")
     return RunFolder(run_dir).read_meta()

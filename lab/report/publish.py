@@ -109,6 +109,19 @@ def analysis_parameters(folder: Path, notebook: Path) -> dict:
     return {k: v for k, v in study_analysis(folder).items() if k in accepts}
 
 
+def study_verdict(folder: Path) -> str | None:
+    """The verdict (PASS, FAIL, UNDECIDED) a study's report published in its headline.json; None for a run folder
+    or a study not yet reported."""
+    import json
+
+    from lab.analysis.summary import HEADLINE
+
+    path = Path(folder) / HEADLINE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("verdict")
+
+
 def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) -> Path:
     """reports/<name>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder or a study
     folder (its runs under runs/; it also gets headline.json, judged by the study's own analysis parameters).
@@ -144,5 +157,7 @@ def report_compare(folders: list[Path], labels: list[str] | None = None, name: s
 
 def folder_or_fail(path: Path) -> Path:
     if not Path(path).is_dir():
-        raise ReportError(f"{path} is not a run or study folder")
+        from lab.analysis.study import NotARunFolder
+
+        raise NotARunFolder(f"{path} is not a run or study folder")
     return Path(path)
