@@ -58,6 +58,12 @@ class InputError(LabError, ValueError):
         return [p.field for p in self.problems]
 
 
+def field_error(field: str, message: str, allowed: Iterable[object] = ()) -> InputError:
+    """One bad field, raised inside a pydantic validator: the lab's formatter keeps its field (pydantic would only
+    keep the text)."""
+    return InputError.of("", field, message, allowed)
+
+
 def one_line(what: str, problems: Iterable[Problem]) -> str:
     """`invalid <what>: field: message; field: message` -- one line, every bad field, in the order found."""
     lines = list(dict.fromkeys(p.line() for p in problems))
@@ -79,4 +85,4 @@ class UnknownNameError(InputError, KeyError):
         return str(self.args[0])
 
 
-__all__ = ["InputError", "LabError", "Problem", "UnknownNameError", "one_line"]
+__all__ = ["InputError", "LabError", "Problem", "UnknownNameError", "field_error", "one_line"]

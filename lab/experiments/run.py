@@ -24,7 +24,7 @@ from lab.common.validation import not_a_mapping, problems
 from lab.errors import InputError, LabError, Problem
 from lab.evidence.runfolder import RunFolder
 from lab.load.queue import QueueSettings
-from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
+from lab.load.workload import WorkloadModel, parse_workload
 from lab.pretix.seed import Catalogue, CustomerSeed
 from lab.stack.admission import Admission
 
@@ -114,17 +114,10 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
     (workload.rate, faults.0.target, product_mix, ...) and the allowed values."""
     if not isinstance(raw, dict):
         raise RunParamsError(WHAT, not_a_mapping(raw, "load"))
-    found: list[Problem] = []
-    if "workload" in raw:  # checked here too, so its fields survive (pydantic would flatten them into one text)
-        try:
-            parse_workload(raw["workload"])
-        except WorkloadError as error:
-            found += [_under("workload", p) for p in error.problems]
     try:
-        params = LoadParams.model_validate(raw)
+        params = LoadParams.model_validate(raw)  # the workload's own fields come through as workload.<field>
     except ValidationError as error:
-        found += [p for p in problems(error, LoadParams) if not (found and p.field == "workload")]
-        raise RunParamsError(WHAT, found) from None
+        raise RunParamsError(WHAT, problems(error, LoadParams)) from None
     if params.faults:
         from lab.faults.schedule import FaultScheduleError, check_fits
 

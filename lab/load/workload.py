@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lab.common.validation import problems
-from lab.errors import InputError
+from lab.errors import InputError, field_error
 
 MAX_RATE = 5000.0
 MAX_DURATION = 3600.0
@@ -125,17 +125,17 @@ class OpenWorkload(WorkloadModel):
     @model_validator(mode="after")
     def _bounded(self) -> OpenWorkload:
         if self.peak_rate > MAX_RATE:
-            raise ValueError(f"{self._rate_field}: the peak rate {self.peak_rate:g}/s is above the "
-                             f"{MAX_RATE:g}/s limit")
+            raise field_error(self._rate_field, f"the peak rate {self.peak_rate:g}/s is above the {MAX_RATE:g}/s "
+                              "limit", (f"<= {MAX_RATE:g}",))
         if self.total_duration > MAX_DURATION:
-            raise ValueError(f"{self._duration_field}: the total duration {self.total_duration:g} s is above "
-                             f"the {MAX_DURATION:g} s limit")
+            raise field_error(self._duration_field, f"the total duration {self.total_duration:g} s is above the "
+                              f"{MAX_DURATION:g} s limit", (f"<= {MAX_DURATION:g}",))
         if self.planned < 1:
-            raise ValueError(f"{self._rate_field}: the schedule offers no arrivals "
-                             f"(rate integral {self.offered_total:g})")
+            raise field_error(self._rate_field, f"the schedule offers no arrivals (rate integral "
+                              f"{self.offered_total:g})")
         if self.planned > self.max_attempts:
-            raise ValueError(f"max_attempts: the schedule makes {self.planned} arrivals, above "
-                             f"max_attempts={self.max_attempts}; raise max_attempts or lower the rate")
+            raise field_error("max_attempts", f"the schedule makes {self.planned} arrivals, above "
+                              f"max_attempts={self.max_attempts}; raise max_attempts or lower the rate")
         return self
 
     def _arrivals_text(self) -> str:
@@ -236,7 +236,8 @@ class ClosedWorkload(WorkloadModel):
     @model_validator(mode="after")
     def _bounded(self) -> ClosedWorkload:
         if self.users > self.max_in_flight:
-            raise ValueError(f"users: {self.users} users exceed max_in_flight={self.max_in_flight}")
+            raise field_error("users", f"{self.users} users exceed max_in_flight={self.max_in_flight}",
+                              (f"<= {self.max_in_flight}",))
         return self
 
     @property
