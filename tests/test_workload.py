@@ -97,7 +97,8 @@ def test_registry_lists_the_builtins_and_accepts_plugins():
     assert list(WORKLOADS)[:4] == ["constant", "ramp", "spike", "closed"]
     with pytest.raises(WorkloadError) as err:
         parse_workload({"model": "x"})
-    assert str(err.value) == "invalid workload: model: No workload model named 'x'; known: constant, ramp, spike, closed"
+    assert str(err.value) == ("invalid workload: model: No workload model named 'x'; known: constant, ramp, spike, "
+                              "closed")
     assert err.value.field == "model" and err.value.allowed == ("constant", "ramp", "spike", "closed")
 
     from typing import Literal

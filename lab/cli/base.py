@@ -19,11 +19,15 @@ def exits(*codes: int) -> str:
 
 
 class LabGroup(click.Group):
-    """Catches the lab's errors once for every command: bad input exits 2, other lab errors 1."""
+    """Catches the lab's errors once for every command: bad input (a flag click refuses, or the lab's InputError)
+    exits 2, other lab errors 1; each as one line on stderr."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except click.UsageError as error:  # a flag's type or choice: click names the flag and the allowed values
+            where = error.ctx.command_path if error.ctx is not None else ctx.command_path
+            fail(f"{error.format_message()} (see `{where} --help`)", BAD_INPUT)
         except InputError as error:
             fail(str(error), BAD_INPUT)
         except LabError as error:

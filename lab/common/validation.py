@@ -70,7 +70,7 @@ def problems(error: ValidationError, model: type[BaseModel], prefix: str = "") -
     found = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        field = prefix + ".".join(str(p) for p in loc)
+        field = ".".join(filter(None, (prefix.rstrip("."), *(str(p) for p in loc))))
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, InputError) and cause.problems:  # a validator named its own field (field_error)
             found += [p.moved(".".join(filter(None, (field, p.field)))) for p in cause.problems]

@@ -126,11 +126,13 @@ def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) 
     """reports/<name>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder or a study
     folder (its runs under runs/; it also gets headline.json, judged by the study's own analysis parameters).
     The executed notebook is kept in the folder."""
-    from lab.analysis.study import is_run_dir
+    from lab.analysis.study import NotARunFolder, is_run_dir, run_dirs
     from lab.common.paths import ROOT
 
     folder = Path(folder_or_fail(run_dir)).resolve()
     key = "run_dir" if is_run_dir(folder) else "study_dir"
+    if key == "study_dir" and not run_dirs(folder):  # refused before papermill starts a kernel
+        raise NotARunFolder(f"no run folder (with run.json or attempts.parquet) in {folder} or {folder}/runs")
     own = analysis_parameters(folder, ROOT / "notebooks" / "04-analysis.ipynb") if key == "study_dir" else {}
     executed = execute_notebook("04-analysis.ipynb", folder / "notebooks",
                                 {key: str(folder), **own, **(parameters or {})})
