@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from lab.errors import InputError, Problem
 
 _BOUNDS = [("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")]  # pydantic's constraint metadata attributes
+_OUT_OF_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 _CONTAINERS = (list, tuple, set, frozenset, Union, types.UnionType)
 
 
@@ -61,7 +62,7 @@ def _bounds(info: Any) -> list[str]:
         for attr, symbol in _BOUNDS:
             value = getattr(meta, attr, None)
             if isinstance(value, int | float) and not isinstance(value, bool):
-                found.append(f"{symbol} {value:g}")
+                found.append(f"{symbol} {value}" if isinstance(value, int) else f"{symbol} {value:g}")
     return found
 
 
@@ -92,9 +93,12 @@ def problems(error: ValidationError, model: type[BaseModel], prefix: str = "") -
         elif literals:
             allowed = tuple(str(v) for v in literals)
             message = "must be one of " + ", ".join(repr(v) for v in literals)
-        elif bounds and kind != "value_error":
+        elif bounds and kind in _OUT_OF_BOUNDS:
             allowed = tuple(bounds)
             message = f"must be {' and '.join(bounds)}"
+        elif bounds and kind != "value_error":  # the wrong type: pydantic says which, and the bounds follow
+            allowed = tuple(bounds)
+            message = f"{message}; allowed: {' and '.join(bounds)}"
         if kind not in ("missing", "extra_forbidden", "value_error", "too_short") and not isinstance(
                 given, dict | list):
             message += f" (got {given!r})"
