@@ -28,7 +28,7 @@ CASES = [
     ("logs-service", ["logs", "pretix-web-9"], {}, ["SERVICE", "pretix-web-9", "the services are", "proxy"]),
     ("seed-customers", ["seed", "--customers", "0"], {}, ["--customers", "1<=x<=200000"]),
     ("seed-pool", ["seed", "--customers", "5", "--login-pool", "9"], {}, ["seed.customers.login_pool", "exceeds"]),
-    ("load-journey", ["load", "--journey", "bus"], {}, ["--journey", "'api'", "'shop'"]),
+    ("load-journey", ["load", "--journey", "bus"], {}, ["journey", "No journey named 'bus'; known: api, shop"]),
     ("load-name", ["load", "--name", "Bad Name"], {}, ["name", "pattern", "a-z0-9"]),
     ("load-admission-mode", ["load", "--admission", '{"mode": "gatekeeper"}'], {},
      ["admission.mode", "'off'", "'waiting-room'"]),

@@ -35,7 +35,7 @@ def seed(params_file, customers, login_pool) -> None:
 @click.option("--params", "params_file", type=PARAMS_FILE,
               help="YAML parameter file: its `load:` section, and its `seed:` section's catalogue (the event "
                    "the run buys from; default: the default catalogue)")
-@click.option("--journey", type=click.Choice(["api", "shop"]), help="purchase journey")
+@click.option("--journey", help="purchase journey: a registered one (api, shop, or a plugin's)")
 @click.option("--workload", "workload_json", help='workload as JSON, e.g. {"model":"constant","rate":5,"duration":30}')
 @click.option("--name", help="run name (lowercase, digits, dashes)")
 @click.option("--faults", "faults_arg",

@@ -33,7 +33,7 @@ def up(params_file, https_port, http_port, web_workers, replication, limits) -> 
     click.echo(f"pretix: {report.access.base_url}/control/  (CA: {report.access.ca_file})")
 
 
-@click.command(epilog=exits(FAILED))
+@click.command(epilog=exits(FAILED, BAD_INPUT))
 @click.option("--volumes", is_flag=True, help="also remove the data volumes and this deployment's secrets")
 def down(volumes: bool) -> None:
     """Stop and remove the stack's containers and networks (only this project's)."""
@@ -45,7 +45,7 @@ def down(volumes: bool) -> None:
     click.echo("stack removed" + (" with its volumes and secrets" if volumes else ""))
 
 
-@click.command(epilog=exits(FAILED))
+@click.command(epilog=exits(FAILED, BAD_INPUT))
 def status() -> None:
     """Each service: state, health, CPU, memory and addresses."""
     from lab.stack import deploy
@@ -77,7 +77,7 @@ def logs(service: str, tail: int) -> None:
     click.echo(deploy.logs(service, tail=tail), nl=False)
 
 
-@click.command(epilog=exits(FAILED))
+@click.command(epilog=exits(FAILED, BAD_INPUT))
 @click.option("--images", is_flag=True, help="also build the stack's images (cached)")
 def engine(images: bool) -> None:
     """Make sure a Docker engine answers (installing and starting Debian's when root)."""
