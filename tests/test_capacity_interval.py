@@ -102,3 +102,29 @@ def test_two_studies_are_compared_figure_by_figure_against_their_noise(tmp_path)
     assert apart["api capacity within SLO"] == "beyond the noise"
     close = compare_studies(measured(280, 350), measured(340, 380)).set_index("figure")["difference"]
     assert close["api capacity within SLO"] == "within the noise (the intervals overlap)"
+
+
+def test_lab_capacity_and_lab_bench_capacity_judge_a_step_as_the_study_does():
+    """One definition of capacity: the same figures, as a study's run-table row, as a `lab capacity` probe and as a
+    `lab bench capacity` step, meet or miss the SLO together, for the same reasons."""
+    from lab.experiments.bench import Step
+    from lab.experiments.capacity import Probe, SearchSettings, judge
+
+    cases = [dict(p95=0.4), dict(p95=1.5), dict(error_rate=0.05), dict(bought=0.9), dict(growth=0.8),
+             dict(p95=0.9, bought=0.96), dict(p95=math.nan)]
+    targets, search = Targets(), SearchSettings()
+    table = pd.DataFrame([step(4 + n, 1, **case) for n, case in enumerate(cases)])
+    for n, row in table.iterrows():
+        attempts, purchased = int(row["attempts"]), int(row["purchased"])
+        failed = round(row["error_rate"] * attempts)
+        probe = Probe(rate=4 + n, offered=attempts, purchased=purchased, failed=failed, p95=row["p95"],
+                      growth=row["latency_growth"])
+        bench = Step(rate=4 + n, launched=attempts, purchased=purchased, sold_out=0, failed=failed, dropped=0,
+                     p50=0.1, p95=row["p95"], p99=row["p95"], achieved_per_min=0.0, generator_cpu=0.0,
+                     growth=row["latency_growth"])
+        study = slo_misses(row, targets)
+        assert judge(probe, search) == (not study, "; ".join(study)), cases[n]
+        assert bench.misses(search.slo_p95, search.error_limit) == study, cases[n]
+    # and the capacity each would report from these steps is the study's round capacity
+    passing = [4 + n for n, row in table.iterrows() if not slo_misses(row, targets)]
+    assert capacity_rounds(table, targets)["capacity_per_min"].tolist() == [60.0 * max(passing)]

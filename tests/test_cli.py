@@ -71,8 +71,10 @@ def test_analyse_a_study_folder_prints_the_verdicts(tmp_path):
     # the claim is the ramp's best step within every SLO (4/s); the 8/s step delivered 360/min, p95 over the SLO
     assert "FAIL    api: sustained within SLO: 240/min (1 run: no interval) (target >= 300/min" in result.output
     assert "capacity api: at most 360/min" in result.output and "total 0.078 s -> 0.56 cores" in result.output
+    gated = CliRunner().invoke(main, ["analyse", str(study), "--target", "300", "--fail-on-verdict"])
+    assert gated.exit_code == 3 and gated.output.startswith("FAIL: study"), gated.output  # a pipeline can gate
     bad = CliRunner().invoke(main, ["analyse", str(study), "--utilisation", "0"])
-    assert bad.exit_code == 2 and "--utilisation must be in (0, 1]" in bad.output
+    assert bad.exit_code == 2 and "--utilisation" in bad.output and "0<x<=1" in bad.output
 
 
 def test_compare_refuses_one_run_and_wrong_labels(tmp_path):
@@ -82,3 +84,31 @@ def test_compare_refuses_one_run_and_wrong_labels(tmp_path):
     assert result.exit_code == 2 and "two or more run folders" in result.output
     result = CliRunner().invoke(main, ["compare", str(one), str(one), "--label", "a"])
     assert result.exit_code == 2 and "--label given 1 times for 2 folders" in result.output
+
+
+def test_a_published_fail_verdict_exits_3_only_when_asked(tmp_path):
+    """`lab study` and `lab report` read the verdict the study's report published in headline.json."""
+    import json
+
+    import click
+
+    from lab.cli.base import verdict_exit
+    from lab.report.publish import study_verdict
+
+    assert study_verdict(tmp_path) is None  # a run folder, or a study not yet reported
+    (tmp_path / "headline.json").write_text(json.dumps({"verdict": "FAIL"}))
+    assert study_verdict(tmp_path) == "FAIL"
+    verdict_exit("FAIL", False)
+    verdict_exit("UNDECIDED", True)
+    verdict_exit("PASS", True)
+    with pytest.raises(click.exceptions.Exit) as gated:
+        verdict_exit("FAIL", True)
+    assert gated.value.exit_code == 3
+
+
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS if c != "bench"], ["bench", "capacity"]])
+def test_every_help_lists_its_exit_codes(command):
+    text = CliRunner().invoke(main, [*command, "--help"]).output
+    assert "Exit codes:" in text and "0  success" in text, text
+    if command and command[0] in ("study", "analyse", "report"):
+        assert "--fail-on-verdict" in text and "3  the verdict is FAIL" in text

@@ -51,8 +51,8 @@ def test_an_unknown_journey_is_refused_in_one_line_naming_the_known_ones():
         build_journey("carrier-pigeon", None)  # type: ignore[arg-type]
     with pytest.raises(RunParamsError) as refused:
         validate_load({"journey": "carrier-pigeon"}, Catalogue())
-    assert str(refused.value) == ("invalid load parameters:\n"
-                                  "  journey: No journey named 'carrier-pigeon'; known: api, shop")
+    assert str(refused.value) == "invalid load parameters: journey: No journey named 'carrier-pigeon'; known: api, shop"
+    assert refused.value.field == "journey" and refused.value.allowed == ("api", "shop")
     assert validate_load({"journey": "shop"}).journey == "shop"
 
 

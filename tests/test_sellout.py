@@ -266,13 +266,13 @@ def test_sellout_quotas_left_empty_are_sized_from_the_crowd_and_a_reloaded_study
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    ({"spike": {"sellout_quota_api": 0}}, "spike.sellout_quota_api: Input should be greater than or equal to 1"),
+    ({"spike": {"sellout_quota_api": 0}}, "spike.sellout_quota_api: must be >= 1 and <= 1000000 (got 0)"),
     ({"spike": {"sellout_quota_api": 300}},
      "spike.sellout_quota_api: 300 ticket(s) for 533 buyer(s) of 'Pré-venda API' in run spike-api: a sell-out needs "
      "at least 2 buyers per ticket; give at most 266 tickets"),
     ({"spike": {"shop_seconds": 2, "sellout_quota_shop": 20}}, "spike.sellout_quota_shop: 20 ticket(s) for 27"),
     ({"spike": {"sellout_quota_shop": "many"}}, "spike.sellout_quota_shop: Input should be a valid integer"),
-    ({"faults": {"sellout_share": 0.9}}, "faults.sellout_share: Input should be less than or equal to 0.5"),
+    ({"faults": {"sellout_share": 0.9}}, "faults.sellout_share: must be > 0 and <= 0.5"),
     ({"faults": {"seconds": 60, "sellout_quota": 20,
                  "steps": [{"at": 5, "target": "pretix-web-1", "action": "kill", "duration": 5}]}},
      "faults.sellout_quota: 20 ticket(s) for 30 buyer(s) of 'Pré-venda Falhas' in run faults-api"),

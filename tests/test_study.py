@@ -44,7 +44,7 @@ def test_an_optional_fault_missing_from_the_catalogue_is_left_out():
 @pytest.mark.parametrize(("raw", "expected"), [
     ({"capacity_api": {"rates": [0, 4]}}, "capacity_api.rates: every rate must be > 0"),
     ({"spike": {"per_minute": 800}}, "spike.per_minute: unknown parameter; allowed: per_min, api_seconds"),
-    ({"stack": {"replication": "maybe"}}, "stack.replication: Input should be 'async' or 'sync' (got 'maybe')"),
+    ({"stack": {"replication": "maybe"}}, "stack.replication: must be one of 'async', 'sync' (got 'maybe')"),
     ({"preset": "Not OK"}, "preset: String should match pattern"),
     ({"seed": {"customers": {"count": 5, "login_pool": 9}}}, "login_pool=9 exceeds customers.count=5"),
     ({"faults": {"steps": [{"at": 1, "target": "nope", "action": "kill", "duration": 1}]}},

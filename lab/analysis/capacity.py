@@ -33,9 +33,11 @@ def latency_growth(finished: Iterable[tuple[float, float]]) -> float:
     return float(np.median(ordered[-third:]) - np.median(ordered[:third]))
 
 
-def slo_misses(row, targets: Targets) -> list[str]:
+def slo_misses(row, targets: Targets, *, goodput_min: float = GOODPUT_MIN, max_growth: float = MAX_GROWTH
+               ) -> list[str]:
     """Why a run (a run_row) does not meet the SLO, empty when it does: p95 from the scheduled start, failed
-    attempts, goodput (purchases / offered attempts) and latency not still rising. Nothing measured is a miss."""
+    attempts, goodput (purchases / offered attempts) and latency not still rising. Nothing measured is a miss.
+    `lab capacity` and `lab bench capacity` judge their probes with this too (their rows: probe_row, Step.row)."""
     journey, limit = row["journey"], targets.p95_limit(row["journey"])
     misses = []
     if not row["attempts"] or math.isnan(row["p95"]):
@@ -45,10 +47,10 @@ def slo_misses(row, targets: Targets) -> list[str]:
     if not row["error_rate"] <= targets.slo_error_rate:
         misses.append(f"failed {row['error_rate']:.1%} > {targets.slo_error_rate:.0%}")
     goodput = row["purchased"] / row["attempts"]
-    if goodput < GOODPUT_MIN:
-        misses.append(f"goodput {goodput:.0%} < {GOODPUT_MIN:.0%}")
+    if goodput < goodput_min:
+        misses.append(f"goodput {goodput:.0%} < {goodput_min:.0%}")
     growth = row.get("latency_growth", math.nan)
-    if growth is not None and not math.isnan(growth) and growth > MAX_GROWTH * limit:
+    if growth is not None and not math.isnan(growth) and growth > max_growth * limit:
         misses.append(f"latency still rising by {growth:.2f} s ({journey})")
     return misses
 

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from lab.analysis.frames import Run
+from lab.errors import InputError
 from lab.evidence.runfolder import RunFolder
 
 ANSWERED = ("purchased", "sold_out")
@@ -120,11 +121,15 @@ def is_run_dir(path: Path) -> bool:
     return RunFolder.holds_run(path)
 
 
+class NotARunFolder(InputError, FileNotFoundError):
+    """A folder given as a run or study folder holds no run (a bad argument, not a failure)."""
+
+
 def run_dirs(folder: Path) -> list[Path]:
     """The run folders of a study folder (sorted by name, i.e. by start time); a run folder is its own list."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"study_dir/run_dir {folder} is not a folder")
+        raise NotARunFolder(f"study_dir/run_dir {folder} is not a folder")
     if is_run_dir(folder):
         return [folder]
     found = [p for p in folder.iterdir() if is_run_dir(p)]
@@ -141,8 +146,8 @@ def load_runs(folder: Path) -> list[StudyRun]:
     folder = Path(folder)
     paths = run_dirs(folder)
     if not paths:
-        raise FileNotFoundError(f"no run folder (with {RunFolder.META} or {RunFolder.ATTEMPTS}) in {folder} or "
-                                f"{folder}/runs")
+        raise NotARunFolder(f"no run folder (with {RunFolder.META} or {RunFolder.ATTEMPTS}) in {folder} or "
+                             f"{folder}/runs")
     entries = manifest_entries(folder)
     order = {name: i for i, name in enumerate(entries)}
     paths = sorted(paths, key=lambda p: (order.get(p.name, len(order)), p.name))  # the study's order first

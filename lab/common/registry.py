@@ -12,12 +12,14 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
+from lab.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, base: type, group: str, unknown: Callable[[str], Exception],
-                 builtins: Sequence[str] = ()):
+    def __init__(self, kind: str, base: type, group: str,
+                 unknown: Callable[[str, str, list[str]], Exception] = UnknownNameError, builtins: Sequence[str] = ()):
         self.kind, self.base, self.group, self.unknown = kind, base, group, unknown
         self.builtins = tuple(builtins)
         self._classes: dict[str, type[T]] = {}
@@ -52,7 +54,7 @@ class Registry(Generic[T]):
         try:
             return self._classes[name]
         except KeyError:
-            raise self.unknown(f"No {self.kind} named {name!r}; known: {', '.join(self.names())}") from None
+            raise self.unknown(self.kind, name, self.names()) from None
 
     def names(self) -> list[str]:
         self._load_plugins()

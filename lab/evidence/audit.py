@@ -11,6 +11,7 @@ from typing import TypeVar
 
 import pandas as pd
 
+from lab.errors import LabError
 from lab.evidence.audit_rules import (
     WINDOW_BEFORE,
     AuditResult,
@@ -160,7 +161,7 @@ def read_with_retries(read: Callable[[], T], what: str, *, tries: int = READ_TRI
     raise AssertionError("unreachable")
 
 
-class AuditReadError(RuntimeError):
+class AuditReadError(LabError, RuntimeError):
     """A read the audit needs kept failing: the audit is recorded as incomplete, naming it."""
 
 
@@ -236,4 +237,8 @@ def _positions_holding(state: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def load_run_meta(run_dir: Path) -> dict:
     """run.json (lab.evidence.runfolder: RunSchemaError for a schema newer than this code reads)."""
+    if not (Path(run_dir) / RunFolder.META).is_file():
+        from lab.analysis.study import NotARunFolder
+
+        raise NotARunFolder(f"{run_dir} is not a run folder (no {RunFolder.META})")
     return RunFolder(run_dir).read_meta()

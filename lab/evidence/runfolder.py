@@ -25,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lab.errors import LabError
+
 SCHEMA = 2  # the layout this code writes and the newest it reads
 UNVERSIONED = 1  # the schema of a folder whose run.json has no `schema` (or that has no run.json yet)
 
 
-class RunSchemaError(RuntimeError):
+class RunSchemaError(LabError, RuntimeError):
     """A run folder follows a newer (or malformed) schema than this code knows: reading on would misread it."""
 
 

@@ -156,12 +156,28 @@ class Step:
     achieved_per_min: float
     generator_cpu: float
     stack_cpu: dict[str, float] = field(default_factory=dict)
+    growth: float = float("nan")  # median latency of the last third of arrivals minus the first third's (s)
+    journey: str = "api"
 
     def error_share(self) -> float:
         return (self.failed + self.dropped) / max(1, self.launched + self.dropped)
 
+    def row(self) -> dict:
+        """This step as a run-table row, the shape the lab's one SLO definition (slo_misses) reads."""
+        return {"journey": self.journey, "attempts": self.launched + self.dropped, "p95": self.p95,
+                "error_rate": self.error_share(), "purchased": self.purchased + self.sold_out,
+                "latency_growth": self.growth}
+
+    def misses(self, p95_limit: float, error_limit: float) -> list[str]:
+        """Why this step does not meet the SLO (empty when it does): lab.analysis.capacity.slo_misses."""
+        from lab.analysis.capacity import slo_misses
+        from lab.analysis.verdicts import Targets
+
+        targets = Targets(slo_p95_seconds=p95_limit, slo_p95_shop_seconds=p95_limit, slo_error_rate=error_limit)
+        return slo_misses(self.row(), targets)
+
     def meets(self, p95_limit: float, error_limit: float) -> bool:
-        return self.p95 <= p95_limit and self.error_share() <= error_limit
+        return not self.misses(p95_limit, error_limit)
 
 
 async def constant_step(journey_factory, rate: float, seconds: float,
@@ -182,8 +198,12 @@ async def constant_step(journey_factory, rate: float, seconds: float,
 
 
 def capacity_search(journey_factory, docker_client, rates: list[float], seconds: float = 20.0,
-                    p95_limit: float = 1.0, error_limit: float = 0.01, log=print) -> tuple[list[Step], Step | None]:
-    """Raise the arrival rate step by step until the SLO (p95 from scheduled start, errors) breaks."""
+                    p95_limit: float = 1.0, error_limit: float = 0.01, journey: str = "api",
+                    log=print) -> tuple[list[Step], Step | None]:
+    """Raise the arrival rate step by step until the SLO breaks (the study's definition: p95 from scheduled start,
+    failed attempts, goodput, latency not still rising)."""
+    from lab.analysis.capacity import latency_growth
+
     steps: list[Step] = []
     best: Step | None = None
     for rate in rates:
@@ -201,12 +221,14 @@ def capacity_search(journey_factory, docker_client, rates: list[float], seconds:
             p99=float(np.percentile(latency, 99)),
             achieved_per_min=60 * outcomes.count("purchased") / seconds, generator_cpu=gen_cpu,
             stack_cpu={k: round(v, 2) for k, v in stack_cpu.items()},
+            growth=latency_growth((a.scheduled, a.ended - a.scheduled) for a in done), journey=journey,
         )
         steps.append(step)
-        verdict = "meets" if step.meets(p95_limit, error_limit) else "BREAKS"
+        misses = step.misses(p95_limit, error_limit)
+        verdict = "BREAKS" if misses else "meets"
         log(f"  {rate:6.1f}/s offered: {step.achieved_per_min:7.0f} purchases/min, p50 {step.p50:.2f}s "
             f"p95 {step.p95:.2f}s, errors {step.error_share():.1%}, generator CPU {gen_cpu:.1f}s vs stack "
-            f"{sum(stack_cpu.values()):.1f}s -> {verdict} the SLO")
+            f"{sum(stack_cpu.values()):.1f}s -> {verdict} the SLO" + (f" ({'; '.join(misses)})" if misses else ""))
         if verdict == "BREAKS":
             break
         best = step

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.analysis.capacity import GOODPUT_MIN, MAX_GROWTH, latency_growth
-from lab.common.validation import describe
+from lab.analysis.capacity import GOODPUT_MIN, MAX_GROWTH, latency_growth, slo_misses
+from lab.analysis.verdicts import Targets
+from lab.common.validation import problems
+from lab.errors import InputError
 from lab.stack.admission import ROOM_MODES, Admission
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from lab.load.recorder import RecordedJourney
 
 
-class CapacityError(ValueError):
+class CapacityError(InputError):
     """Search settings are wrong; raised before any probe runs."""
 
 
@@ -70,7 +72,7 @@ def settings(raw: dict | None = None, **overrides) -> SearchSettings:
     try:
         return SearchSettings.model_validate(values)
     except ValidationError as error:
-        raise CapacityError(describe(error, SearchSettings, "capacity search")) from None
+        raise CapacityError("capacity search", problems(error, SearchSettings)) from None
 
 
 DEFAULTS = {"api": {"start": 4.0, "slo_p95": 1.0, "probe_seconds": 10.0},
@@ -103,18 +105,18 @@ class Probe:
         return (self.purchased + self.sold_out) / self.offered if self.offered else 0.0
 
 
+def probe_row(probe: Probe, journey: str = "api") -> dict:
+    """A probe as a run-table row: the shape the lab's one SLO definition (slo_misses) reads. Refused by admission
+    control counts as failed; a sold-out answer as served."""
+    return {"journey": journey, "attempts": probe.offered, "p95": probe.p95, "error_rate": probe.error_rate,
+            "purchased": probe.purchased + probe.sold_out, "latency_growth": probe.growth}
+
+
 def judge(probe: Probe, s: SearchSettings) -> tuple[bool, str]:
-    """Pass/fail of one probe against the SLO, and the reasons it failed ('' when it passed)."""
-    reasons = []
-    if not probe.p95 <= s.slo_p95:  # NaN (nothing finished) fails too
-        reasons.append(f"p95 {probe.p95:.2f}s > {s.slo_p95:g}s")
-    if probe.growth > s.max_growth * s.slo_p95:  # NaN (too few to tell) passes: p95 and goodput still judge
-        reasons.append(f"latency still climbing: +{probe.growth:.2f}s from the first third to the last "
-                       f"> {s.max_growth * s.slo_p95:g}s")
-    if probe.error_rate > s.error_limit:
-        reasons.append(f"errors {probe.error_rate:.1%} > {s.error_limit:.0%}")
-    if probe.goodput < s.goodput_min:
-        reasons.append(f"goodput {probe.goodput:.0%} < {s.goodput_min:.0%}")
+    """Pass/fail of one probe against the SLO, and the reasons it failed ('' when it passed): the study's and the
+    report's definition, lab.analysis.capacity.slo_misses, with this search's limits."""
+    targets = Targets(slo_p95_seconds=s.slo_p95, slo_p95_shop_seconds=s.slo_p95, slo_error_rate=s.error_limit)
+    reasons = slo_misses(probe_row(probe), targets, goodput_min=s.goodput_min, max_growth=s.max_growth)
     return not reasons, "; ".join(reasons)
 
 

@@ -10,10 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from lab.common.paths import deploy_dir
+from lab.errors import LabError
 from lab.pretix.bootstrap import PretixAccess
 from lab.pretix.buyers import Buyer
 from lab.pretix.client import PretixClient
 from lab.pretix.seed import Catalogue, CustomerSeed, ensure_catalogue, ensure_customers
+
+
+class NotSeeded(LabError, FileNotFoundError):
+    """The deployment has no seeded buyers yet."""
 
 
 @dataclass(frozen=True)
@@ -72,5 +77,5 @@ class LabContext:
     def saved_buyers(self) -> list[Buyer]:
         path = self.directory / "buyers.parquet"
         if not path.exists():
-            raise FileNotFoundError("no seeded buyers for this deployment: run `lab seed` first")
+            raise NotSeeded("no seeded buyers for this deployment: run `lab seed` first")
         return [Buyer(**row) for row in pd.read_parquet(path).to_dict("records")]

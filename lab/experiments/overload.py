@@ -75,3 +75,28 @@ def run_overload(ctx, *, journey: str, rate: float, seconds: float, runs_dir: Pa
 
 
 __all__ = ["run_overload", "scenario"]
+
+
+def bench_admission(ctx, *, journey: str, capacity: float | None, overload: float, seconds: float,
+                    queue: QueueSettings, controls: tuple[str, ...] = ("waiting-room",), log=print):
+    """`lab bench admission`: the same offered load (`overload` x capacity, measured first when not given) without
+    and with each admission control; writes table.csv and admission.png beside the runs. (table, folder, capacity)"""
+    from lab.analysis.frames import Run
+    from lab.analysis.traffic import admission_figure, admission_table
+    from lab.common.paths import bench_path
+    from lab.errors import LabError
+    from lab.experiments.capacity import search_journey
+
+    if capacity is None:
+        capacity = search_journey(ctx, journey, log=log).capacity
+        if capacity is None:
+            raise LabError("the capacity search found no rate that meets the SLO")
+    runs_dir = bench_path(f"admission-{journey}") / "runs"
+    entries = run_overload(ctx, journey=journey, rate=capacity * overload, seconds=seconds, runs_dir=runs_dir,
+                           log=log, capacity=capacity, queue=queue, controls=controls or ("waiting-room",))
+    runs = [Run.load(runs_dir.parent / e["dir"]) for e in entries]  # each run's files read once for both
+    labels = [e["label"] for e in entries]
+    table = admission_table(runs, labels)
+    admission_figure(runs, labels).savefig(runs_dir.parent / "admission.png", dpi=110)
+    (runs_dir.parent / "table.csv").write_text(table.to_csv(index=False))
+    return table, runs_dir.parent, capacity

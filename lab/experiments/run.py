@@ -20,22 +20,25 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lab.common.paths import data_dir, utc_stamp
-from lab.common.validation import describe
+from lab.common.validation import not_a_mapping, problems
+from lab.errors import InputError, LabError, Problem
 from lab.evidence.runfolder import RunFolder
 from lab.load.queue import QueueSettings
-from lab.load.workload import WorkloadError, WorkloadModel, parse_workload
+from lab.load.workload import WorkloadModel, parse_workload
 from lab.pretix.seed import Catalogue, CustomerSeed
 from lab.stack.admission import Admission
 
 if TYPE_CHECKING:
     from lab.experiments.context import RunContext
 
+WHAT = "load parameters"
 
-class RunParamsError(ValueError):
+
+class RunParamsError(InputError):
     """A load parameter is wrong; raised before anything is deployed, seeded or sent."""
 
 
-class RunFailed(RuntimeError):
+class RunFailed(LabError, RuntimeError):
     """A run ended with an error after its folder was made: what it recorded stays there, and the caller decides
     whether the next run can go on (a study goes on unless the stack itself is gone)."""
 
@@ -102,23 +105,31 @@ class LoadParams(BaseModel):
         return parse_schedule(self.faults)
 
 
+def _under(section: str, problem: Problem) -> Problem:
+    return problem.moved(f"{section}.{problem.field}" if problem.field else section)
+
+
 def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> LoadParams:
-    """Raw mapping -> LoadParams, or RunParamsError with one line per bad field (names the allowed values)."""
+    """Raw mapping -> LoadParams, or RunParamsError carrying every bad field by its path in the load parameters
+    (workload.rate, faults.0.target, product_mix, ...) and the allowed values."""
+    if not isinstance(raw, dict):
+        raise RunParamsError(WHAT, not_a_mapping(raw, "load"))
     try:
-        params = LoadParams.model_validate(raw)
+        params = LoadParams.model_validate(raw)  # the workload's own fields come through as workload.<field>
     except ValidationError as error:
-        raise RunParamsError(describe(error, LoadParams, "load")) from None
-    except WorkloadError as error:
-        raise RunParamsError(f"invalid load parameters:\n  workload: {error}") from None
+        raise RunParamsError(WHAT, problems(error, LoadParams)) from None
     if params.faults:
         from lab.faults.schedule import FaultScheduleError, check_fits
 
+        # a schedule given as a mapping has its steps under faults.faults; as a list, under faults
+        nested = isinstance(raw.get("faults"), dict)
         try:
             plan = params.fault_plan()
             for warning in check_fits(plan, params.load_seconds()):
                 print(f"warning: {warning}")
         except FaultScheduleError as error:
-            raise RunParamsError(f"invalid load parameters: faults: {error}") from None
+            raise RunParamsError(WHAT, [_under("faults", p) if nested or not p.field.startswith("faults")
+                                        else p for p in error.problems]) from None
     if params.admission is not None and params.admission.mode != "off" and params.queue.waits():
         grace = float(getattr(params.parsed_workload(), "grace", 0.0))
         if grace < params.queue.max_wait:
@@ -128,8 +139,8 @@ def validate_load(raw: dict[str, Any], catalogue: Catalogue | None = None) -> Lo
         names = [p.name for p in catalogue.products]
         for product in params.product_mix:
             if product not in names:
-                raise RunParamsError(f"invalid load parameters:\n  product_mix: unknown product {product!r}; "
-                                     f"the catalogue has: {', '.join(names)}")
+                raise RunParamsError(WHAT, Problem("product_mix", f"unknown product {product!r}; the catalogue "
+                                                                  f"has: {', '.join(names)}", tuple(names)))
     return params
 
 
@@ -395,9 +406,14 @@ def audit_after(run_dir: Path, docker_client, access, event: str, since: float, 
 
 
 def load_file(path: Path) -> tuple[dict, dict, dict]:
-    """(stack, seed, load) sections of a study/run parameter file."""
-    doc = yaml.safe_load(Path(path).read_text()) or {}
-    return doc.get("stack", {}), doc.get("seed", {}), doc.get("load", {})
+    """(stack, seed, load) sections of a run parameter file, each checked to be a mapping (InputError if not)."""
+    from lab.common import paramfile
+    from lab.stack.params import StackParams
+
+    doc = paramfile.read(path)
+    return (paramfile.section(doc, "stack", StackParams.model_fields),
+            paramfile.section(doc, "seed", ("catalogue", "customers")),
+            paramfile.section(doc, "load", LoadParams.model_fields))
 
 
 __all__ = ["LoadParams", "RunFailed", "RunParamsError", "audit_after", "validate_load", "execute", "CustomerSeed"]

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from lab.common.paths import COMPOSE_FILE
+from lab.errors import InputError
 from lab.faults.catalogue import Fault, faults
 from lab.faults.failover import restart_policy
 from lab.stack.containers import LABEL_PROJECT
@@ -149,8 +150,8 @@ class Partition(Fault):
         network = options.get("network", "backend")
         known = compose_networks()
         if network not in known:
-            raise ValueError(f"options.network: no network {network!r} in stack/compose.yaml; known: "
-                             f"{', '.join(known)}")
+            raise InputError.of("fault options", "options.network",
+                                f"no network {network!r} in stack/compose.yaml; known: {', '.join(known)}", known)
 
     def _network(self):
         found = self.ctx.docker.networks.list(filters={"label": [

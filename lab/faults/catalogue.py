@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from lab.common.registry import Registry
+from lab.errors import LabError, UnknownNameError
 from lab.faults.record import FaultRecord, detail_text
 from lab.stack.topology import ServiceSpec, services
 
@@ -31,12 +32,11 @@ UNDO_TRIES = 3
 UNDO_RETRY_PAUSE = 1.0
 
 
-class UnknownFaultError(KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+class UnknownFaultError(UnknownNameError):
+    """No fault of that name is registered."""
 
 
-class FaultActionError(RuntimeError):
+class FaultActionError(LabError, RuntimeError):
     """An action or undo on the stack failed; it has been recorded in faults.parquet."""
 
 
@@ -126,7 +126,7 @@ class Fault:
 
     @classmethod
     def check_options(cls, options: dict[str, Any], topology: dict[str, ServiceSpec] | None = None) -> None:
-        """Further checks of the options against the topology (raise ValueError naming the field)."""
+        """Further checks of the options against the topology (raise InputError naming the option's field)."""
 
     # -- bookkeeping ---------------------------------------------------------------------------------------------
     def record(self, phase: str, start: float, *, container: str | None, outcome: str = "ok",

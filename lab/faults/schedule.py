@@ -18,13 +18,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lab.common.validation import problems
+from lab.errors import InputError, Problem
 from lab.faults.catalogue import UnknownFaultError, faults
 from lab.stack.topology import ServiceSpec
 
 MAX_SECONDS = 3600.0
 
 
-class FaultScheduleError(ValueError):
+WHAT = "fault schedule"
+
+
+class FaultScheduleError(InputError):
     """A fault schedule is wrong; raised before anything is done to the stack. One line per bad field."""
 
 
@@ -80,29 +85,6 @@ class FaultPlan(BaseModel):
         return max((s.at + s.duration for s in self.faults), default=0.0)
 
 
-def _field_errors(error: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
-    lines = []
-    for item in error.errors():
-        loc = [str(p) for p in item["loc"]]
-        field = prefix + ".".join(loc)
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            holder: Any = model
-            for part in loc[:-1]:
-                if part.isdigit():
-                    continue
-                annotation = holder.model_fields[part].annotation if part in holder.model_fields else None
-                holder = next((a for a in getattr(annotation, "__args__", (annotation,))
-                               if isinstance(a, type) and issubclass(a, BaseModel)), holder)
-            message = f"unknown field; allowed: {', '.join(holder.model_fields)}"
-        elif item["type"] == "missing":
-            message = "required"
-        if item["type"] not in ("missing", "extra_forbidden") and not isinstance(item.get("input"), dict | list):
-            message += f" (got {item.get('input')!r})"
-        lines.append(f"  {field}: {message}")
-    return lines
-
-
 def parse_schedule(raw: Any, topology: dict[str, ServiceSpec] | None = None) -> FaultPlan:
     """A raw schedule (a list of steps, or a mapping with `faults` and `steady_state`) -> FaultPlan.
 
@@ -117,63 +99,66 @@ def parse_schedule(raw: Any, topology: dict[str, ServiceSpec] | None = None) -> 
         if isinstance(raw, list | tuple):
             raw = {"faults": list(raw)}
         if not isinstance(raw, dict):
-            raise FaultScheduleError("invalid fault schedule:\n  a schedule is a list of faults, or a mapping "
-                                     f"with 'faults' and 'steady_state'; got {type(raw).__name__}")
-        lines: list[str] = []
+            raise FaultScheduleError(WHAT, Problem("", "a schedule is a list of faults, or a mapping with 'faults' "
+                                                       f"and 'steady_state'; got a {type(raw).__name__}"))
+        lines: list[Problem] = []
         try:
             FaultPlan.model_validate({**raw, "faults": []})
         except ValidationError as error:
-            lines += _field_errors(error, FaultPlan)
+            lines += problems(error, FaultPlan)
         steps = raw.get("faults") or []
         if not isinstance(steps, list):
-            lines.append(f"  faults: a list of faults, got {type(steps).__name__}")
+            lines.append(Problem("faults", f"a list of faults, got a {type(steps).__name__}"))
             steps = []
         good: list[tuple[int, FaultStep]] = []
         for index, step in enumerate(steps):
             try:
                 good.append((index, FaultStep.model_validate(step)))
             except ValidationError as error:
-                lines += _field_errors(error, FaultStep, prefix=f"faults.{index}.")
+                lines += problems(error, FaultStep, prefix=f"faults.{index}.")
         if lines:
             lines += _semantic_errors(FaultPlan(faults=[s for _, s in good]), topology, [i for i, _ in good])
-            raise FaultScheduleError("invalid fault schedule:\n" + "\n".join(lines))
+            raise FaultScheduleError(WHAT, lines)
         plan = FaultPlan.model_validate(raw)
     lines = _semantic_errors(plan, topology)
     if lines:
-        raise FaultScheduleError("invalid fault schedule:\n" + "\n".join(lines))
+        raise FaultScheduleError(WHAT, lines)
     return plan
 
 
 def _semantic_errors(plan: FaultPlan, topology: dict[str, ServiceSpec] | None,
-                     positions: list[int] | None = None) -> list[str]:
+                     positions: list[int] | None = None) -> list[Problem]:
     """Registry, targets, options and overlaps; `positions` maps the plan's steps to their index in the input."""
     positions = positions if positions is not None else list(range(len(plan.faults)))
-    lines: list[str] = []
+    lines: list[Problem] = []
     spans: list[tuple[str, int, float, float, list[str]]] = []
     ids = [step.id or f"f{positions[n] + 1}-{step.action}" for n, step in enumerate(plan.faults)]
     for dup in sorted({i for i in ids if ids.count(i) > 1}):
-        lines.append(f"  faults: the id {dup!r} is used more than once")
+        lines.append(Problem("faults", f"the id {dup!r} is used more than once"))
     for n, step in enumerate(plan.faults):
         index = positions[n]
         where = f"faults.{index}"
         try:
             cls = faults.get(step.action)
         except UnknownFaultError as error:
-            lines.append(f"  {where}.action: {error}")
+            lines.append(Problem(f"{where}.action", str(error), error.allowed))
             continue
         allowed = cls.allowed_targets(topology)
         if step.target not in allowed:
-            lines.append(f"  {where}.target: {step.target!r} is not a target of {step.action!r}; allowed: "
-                         f"{', '.join(allowed)}")
+            lines.append(Problem(f"{where}.target", f"{step.target!r} is not a target of {step.action!r}; "
+                                 f"allowed: {', '.join(allowed)}", tuple(allowed)))
             continue
         try:
             cls.Options.model_validate(step.options)
             cls.check_options(step.options, topology)
         except ValidationError as error:
-            lines += _field_errors(error, cls.Options, prefix=f"{where}.options.")
+            lines += problems(error, cls.Options, prefix=f"{where}.options.")
+            continue
+        except InputError as error:  # a plugin's own check names its option field
+            lines += [p.moved(f"{where}.{p.field}" if p.field else where) for p in error.problems]
             continue
         except ValueError as error:
-            lines.append(f"  {where}.{error}")
+            lines.append(Problem(where, str(error)))
             continue
         spans.append((ids[n], index, step.at, step.at + step.duration, cls.services_of(step.target, topology)))
     for a in range(len(spans)):
@@ -182,8 +167,8 @@ def _semantic_errors(plan: FaultPlan, topology: dict[str, ServiceSpec] | None,
             id_b, ib, start_b, end_b, services_b = spans[b]
             shared = sorted(set(services_a) & set(services_b))
             if shared and start_a <= end_b and start_b <= end_a:
-                lines.append(f"  faults.{ib}: overlaps faults.{ia} ({id_a}, {start_a:g}-{end_a:g} s) on "
-                             f"{', '.join(shared)}; one fault per service at a time")
+                lines.append(Problem(f"faults.{ib}", f"overlaps faults.{ia} ({id_a}, {start_a:g}-{end_a:g} s) on "
+                                     f"{', '.join(shared)}; one fault per service at a time"))
     return lines
 
 
@@ -195,12 +180,13 @@ def check_fits(plan: FaultPlan, load_seconds: float) -> list[str]:
     for index, (fault_id, step) in enumerate(plan.items()):
         end = step.at + step.duration
         if end > load_seconds:
-            errors.append(f"  faults.{index}: {fault_id} is undone at {end:g} s, after the load's {load_seconds:g} s")
+            errors.append(Problem(f"faults.{index}", f"{fault_id} is undone at {end:g} s, after the load's "
+                                                     f"{load_seconds:g} s"))
         elif end + needed > load_seconds:
             warnings.append(f"{fault_id}: only {load_seconds - end:g} s of load after its undo; the throughput "
                             f"check after it needs {needed:g} s")
     if errors:
-        raise FaultScheduleError("invalid fault schedule:\n" + "\n".join(errors))
+        raise FaultScheduleError(WHAT, errors)
     return warnings
 
 

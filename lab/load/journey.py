@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from lab.common.registry import Registry
+from lab.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from lab.load.http import Stepper
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from lab.pretix.buyers import Buyer
 
 
-class UnknownJourneyError(ValueError):
+class UnknownJourneyError(UnknownNameError):
     """No journey is registered under this name."""
 
 

@@ -8,19 +8,20 @@ planned attempts is known exactly. The closed model is N users looping journey -
 from __future__ import annotations
 
 import math
-import types
-import typing
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lab.common.validation import problems
+from lab.errors import InputError, field_error
 
 MAX_RATE = 5000.0
 MAX_DURATION = 3600.0
 
 
-class WorkloadError(ValueError):
+class WorkloadError(InputError):
     """A workload a user declared is wrong; the message names the field and what is allowed."""
 
 
@@ -124,17 +125,17 @@ class OpenWorkload(WorkloadModel):
     @model_validator(mode="after")
     def _bounded(self) -> OpenWorkload:
         if self.peak_rate > MAX_RATE:
-            raise ValueError(f"{self._rate_field}: the peak rate {self.peak_rate:g}/s is above the "
-                             f"{MAX_RATE:g}/s limit")
+            raise field_error(self._rate_field, f"the peak rate {self.peak_rate:g}/s is above the {MAX_RATE:g}/s "
+                              "limit", (f"<= {MAX_RATE:g}",))
         if self.total_duration > MAX_DURATION:
-            raise ValueError(f"{self._duration_field}: the total duration {self.total_duration:g} s is above "
-                             f"the {MAX_DURATION:g} s limit")
+            raise field_error(self._duration_field, f"the total duration {self.total_duration:g} s is above the "
+                              f"{MAX_DURATION:g} s limit", (f"<= {MAX_DURATION:g}",))
         if self.planned < 1:
-            raise ValueError(f"{self._rate_field}: the schedule offers no arrivals "
-                             f"(rate integral {self.offered_total:g})")
+            raise field_error(self._rate_field, f"the schedule offers no arrivals (rate integral "
+                              f"{self.offered_total:g})")
         if self.planned > self.max_attempts:
-            raise ValueError(f"max_attempts: the schedule makes {self.planned} arrivals, above "
-                             f"max_attempts={self.max_attempts}; raise max_attempts or lower the rate")
+            raise field_error("max_attempts", f"the schedule makes {self.planned} arrivals, above "
+                              f"max_attempts={self.max_attempts}; raise max_attempts or lower the rate")
         return self
 
     def _arrivals_text(self) -> str:
@@ -235,7 +236,8 @@ class ClosedWorkload(WorkloadModel):
     @model_validator(mode="after")
     def _bounded(self) -> ClosedWorkload:
         if self.users > self.max_in_flight:
-            raise ValueError(f"users: {self.users} users exceed max_in_flight={self.max_in_flight}")
+            raise field_error("users", f"{self.users} users exceed max_in_flight={self.max_in_flight}",
+                              (f"<= {self.max_in_flight}",))
         return self
 
     @property
@@ -265,75 +267,19 @@ def parse_workload(raw: dict[str, Any] | WorkloadModel) -> WorkloadModel:
         return raw
     known = ", ".join(WORKLOADS)
     if not isinstance(raw, dict):
-        raise WorkloadError(f"A workload is a mapping with a 'model' field; got {type(raw).__name__}")
+        raise WorkloadError.of("workload", "", f"a workload is a mapping with a 'model' field; got a "
+                               f"{type(raw).__name__}", WORKLOADS)
     name = raw.get("model")
     if name is None:
-        raise WorkloadError(f"A workload needs a 'model' field; known: {known}")
+        raise WorkloadError.of("workload", "model", f"required: a workload needs a 'model' field; known: {known}",
+                               WORKLOADS)
     cls = WORKLOADS.get(name) if isinstance(name, str) else None
     if cls is None:
-        raise WorkloadError(f"No workload model named {name!r}; known: {known}")
+        raise WorkloadError.of("workload", "model", f"No workload model named {name!r}; known: {known}", WORKLOADS)
     try:
         return cls.model_validate(raw)
     except ValidationError as error:
-        raise WorkloadError(_explain(error, name, cls)) from None
-
-
-_BOUNDS = [("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")]  # pydantic's constraint metadata attributes
-
-
-def _walk(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, Any]:
-    """(the model holding the last field, that FieldInfo) of a pydantic error location; None where unknown."""
-    model: Any = cls
-    holder, info = None, None
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return (model if isinstance(model, type) and issubclass(model, BaseModel) else None), None
-        holder, info = model, model.model_fields[part]
-        model = info.annotation
-        while typing.get_origin(model) in (list, Union, types.UnionType):
-            model = next((a for a in typing.get_args(model) if a is not type(None)), None)
-    return holder, info
-
-
-def _allowed(cls: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
-    info = _walk(cls, loc)[1]
-    if info is None:
-        return None
-    bounds = []
-    for meta in info.metadata:
-        for attr, symbol in _BOUNDS:
-            value = getattr(meta, attr, None)
-            if isinstance(value, int | float):
-                bounds.append(f"{symbol} {value:g}")
-    if typing.get_origin(info.annotation) is Literal:
-        bounds.append("one of " + ", ".join(repr(a) for a in typing.get_args(info.annotation)))
-    return " and ".join(bounds) or None
-
-
-def _explain(error: ValidationError, name: str, cls: type[BaseModel]) -> str:
-    """Pydantic's errors -> one readable line per field: path, what is allowed, what was given."""
-    lines = []
-    for item in error.errors():
-        loc = tuple(item["loc"])
-        field = ".".join(str(p) for p in loc)
-        message = item["msg"].removeprefix("Value error, ")
-        allowed = _allowed(cls, loc)
-        if item["type"] == "extra_forbidden":
-            holder = _walk(cls, loc)[0] or cls
-            message = f"unknown field; allowed: {', '.join(holder.model_fields)}"
-        elif item["type"] == "missing":
-            message = "required" + (f" (must be {allowed})" if allowed else "")
-        elif item["type"] == "too_short":
-            message = f"needs at least {item['ctx']['min_length']} item(s)"
-        elif allowed and item["type"] != "value_error":
-            message = f"must be {allowed}"
-        if item["type"] not in ("missing", "extra_forbidden", "value_error", "too_short") and not isinstance(
-                item.get("input"), dict | list):
-            message += f" (got {item.get('input')!r})"
-        lines.append(f"  {field}: {message}" if field else f"  {message}")
-    return f"invalid {name!r} workload:\n" + "\n".join(lines)
+        raise WorkloadError(f"{name!r} workload", problems(error, cls)) from None
 
 
 __all__ = [

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lab.common.paths import deploy_dir
+from lab.errors import LabError
 from lab.stack.secrets import write_private
 
 ORGANIZER_SLUG = "techpt"
@@ -54,7 +55,7 @@ with scopes_disabled():
 """
 
 
-class BootstrapError(RuntimeError):
+class BootstrapError(LabError, RuntimeError):
     pass
 
 

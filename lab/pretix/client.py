@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 
+from lab.errors import LabError
 from lab.pretix.bootstrap import PretixAccess
 
 
-class PretixAPIError(RuntimeError):
+class PretixAPIError(LabError, RuntimeError):
     def __init__(self, response: httpx.Response):
         self.status_code = response.status_code
         self.body = response.text[:2000]

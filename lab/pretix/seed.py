@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lab.errors import field_error
 from lab.pretix.client import PretixClient
 
 
@@ -91,7 +92,8 @@ class CustomerSeed(BaseModel):
 
     def model_post_init(self, _: object) -> None:
         if self.login_pool > self.count:
-            raise ValueError(f"customers.login_pool={self.login_pool} exceeds customers.count={self.count}")
+            raise field_error("login_pool", f"customers.login_pool={self.login_pool} exceeds customers.count="
+                              f"{self.count}", (f"<= {self.count}",))
 
 
 def fictitious_buyers(seed: CustomerSeed) -> list[tuple[str, str, bool]]:

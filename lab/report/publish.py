@@ -15,12 +15,13 @@ import papermill
 from nbconvert import HTMLExporter
 
 from lab.common.paths import ROOT, reports_dir
+from lab.errors import LabError
 from lab.report.kernel import ensure_kernel
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
-class ReportError(RuntimeError):
+class ReportError(LabError, RuntimeError):
     pass
 
 
@@ -108,15 +109,30 @@ def analysis_parameters(folder: Path, notebook: Path) -> dict:
     return {k: v for k, v in study_analysis(folder).items() if k in accepts}
 
 
+def study_verdict(folder: Path) -> str | None:
+    """The verdict (PASS, FAIL, UNDECIDED) a study's report published in its headline.json; None for a run folder
+    or a study not yet reported."""
+    import json
+
+    from lab.analysis.summary import HEADLINE
+
+    path = Path(folder) / HEADLINE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("verdict")
+
+
 def report_run(run_dir: Path, pdf: bool = True, parameters: dict | None = None) -> Path:
     """reports/<name>/index.html (+ report.pdf) from notebooks/04-analysis.ipynb over one run folder or a study
     folder (its runs under runs/; it also gets headline.json, judged by the study's own analysis parameters).
     The executed notebook is kept in the folder."""
-    from lab.analysis.study import is_run_dir
+    from lab.analysis.study import NotARunFolder, is_run_dir, run_dirs
     from lab.common.paths import ROOT
 
     folder = Path(folder_or_fail(run_dir)).resolve()
     key = "run_dir" if is_run_dir(folder) else "study_dir"
+    if key == "study_dir" and not run_dirs(folder):  # refused before papermill starts a kernel
+        raise NotARunFolder(f"no run folder (with run.json or attempts.parquet) in {folder} or {folder}/runs")
     own = analysis_parameters(folder, ROOT / "notebooks" / "04-analysis.ipynb") if key == "study_dir" else {}
     executed = execute_notebook("04-analysis.ipynb", folder / "notebooks",
                                 {key: str(folder), **own, **(parameters or {})})
@@ -143,5 +159,7 @@ def report_compare(folders: list[Path], labels: list[str] | None = None, name: s
 
 def folder_or_fail(path: Path) -> Path:
     if not Path(path).is_dir():
-        raise ReportError(f"{path} is not a run or study folder")
+        from lab.analysis.study import NotARunFolder
+
+        raise NotARunFolder(f"{path} is not a run or study folder")
     return Path(path)

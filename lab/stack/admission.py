@@ -40,7 +40,8 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from lab.common.paths import deploy_dir
-from lab.common.validation import describe
+from lab.common.validation import problems
+from lab.errors import InputError, LabError
 
 MOUNT = "/etc/nginx/admission"  # where stack/compose.yaml mounts the folder in the proxy
 FOLDER = "nginx-admission"
@@ -51,7 +52,11 @@ ROOM_MODES: tuple[str, ...] = get_args(RoomMode)
 LABELS = {"off": "no control", "waiting-room": "waiting room", "queue": "ticket queue"}  # for tables and figures
 
 
-class AdmissionError(ValueError):
+class AdmissionApplyError(LabError, RuntimeError):
+    """The proxy refused or did not take a valid admission configuration (its previous one stays in force)."""
+
+
+class AdmissionError(InputError):
     """Admission parameters are wrong, or the proxy refused the configuration (nothing was changed)."""
 
 
@@ -111,7 +116,7 @@ def parse_admission(raw: Admission | dict[str, Any] | str | None) -> Admission:
     try:
         return Admission.model_validate(raw)
     except ValidationError as error:
-        raise AdmissionError(describe(error, Admission, "admission")) from None
+        raise AdmissionError("admission parameters", problems(error, Admission)) from None
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -337,19 +342,19 @@ def apply(config: Admission | dict[str, Any] | str | None, *, docker_client, acc
     proxy = container(docker_client, "proxy")
     mounted = _exec(proxy, "test", "-r", f"{MOUNT}/state.json")
     if mounted.returncode != 0:
-        raise AdmissionError(f"the proxy has no {MOUNT} mount: it was deployed without admission support; "
+        raise AdmissionApplyError(f"the proxy has no {MOUNT} mount: it was deployed without admission support; "
                              "deploy again with `lab up` from this checkout")
     previous = current(directory)
     write(config, directory)
     checked = _exec(proxy, "nginx", "-t", "-q")
     if checked.returncode != 0:
         write(previous, directory)
-        raise AdmissionError(f"nginx refused the admission configuration ({config.describe()}): "
+        raise AdmissionApplyError(f"nginx refused the admission configuration ({config.describe()}): "
                              f"{checked.stderr.strip()}")
     reloaded = _exec(proxy, "nginx", "-s", "reload")
     if reloaded.returncode != 0:
         write(previous, directory)
-        raise AdmissionError(f"nginx -s reload failed: {reloaded.stderr.strip()}")
+        raise AdmissionApplyError(f"nginx -s reload failed: {reloaded.stderr.strip()}")
     _wait_state(config, access, timeout)
     log(f"admission: {config.describe()}")
     return config
@@ -372,7 +377,7 @@ def _wait_state(config: Admission, access, timeout: float) -> None:
         except httpx.HTTPError as error:
             seen, agreed = repr(error), 0
         time.sleep(0.2)
-    raise AdmissionError(f"the proxy did not take the new admission configuration within {timeout:.0f}s "
+    raise AdmissionApplyError(f"the proxy did not take the new admission configuration within {timeout:.0f}s "
                          f"(wanted {want!r}, saw {seen.strip()!r})")
 
 
@@ -390,5 +395,6 @@ def applied(config: Admission | dict[str, Any] | str | None, *, docker_client, a
         apply(before, docker_client=docker_client, access=access, log=log, if_changed=True)
 
 
-__all__ = ["LABELS", "ROOM_MODES", "Admission", "RoomMode", "AdmissionError", "OFF", "applied", "apply", "current",
+__all__ = ["LABELS", "ROOM_MODES", "Admission", "RoomMode", "AdmissionError", "AdmissionApplyError",
+           "OFF", "applied", "apply", "current",
            "ensure", "holds", "parse_admission", "render", "write"]

@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 from lab.common.paths import COMPOSE_FILE
+from lab.errors import LabError
 from lab.stack.topology import PROJECT
 
 
-class ComposeError(RuntimeError):
+class ComposeError(LabError, RuntimeError):
     pass
 
 

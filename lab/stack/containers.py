@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import docker
 
+from lab.errors import LabError
 from lab.stack.topology import PROJECT
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
 
 
-class DeployError(RuntimeError):
+class DeployError(LabError, RuntimeError):
     """The stack cannot be brought up or used as asked; the message says why and what to do."""
 
 

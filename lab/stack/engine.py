@@ -11,10 +11,12 @@ from pathlib import Path
 import docker
 from docker.errors import DockerException
 
+from lab.errors import LabError
+
 DOCKERD_LOG = Path("/var/log/pretix-lab-dockerd.log")
 
 
-class EngineError(RuntimeError):
+class EngineError(LabError, RuntimeError):
     """No engine, and we cannot (or may not) provide one; the message says what to install."""
 
 

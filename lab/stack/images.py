@@ -17,13 +17,14 @@ import docker
 from docker.errors import APIError, BuildError, ImageNotFound
 
 from lab.common.paths import IMAGES_DIR, cache_dir
+from lab.errors import LabError
 
 BASE_IMAGE = "pretix-lab/base:bookworm"
 INPUTS_LABEL = "org.pretix-lab.inputs"
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
 
 
-class ImageError(RuntimeError):
+class ImageError(LabError, RuntimeError):
     """An image could not be made; the message names it and where its build log is."""
 
 

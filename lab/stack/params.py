@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from lab.common.validation import describe
+from lab.common.validation import problems
+from lab.errors import InputError, field_error
 from lab.stack.topology import services
 
 MIB = 1024 * 1024
@@ -19,7 +19,7 @@ _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNIT = {"b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
 
 
-class ParamsError(ValueError):
+class ParamsError(InputError):
     """A parameter a user gave is wrong; the message names the field and what is allowed."""
 
 
@@ -115,23 +115,25 @@ class StackParams(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> StackParams:
         if self.https_port == self.http_port:
-            raise ValueError("https_port and http_port must differ")
+            raise field_error("http_port", f"https_port and http_port must differ (both {self.http_port})")
         if ipaddress.ip_network(self.edge_subnet).overlaps(ipaddress.ip_network(self.backend_subnet)):
-            raise ValueError(f"edge_subnet {self.edge_subnet} and backend_subnet {self.backend_subnet} overlap")
+            raise field_error("backend_subnet", f"edge_subnet {self.edge_subnet} and backend_subnet "
+                              f"{self.backend_subnet} overlap")
         cores = os.cpu_count() or 1
         for name, spec in services().items():
             limits = self.effective_limits(name)
             cpus, memory = limits.cpus, limits.memory
             if cpus is not None and cpus > cores:
-                raise ValueError(f"limits.{name}.cpus={cpus} exceeds the {cores} cores of this machine")
+                raise field_error(f"limits.{name}.cpus", f"{cpus} exceeds the {cores} cores of this machine",
+                                  (f"<= {cores}",))
             if memory is not None:
                 floor = minimum_memory(name, self.web_workers, self.worker_concurrency)
                 if parse_memory(memory) < floor:
-                    raise ValueError(
-                        f"limits.{name}.memory={memory} is below what it needs "
+                    raise field_error(
+                        f"limits.{name}.memory", f"{memory} is below what it needs "
                         f"({format_memory(floor)} with web_workers={self.web_workers}, "
-                        f"worker_concurrency={self.worker_concurrency}); give at least {format_memory(floor)}"
-                    )
+                        f"worker_concurrency={self.worker_concurrency}); give at least {format_memory(floor)}",
+                        (f">= {format_memory(floor)}",))
             del spec
         return self
 
@@ -162,17 +164,16 @@ def validate(raw: dict[str, Any]) -> StackParams:
     try:
         return StackParams.model_validate(raw)
     except ValidationError as error:
-        raise ParamsError(describe(error, StackParams, "stack")) from None
+        raise ParamsError("stack parameters", problems(error, StackParams)) from None
 
 
 def load(path: Path | None, overrides: dict[str, Any] | None = None) -> StackParams:
     """Parameters from a YAML file (its `stack:` section, or the whole file), then overrides."""
     raw: dict[str, Any] = {}
     if path is not None:
-        doc = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(doc, dict):
-            raise ParamsError(f"{path}: expected a mapping of parameters")
-        raw = dict(doc.get("stack", doc))
+        from lab.common import paramfile
+
+        raw = paramfile.section(paramfile.read(path), "stack", StackParams.model_fields, whole_file=True)
     for key, value in (overrides or {}).items():
         if key == "limits":
             merged = dict(raw.get("limits") or {})

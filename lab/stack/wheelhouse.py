@@ -20,6 +20,8 @@ import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from lab.errors import LabError
+
 # Kept in step with stack/images/pretix/Dockerfile: the image runs pretix on bookworm's python3.
 TARGET_PYTHON = "3.11.2"
 TARGET_IMPLEMENTATION = "cp"
@@ -51,7 +53,7 @@ _STAMP_FORMAT = 1
 _MAX_SDIST_ROUNDS = 8
 
 
-class WheelhouseError(RuntimeError):
+class WheelhouseError(LabError, RuntimeError):
     """Filling the wheelhouse failed; `package` names the culprit when known."""
 
     def __init__(self, message: str, package: str | None = None) -> None:

@@ -17,11 +17,12 @@ from typing import Any
 import yaml
 
 from lab.common.paths import ROOT, data_dir
+from lab.errors import LabError
 from lab.experiments.run import RunFailed
 from lab.study import params as studies
 
 
-class StackGone(RuntimeError):
+class StackGone(LabError, RuntimeError):
     """The stack no longer answers after a failed run: nothing more can be measured in this study."""
 
 NOTEBOOKS = ["00-deploy.ipynb", "01-seed.ipynb", "02-load.ipynb", "03-faults.ipynb", "04-analysis.ipynb"]

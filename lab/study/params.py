@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.common.paths import ROOT
+from lab.common.validation import not_a_mapping, problems
+from lab.errors import InputError, Problem
 from lab.pretix.seed import Catalogue, CustomerSeed, Product
 from lab.stack.admission import RoomMode
 from lab.stack.params import StackParams
@@ -25,7 +27,10 @@ from lab.study.sellouts import SELLOUT_PRICE, SELLOUT_PRODUCTS, Sellout, sellout
 PRESETS_DIR = ROOT / "studies"
 
 
-class StudyParamsError(ValueError):
+WHAT = "study parameters"
+
+
+class StudyParamsError(InputError):
     """A study parameter is wrong; raised before anything is deployed. One line per bad field."""
 
 
@@ -344,46 +349,20 @@ def drain_seconds(run: PlannedRun) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- validation
-def _field_errors(error: ValidationError, model: type[BaseModel]) -> list[str]:
-    lines = []
-    for item in error.errors():
-        loc = [str(p) for p in item["loc"]]
-        name = ".".join(loc) or "study"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            holder: Any = model
-            for part in loc[:-1]:
-                info = holder.model_fields.get(part) if hasattr(holder, "model_fields") else None
-                annotation = getattr(info, "annotation", None)
-                if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-                    holder = annotation
-            message = f"unknown parameter; allowed: {', '.join(holder.model_fields)}"
-        elif item["type"] == "missing":
-            message = "required"
-        elif not isinstance(item.get("input"), dict | list):
-            message += f" (got {item.get('input')!r})"
-        lines.append(f"  {name}: {message}")
-    return lines
-
-
-def _run_errors(run: PlannedRun, text: str) -> list[str]:
-    """A planned run's validation lines, named by the study field that made them."""
-    lines = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.endswith("parameters:") or line.endswith("invalid fault schedule:"):
-            continue
-        line = line.removeprefix("faults: invalid fault schedule:").strip()
-        if run.kind == "faults" and line.startswith("faults."):
-            lines.append(f"  faults.steps.{line.removeprefix('faults.')}")
-        elif run.kind == "faults" and line.startswith("steady_state"):
-            lines.append(f"  faults.{line}")
-        elif line.startswith("product_mix"):
-            lines.append(f"  {line}")
+def _run_problems(run: PlannedRun, error: InputError) -> list[Problem]:
+    """A planned run's bad load fields, re-addressed to the study field that made them (by each error's field)."""
+    section = {"capacity": f"capacity_{run.journey}", "spike": "spike", "faults": "faults"}[run.kind]
+    found = []
+    for p in error.problems:
+        if run.kind == "faults" and p.field.startswith("faults.faults"):
+            found.append(p.moved("faults.steps" + p.field.removeprefix("faults.faults")))
+        elif run.kind == "faults" and p.field.startswith("faults.steady_state"):
+            found.append(p)
+        elif p.field == "product_mix" or p.field.startswith("product_mix."):
+            found.append(p)
         else:
-            section = {"capacity": f"capacity_{run.journey}", "spike": "spike", "faults": "faults"}[run.kind]
-            lines.append(f"  {section} (run {run.name}): {line}")
-    return lines
+            found.append(Problem(section, f"run {run.name}: {p.line()}", p.allowed))
+    return found
 
 
 def validate(raw: dict[str, Any] | None, *, check_budget: bool = True) -> StudyParams:
@@ -391,30 +370,34 @@ def validate(raw: dict[str, Any] | None, *, check_budget: bool = True) -> StudyP
     from lab.experiments.run import RunParamsError, validate_load
 
     if raw is not None and not isinstance(raw, dict):
-        raise StudyParamsError(f"invalid study parameters:\n  a study is a mapping of sections; got "
-                               f"{type(raw).__name__}")
+        raise StudyParamsError(WHAT, not_a_mapping(raw))
+    for name, value in (raw or {}).items():  # a section left empty (`stack:`) is YAML's None
+        fields = getattr(StudyParams.model_fields.get(name), "annotation", None)
+        if value is None and isinstance(fields, type) and issubclass(fields, BaseModel):
+            raise StudyParamsError(WHAT, Problem(name, "the section is empty; give parameters under it or leave it "
+                                                       f"out; allowed: {', '.join(fields.model_fields)}",
+                                                 tuple(fields.model_fields)))
     try:
         params = StudyParams.model_validate(raw or {})
     except ValidationError as error:
-        raise StudyParamsError("invalid study parameters:\n" + "\n".join(_field_errors(error, StudyParams))) \
-            from None
+        raise StudyParamsError(WHAT, problems(error, StudyParams)) from None
     except ValueError as error:  # a model_post_init check (e.g. seed.customers.login_pool > count)
-        raise StudyParamsError(f"invalid study parameters:\n  {error}") from None
+        raise StudyParamsError(WHAT, Problem("", str(error))) from None
     runs = plan_runs(params)
-    lines = sellout_errors(params, runs)
+    found = sellout_errors(params, runs)
     for run in runs:
         try:
             validate_load(run.load, params.seed.catalogue)
         except RunParamsError as error:
-            lines += _run_errors(run, str(error))
-    if lines:
-        raise StudyParamsError("invalid study parameters:\n" + "\n".join(dict.fromkeys(lines)))
+            found += _run_problems(run, error)
+    if found:
+        raise StudyParamsError(WHAT, list(dict.fromkeys(found)))
     if check_budget:
         budget = estimate(params, runs)
         if budget.total > params.max_minutes * 60:
-            raise StudyParamsError(
-                f"invalid study parameters:\n  max_minutes: the study is {budget.describe()}, above "
-                f"max_minutes={params.max_minutes:g}; shorten its steps or raise max_minutes")
+            raise StudyParamsError(WHAT, Problem(
+                "max_minutes", f"the study is {budget.describe()}, above max_minutes={params.max_minutes:g}; "
+                               "shorten its steps or raise max_minutes"))
     return params
 
 
@@ -425,8 +408,8 @@ def preset_names() -> list[str]:
 def preset_path(name: str) -> Path:
     path = PRESETS_DIR / f"{name}.yaml"
     if not path.is_file():
-        raise StudyParamsError(f"invalid study parameters:\n  preset: no preset named {name!r}; "
-                               f"known: {', '.join(preset_names())}")
+        raise StudyParamsError(WHAT, Problem("preset", f"no preset named {name!r}; known: "
+                                                       f"{', '.join(preset_names())}", tuple(preset_names())))
     return path
 
 
@@ -438,9 +421,9 @@ def load(path: Path | str | None = None, preset: str | None = None, check_budget
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:
-        raise StudyParamsError(f"cannot read the study parameters {path}: {error}") from None
+        raise StudyParamsError(WHAT, Problem(str(path), f"cannot be read ({type(error).__name__})")) from None
     except yaml.YAMLError as error:
-        raise StudyParamsError(f"{path} is not YAML: {error}") from None
+        raise StudyParamsError(WHAT, Problem(str(path), f"is not YAML ({type(error).__name__})")) from None
     return validate(raw, check_budget=check_budget)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import papermill
 
 from lab.common.paths import ROOT, reports_dir
+from lab.errors import LabError
 from lab.report.kernel import ensure_kernel
 from lab.study import params as studies
 from lab.study.folder import NOTEBOOKS, StudyFolder
@@ -27,7 +28,7 @@ Log = Callable[[str], None]
 ANALYSIS = "04-analysis.ipynb"
 
 
-class StudyFailed(RuntimeError):
+class StudyFailed(LabError, RuntimeError):
     def __init__(self, message: str, folder: StudyFolder, failed: dict[str, Any]):
         super().__init__(message)
         self.folder, self.failed = folder, failed

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from lab.errors import Problem
+
 if TYPE_CHECKING:
     from lab.study.params import PlannedRun, StudyParams
 
@@ -56,7 +58,7 @@ def sellouts(params: StudyParams) -> list[Sellout]:
     ]
 
 
-def sellout_errors(params: StudyParams, runs: list[PlannedRun]) -> list[str]:
+def sellout_errors(params: StudyParams, runs: list[PlannedRun]) -> list[Problem]:
     """One line per sell-out that would not surely sell out, and per sell-out product the study's own product_mix
     names (its capacity runs would eat the quota)."""
     planned = {r.name for r in runs}
@@ -64,12 +66,12 @@ def sellout_errors(params: StudyParams, runs: list[PlannedRun]) -> list[str]:
     for s in sellouts(params):
         if s.run in planned and SELLOUT_CROWD * s.quota > s.crowd:
             sized = "" if _field_value(params, s.field) is not None else " (sized from its crowd)"
-            lines.append(f"  {s.field}: {s.quota} ticket(s){sized} for {s.crowd} buyer(s) of {s.product!r} in run "
-                         f"{s.run}: a sell-out needs at least {SELLOUT_CROWD} buyers per ticket; give at most "
-                         f"{s.crowd // SELLOUT_CROWD} tickets or send more buyers")
+            lines.append(Problem(s.field, f"{s.quota} ticket(s){sized} for {s.crowd} buyer(s) of {s.product!r} in "
+                                 f"run {s.run}: a sell-out needs at least {SELLOUT_CROWD} buyers per ticket; give "
+                                 f"at most {s.crowd // SELLOUT_CROWD} tickets or send more buyers"))
         if s.product in params.product_mix:
-            lines.append(f"  product_mix: {s.product!r} is the sell-out product of run {s.run} ({s.field}); "
-                         "the study's mix buys the other products")
+            lines.append(Problem("product_mix", f"{s.product!r} is the sell-out product of run {s.run} ({s.field}); "
+                                 "the study's mix buys the other products"))
     return lines
 
 

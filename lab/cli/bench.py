@@ -1,0 +1,159 @@
+"""Measurements that print figures: `lab capacity` and the `lab bench ...` group."""
+
+from __future__ import annotations
+
+import click
+
+from lab.cli.base import BAD_INPUT, FAILED, bad_input, context, exits
+from lab.errors import LabError
+from lab.stack.admission import ROOM_MODES
+
+POSITIVE = click.FloatRange(0, min_open=True)
+
+
+class RateList(click.ParamType):
+    """A comma-separated list of positive rates, e.g. 5,10,15."""
+
+    name = "RATE,RATE,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            rates = tuple(float(r) for r in str(value).split(",") if r.strip())
+        except ValueError:
+            self.fail(f"{value!r}: expected comma-separated numbers, e.g. 5,10,15", param, ctx)
+        if not rates or any(r <= 0 for r in rates):
+            self.fail(f"{value!r}: every rate must be > 0 (per second)", param, ctx)
+        return rates
+
+
+@click.command(epilog=exits(FAILED, BAD_INPUT) + "\n  (1 also when no probed rate met the SLO)")
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--start", type=float, help="first arrival rate probed, per second (default api 4, shop 0.5)")
+@click.option("--seconds", "probe_seconds", type=float, help="length of each probe (default api 10, shop 30)")
+@click.option("--p95", "slo_p95", type=float, help="SLO on p95 latency from scheduled start, s (api 1, shop 10)")
+@click.option("--tolerance", type=float, help="stop when pass and fail are this close, relative (default 0.1)")
+@click.option("--max-rate", type=float, help="never probe above this rate (default 400)")
+def capacity(journey: str, start, probe_seconds, slo_p95, tolerance, max_rate) -> None:
+    """Find the journey's capacity under the SLO (step up, then bisect) and the admission limits it implies.
+    A probe meets the SLO as a study's run does (p95, failed attempts, goodput, latency not still rising)."""
+    from lab.experiments.capacity import DEFAULTS, admission_for, search_journey, settings
+
+    chosen = settings(DEFAULTS[journey], start=start, probe_seconds=probe_seconds, slo_p95=slo_p95,
+                      tolerance=tolerance, max_rate=max_rate)
+    result = search_journey(context(), journey, chosen, log=click.echo)
+    if result.capacity is None:
+        raise LabError("no probed rate met the SLO")
+    room = admission_for(result)
+    click.echo(f"waiting room for this capacity: {room.describe()}  "
+               f"(lab load --admission '{room.model_dump_json(exclude_none=True)}')")
+
+
+@click.group(epilog=exits(FAILED, BAD_INPUT))
+def bench() -> None:
+    """Benchmarks that print figures: the load generator, and capacity under the SLO."""
+
+
+@bench.command("loadgen", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--rates", default="200,1000", show_default=True, type=RateList(), help="arrival rates per second")
+@click.option("--seconds", default=10.0, show_default=True, type=POSITIVE)
+def bench_loadgen(rates: tuple[float, ...], seconds: float) -> None:
+    """The generator's CPU per request and schedule accuracy against the proxy's /lab-ping, beside wrk."""
+    from lab.experiments import bench as b
+
+    results = b.bench_loadgen(context().access, rates, seconds)
+    click.echo(f"{'tool':40} {'requests':>9} {'rate/s':>9} {'target':>7} {'CPU s/1000 req':>15} "
+               f"{'lag p50/p99 ms':>15} {'errors':>6}")
+    for r in results:
+        lag = f"{r.lag_p50_ms:.1f}/{r.lag_p99_ms:.1f}" if r.lag_p50_ms is not None else "-"
+        target = f"{r.target_rate:.0f}" if r.target_rate else "-"
+        click.echo(f"{r.tool:40} {r.requests:9d} {r.achieved_rate:9.1f} {target:>7} {r.cpu_per_1000:15.3f} "
+                   f"{lag:>15} {r.errors:6d}  {r.note}")
+    for r in (r for r in results if r.target_rate):
+        click.echo(f"schedule accuracy at {r.target_rate:.0f}/s: achieved {r.achieved_rate / r.target_rate:.2%}")
+    click.echo(f"figures saved: {b.save('loadgen', {'results': results})}")
+
+
+@bench.command("failover", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--replication", "modes", default="async,sync", show_default=True,
+              help="replication modes to measure, in order (async, sync)")
+@click.option("--rate", default=8.0, show_default=True, type=POSITIVE, help="api orders per second during the run")
+@click.option("--seconds", default=70.0, show_default=True, type=POSITIVE, help="length of each run")
+@click.option("--kill-at", default=20.0, show_default=True, type=POSITIVE,
+              help="seconds into the run the primary is killed")
+def bench_failover(modes: str, rate: float, seconds: float, kill_at: float) -> None:
+    """Kill the PostgreSQL primary under api load for each replication mode: what is lost, how long writes stop."""
+    from lab.experiments import bench as b
+    from lab.experiments.bench_failover import HEADER, as_dicts
+    from lab.experiments.bench_failover import bench_failover as run_bench
+
+    chosen = tuple(m.strip() for m in modes.split(",") if m.strip())
+    bad = [m for m in chosen if m not in ("async", "sync")]
+    if bad or not chosen:
+        raise bad_input("--replication", f"{', '.join(bad) or 'nothing given'}; allowed: async, sync",
+                        ("async", "sync"))
+    if not kill_at < seconds - 25:
+        raise bad_input("--kill-at", f"{kill_at:g}: must leave the fault (10 s) and its recovery inside the "
+                        f"{seconds:g} s run; allowed: 0 < kill-at < {seconds - 25:g}")
+    results = run_bench(chosen, rate, seconds, kill_at, log=click.echo)
+    click.echo(HEADER)
+    for r in results:
+        click.echo(r.line())
+    click.echo(f"figures saved: {b.save('failover', {'results': as_dicts(results)})}")
+
+
+@bench.command("capacity", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--rates", type=RateList(), default=None, help="arrival rates per second to step through "
+              "(default by journey)")
+@click.option("--seconds", default=20.0, show_default=True, type=POSITIVE, help="length of each step")
+@click.option("--bare/--no-bare", default=True, show_default=True,
+              help="also measure one bare pretix web container in the same run, for the ratio")
+@click.option("--login-share", default=0.2, show_default=True, type=click.FloatRange(0, 1),
+              help="shop: share of buyers who log in")
+@click.option("--p95", "p95_limit", type=POSITIVE, default=None,
+              help="SLO on purchase latency from scheduled start, seconds (default: api 1, shop 10: a whole "
+                   "16-request checkout cannot finish in 1 s)")
+def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share: float,
+                   p95_limit: float | None) -> None:
+    """Raise the arrival rate until the SLO breaks (the study's definition: p95, failed <= 1%, goodput, latency
+    not still rising); print sustained purchases/min, full stack and one bare web container."""
+    from lab.experiments.bench_capacity import bench_capacity as run_bench
+
+    result = run_bench(context(), journey, rates, seconds, bare=bare, login_share=login_share,
+                       p95_limit=p95_limit, log=click.echo)
+    click.echo("\n".join(result.lines()))
+
+
+@bench.command("admission", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--capacity", type=POSITIVE, default=None,
+              help="the journey's capacity (arrivals/s); default: measured first with the capacity search")
+@click.option("--overload", default=2.0, show_default=True, type=click.FloatRange(1, 10),
+              help="offered load as a multiple of the capacity")
+@click.option("--seconds", default=40.0, show_default=True, type=click.FloatRange(0, 600, min_open=True),
+              help="how long the load is offered")
+@click.option("--max-wait", default=60.0, show_default=True, type=click.FloatRange(0, 1800),
+              help="seconds a queued buyer waits in all")
+@click.option("--control", "controls", multiple=True, type=click.Choice(list(ROOM_MODES)),
+              help="admission control(s) compared with none (repeatable; default: waiting-room)")
+def bench_admission(journey: str, capacity: float | None, overload: float, seconds: float, max_wait: float,
+                    controls: tuple[str, ...]) -> None:
+    """The same offered load (default 2x capacity) without and with admission control: goodput, latency, fairness."""
+    import pandas as pd
+
+    from lab.experiments.overload import bench_admission as run_bench
+    from lab.load.queue import QueueSettings
+
+    queue = QueueSettings(max_wait=max_wait)
+    table, folder, capacity = run_bench(context(), journey=journey, capacity=capacity, overload=overload,
+                                        seconds=seconds, queue=queue, controls=controls, log=click.echo)
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        click.echo(table.set_index("label").T.to_string(float_format=lambda v: f"{v:.2f}"))
+    click.echo(f"capacity {capacity:g}/s, offered {capacity * overload:g}/s for {seconds:g}s; figures saved: {folder}")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(capacity)
+    main.add_command(bench)
