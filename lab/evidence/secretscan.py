@@ -21,13 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lab.common.paths import deploy_dir
+from lab.errors import LabError
 
 MIN_LENGTH = 4  # shorter values would match by chance; every real secret is far longer
 UNREADABLE = "unreadable"  # the kind reported for a file whose content could not be decoded to be checked
 SecretKinds = Mapping[str, Iterable[str]]
 
 
-class SecretsUnavailable(RuntimeError):
+class SecretsUnavailable(LabError, RuntimeError):
     """The deployment's secrets could not be read, so nothing can be scrubbed of them (and nothing is written)."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lab.common.registry import Registry
+from lab.errors import LabError, UnknownNameError
 from lab.stack.containers import project_containers
 
 if TYPE_CHECKING:
@@ -22,12 +23,11 @@ if TYPE_CHECKING:
 Emit = Callable[..., None]  # emit(metric, value, labels="", t=None)
 
 
-class UnknownSamplerError(KeyError):
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
+class UnknownSamplerError(UnknownNameError):
+    """No sampler of that name is registered."""
 
 
-class StreamEnded(RuntimeError):
+class StreamEnded(LabError, RuntimeError):
     """A sampler's stream ended while the monitor still runs (container stopped, exec ended)."""
 
 
