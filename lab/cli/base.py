@@ -75,7 +75,13 @@ def main() -> None:
     Exit codes are the same for every command: 0 success, 1 runtime failure, 2 bad input (nothing was changed),
     3 a study or analysis whose verdict is FAIL when --fail-on-verdict was given (`lab study`, `lab analyse`,
     `lab report` on a study), 130 interrupted. Each command's --help lists the codes it can end with.
+
+    Which deployment the commands act on comes from PRETIX_LAB_PROJECT, PRETIX_LAB_VAR and the other
+    PRETIX_LAB_* variables (lab/common/world.py); unset, it is the project pretix-lab in var/.
     """
+    from lab.common import world
+
+    world.check()  # a bad PRETIX_LAB_* variable stops every command here (exit 2), before anything is changed
 
 
 __all__ = ["BAD_INPUT", "FAILED", "INTERRUPTED", "OK", "VERDICT_FAIL", "bad_input", "context", "exits", "fail",

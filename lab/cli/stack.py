@@ -15,8 +15,10 @@ PORT = click.IntRange(1024, 65535)
 
 @click.command(epilog=exits(FAILED, BAD_INPUT))
 @click.option("--params", "params_file", type=PARAMS_FILE, help="YAML parameter file (its `stack:` section)")
-@click.option("--https-port", type=PORT, help="HTTPS port published on 127.0.0.1 (default 8443)")
-@click.option("--http-port", type=PORT, help="HTTP port (redirects to HTTPS) on 127.0.0.1 (default 8080)")
+@click.option("--https-port", type=PORT,
+              help="HTTPS port published on 127.0.0.1 (default 8443, or PRETIX_LAB_HTTPS_PORT)")
+@click.option("--http-port", type=PORT,
+              help="HTTP port (redirects to HTTPS) on 127.0.0.1 (default 8080, or PRETIX_LAB_HTTP_PORT)")
 @click.option("--web-workers", type=click.IntRange(1, 16), help="gunicorn workers per web instance")
 @click.option("--replication", type=click.Choice(["async", "sync"]), help="PostgreSQL replication")
 @click.option("--limit", "limits", multiple=True, metavar="SERVICE:cpus=N,memory=SIZE",
@@ -48,12 +50,14 @@ def down(volumes: bool) -> None:
 @click.command(epilog=exits(FAILED, BAD_INPUT))
 def status() -> None:
     """Each service: state, health, CPU, memory and addresses."""
+    from lab.common import world
     from lab.stack import deploy
 
     rows = deploy.status()
     if not rows:
-        click.echo("no container of the stack exists (deploy with `lab up`)")
+        click.echo(f"no container of the stack exists in project {world.project()} (deploy with `lab up`)")
         return
+    click.echo(f"project {world.project()} ({world.var_dir()})")
     header = ("service", "container", "state", "health", "cpu%", "mem MiB")
     click.echo("{:18} {:32} {:9} {:10} {:>6} {:>15}  addresses".format(*header))
     for r in rows:

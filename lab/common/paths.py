@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from lab.common import world
+from lab.common.world import ROOT
+
 STACK_DIR = ROOT / "stack"
 COMPOSE_FILE = STACK_DIR / "compose.yaml"
 IMAGES_DIR = STACK_DIR / "images"
@@ -14,8 +15,8 @@ CONFIG_DIR = STACK_DIR / "config"
 
 
 def var_dir() -> Path:
-    """Machine-local state (git-ignored); PRETIX_LAB_VAR moves it, e.g. for tests."""
-    return Path(os.environ.get("PRETIX_LAB_VAR", ROOT / "var"))
+    """Machine-local state (git-ignored); PRETIX_LAB_VAR moves it, e.g. for tests (lab/common/world.py)."""
+    return world.var_dir()
 
 
 def deploy_dir() -> Path:
@@ -24,17 +25,17 @@ def deploy_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Survives deployments: base image tarball, migrated-database template."""
-    return var_dir() / "cache"
+    """Survives deployments: base image tarball, migrated-database template (PRETIX_LAB_CACHE may share it)."""
+    return world.cache_dir()
 
 
 def data_dir() -> Path:
     """Run folders (raw, immutable measurement data)."""
-    return Path(os.environ.get("PRETIX_LAB_DATA", ROOT / "data"))
+    return world.data_dir()
 
 
 def reports_dir() -> Path:
-    return Path(os.environ.get("PRETIX_LAB_REPORTS", ROOT / "reports"))
+    return world.reports_dir()
 
 
 def utc_stamp() -> str:

@@ -241,21 +241,21 @@ def bare_web_container(docker_client, port: int = 18000):
     It talks to the same database and redis, so the comparison isolates what the HA front costs.
     """
     from lab.stack.containers import container
-    from lab.stack.topology import PROJECT
+    from lab.stack.topology import project
 
     template = container(docker_client, "pretix-web-1")
-    name = f"{PROJECT}-bench-bare-web"
+    name = f"{project()}-bench-bare-web"
     for old in docker_client.containers.list(all=True, filters={"name": f"^{name}$"}):
         old.remove(force=True)
     limits = template.attrs["HostConfig"]
     bare = docker_client.containers.run(
         template.image.id, ["web"], name=name, detach=True, environment=template.attrs["Config"]["Env"],
-        network=f"{PROJECT}_edge", ports={"8000/tcp": ("127.0.0.1", port)},
+        network=f"{project()}_edge", ports={"8000/tcp": ("127.0.0.1", port)},
         nano_cpus=limits.get("NanoCpus") or None, mem_limit=limits.get("Memory") or None,
-        volumes={f"{PROJECT}_pretix-data": {"bind": "/data", "mode": "rw"}},
+        volumes={f"{project()}_pretix-data": {"bind": "/data", "mode": "rw"}},
         labels={"org.pretix-lab.experiments.bench": "bare-web"},
     )
-    docker_client.networks.get(f"{PROJECT}_backend").connect(bare)
+    docker_client.networks.get(f"{project()}_backend").connect(bare)
     return bare
 
 

@@ -13,7 +13,7 @@ from lab.pretix.client import PretixClient
 from lab.pretix.seed import Catalogue, ensure_catalogue
 from lab.stack.containers import project_containers
 from lab.stack.sql import pretix_sql
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 
 
 def primary_sql(client, query: str) -> str:
@@ -58,7 +58,7 @@ def existing_deployment(client=None) -> list[str]:
     if client is not None:
         names = [c.name for c in project_containers(client)]
         if names:
-            found.append(f"{len(names)} container(s) of project {PROJECT} ({', '.join(sorted(names)[:3])}, ...)")
+            found.append(f"{len(names)} container(s) of project {project()} ({', '.join(sorted(names)[:3])}, ...)")
     return found
 
 

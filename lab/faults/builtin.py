@@ -28,7 +28,7 @@ from lab.errors import InputError
 from lab.faults.catalogue import Fault, faults
 from lab.faults.failover import restart_policy
 from lab.stack.containers import LABEL_PROJECT
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 
 MIB = 2**20
 MIN_MEMORY = 8 * MIB  # docker refuses limits below 6 MiB
@@ -155,9 +155,9 @@ class Partition(Fault):
 
     def _network(self):
         found = self.ctx.docker.networks.list(filters={"label": [
-            f"{LABEL_PROJECT}={PROJECT}", f"com.docker.compose.network={self.options.network}"]})
+            f"{LABEL_PROJECT}={project()}", f"com.docker.compose.network={self.options.network}"]})
         if not found:
-            raise LookupError(f"network {self.options.network!r} of project {PROJECT} does not exist; is the "
+            raise LookupError(f"network {self.options.network!r} of project {project()} does not exist; is the "
                               "stack up?")
         return found[0]
 
@@ -165,7 +165,7 @@ class Partition(Fault):
         network = self._network()
         endpoints = container.attrs["NetworkSettings"]["Networks"] or {}
         if network.name not in endpoints:
-            on = ", ".join(n.removeprefix(f"{PROJECT}_") for n in endpoints)
+            on = ", ".join(n.removeprefix(f"{project()}_") for n in endpoints)
             raise ValueError(f"{container.name} is not on network {self.options.network!r}; it is on: {on}")
         endpoint = endpoints[network.name]
         state = {

@@ -37,7 +37,7 @@ from lab.faults.catalogue import faults, image_role, long_running_specs
 from lab.faults.failover import PrimaryFailover, wait_for
 from lab.stack.containers import LABEL_PROJECT
 from lab.stack.sql import SOCKET, psql  # noqa: F401 - psql is part of this module's API
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 
 PGDATA = "/var/lib/postgresql/data"
 PG_HOME = "/var/lib/postgresql"
@@ -163,10 +163,10 @@ class PgFailover(PrimaryFailover):
         """Run a script as root in a throw-away container of the postgres image with a node's data volume."""
         client = self.ctx.docker
         helper = client.containers.run(
-            image, ["bash", "-c", script], name=f"{PROJECT}-fault-helper-{uuid.uuid4().hex[:8]}", detach=True,
+            image, ["bash", "-c", script], name=f"{project()}-fault-helper-{uuid.uuid4().hex[:8]}", detach=True,
             environment=environment or {}, volumes={volume: {"bind": PGDATA, "mode": "rw"}},
             network=network, network_mode=None if network else "none",
-            labels={LABEL_PROJECT: PROJECT, HELPER_LABEL: self.instance.fault_id})
+            labels={LABEL_PROJECT: project(), HELPER_LABEL: self.instance.fault_id})
         try:
             status = helper.wait(timeout=timeout)
             output = helper.logs().decode(errors="replace")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lab.common.paths import COMPOSE_FILE
 from lab.errors import LabError
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 
 
 class ComposeError(LabError, RuntimeError):
@@ -28,7 +28,7 @@ def binary() -> str:
 
 
 class Compose:
-    """Runs `docker-compose -p pretix-lab -f compose.yaml [-f limits override] ...` with the lab's env."""
+    """Runs `docker-compose -p <project> -f compose.yaml [-f limits override] ...` with the lab's env."""
 
     def __init__(self, env: dict[str, str], override: Path | None = None):
         self.env = env
@@ -38,7 +38,7 @@ class Compose:
         files = ["-f", str(COMPOSE_FILE)]
         if self.override is not None and self.override.exists():
             files += ["-f", str(self.override)]
-        return [binary(), "-p", PROJECT, *files, *args]
+        return [binary(), "-p", project(), *files, *args]
 
     def run(self, *args: str, capture: bool = False, check: bool = True, timeout: float | None = None,
             input: str | None = None) -> subprocess.CompletedProcess[str]:

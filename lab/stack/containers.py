@@ -6,7 +6,7 @@ from __future__ import annotations
 import docker
 
 from lab.errors import LabError
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
@@ -21,7 +21,7 @@ class ContainerMissing(DeployError):
 
 
 def project_containers(client: docker.DockerClient, service: str | None = None) -> list:
-    filters = {"label": [f"{LABEL_PROJECT}={PROJECT}"]}
+    filters = {"label": [f"{LABEL_PROJECT}={project()}"]}
     if service:
         filters["label"].append(f"{LABEL_SERVICE}={service}")
     return client.containers.list(all=True, filters=filters)

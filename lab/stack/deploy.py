@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import time
@@ -25,7 +26,7 @@ from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
 from lab.stack.params import StackParams, parse_memory
 from lab.stack.redis_ha import PRIMARY_SERVICE, REPLICA_SERVICE, SENTINEL_SERVICES, RedisTopology
-from lab.stack.topology import PROJECT, long_running
+from lab.stack.topology import long_running, project
 
 REDIS_SERVICES = (PRIMARY_SERVICE, REPLICA_SERVICE, *SENTINEL_SERVICES)
 Log = Callable[[str], None]
@@ -57,7 +58,7 @@ def _phase(report: UpReport, name: str, log: Log) -> Iterator[None]:
 
 
 def _volume_exists(client: docker.DockerClient, name: str) -> bool:
-    return bool(client.volumes.list(filters={"name": f"^{PROJECT}_{name}$"}))
+    return bool(client.volumes.list(filters={"name": f"^{project()}_{name}$"}))
 
 
 def saved_params(directory: Path | None = None) -> StackParams | None:
@@ -119,7 +120,7 @@ def check_ports(client: docker.DockerClient, params: StackParams) -> None:
         port = getattr(params, name)
         owner = _port_owner(client, port)
         if owner is not None:
-            if owner.startswith(f"{PROJECT}-proxy"):
+            if owner.startswith(f"{project()}-proxy"):
                 continue
             raise DeployError(
                 f"{name}={port}: 127.0.0.1:{port} is already published by container {owner}; "
@@ -181,7 +182,7 @@ def _migrate(compose: Compose, directory: Path, pretix_id: str, fresh_db: bool, 
 def _dump_template(client: docker.DockerClient, target: Path) -> None:
     """Keep the freshly migrated (still empty) database so later deployments skip migrations."""
     primary = container(client, "postgres-primary")
-    partial = target.with_suffix(".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # worlds may share the cache
     with partial.open("wb") as out:
         subprocess.run(["docker", "exec", primary.id, "pg_dump", "-Fc", "-U", "postgres", "pretix"],
                        stdout=out, check=True)
@@ -267,7 +268,7 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
 
 
 def leftovers(client: docker.DockerClient, volumes: bool = True) -> list[str]:
-    label = {"label": f"{LABEL_PROJECT}={PROJECT}"}
+    label = {"label": f"{LABEL_PROJECT}={project()}"}
     left = [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
     left += [f"network {n.name}" for n in client.networks.list(filters=label)]
     if volumes:
@@ -314,7 +315,7 @@ def _status_of(c) -> ServiceStatus:
     return ServiceStatus(
         service=c.labels.get(LABEL_SERVICE, "?"), container=c.name, state=c.status, health=health,
         cpu_percent=cpu, memory_mib=mem, memory_limit_mib=limit,
-        addresses={name.removeprefix(f"{PROJECT}_"): n.get("IPAddress", "") for name, n in nets.items()},
+        addresses={name.removeprefix(f"{project()}_"): n.get("IPAddress", "") for name, n in nets.items()},
     )
 
 

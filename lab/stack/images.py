@@ -6,6 +6,7 @@ Builds are keyed by a hash of their inputs, stored as an image label: unchanged 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -70,7 +71,7 @@ def ensure_base(client: docker.DockerClient, log: Callable[[str], None] = print)
     tarball.parent.mkdir(parents=True, exist_ok=True)
     if not tarball.exists():
         mirror = [str(HOST_SOURCES)] if HOST_SOURCES.exists() else []
-        partial = tarball.with_suffix(".partial.tar")
+        partial = tarball.with_name(f"base-bookworm.{os.getpid()}.partial.tar")  # worlds may share the cache
         subprocess.run(
             ["mmdebstrap", "--quiet", "--variant=minbase", "--include=ca-certificates",
              "bookworm", str(partial), *mirror],

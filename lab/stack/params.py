@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lab.common import world
 from lab.common.validation import problems
 from lab.errors import InputError, field_error
 from lab.stack.topology import services
@@ -73,13 +74,14 @@ class StackParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    https_port: int = Field(default=8443, ge=1024, le=65535)
-    http_port: int = Field(default=8080, ge=1024, le=65535)
+    # the defaults of the ports and subnets are the world's (PRETIX_LAB_HTTPS_PORT ..., lab/common/world.py)
+    https_port: int = Field(default_factory=world.https_port, ge=world.PORT_MIN, le=world.PORT_MAX)
+    http_port: int = Field(default_factory=world.http_port, ge=world.PORT_MIN, le=world.PORT_MAX)
     web_workers: int = Field(default=2, ge=1, le=16, description="gunicorn workers per web instance")
     worker_concurrency: int = Field(default=2, ge=1, le=16, description="celery processes per worker")
     replication: Literal["async", "sync"] = "async"
-    edge_subnet: str = "10.213.0.0/24"
-    backend_subnet: str = Field(default="10.214.0.0/24", description=(
+    edge_subnet: str = Field(default_factory=world.edge_subnet)
+    backend_subnet: str = Field(default_factory=world.backend_subnet, description=(
         "the internal backend network; redis and its sentinels have fixed addresses in its lower half, "
         "docker hands out the upper half"))
     redis_down_after_ms: int = Field(default=1500, ge=200, le=60000, description=(
@@ -89,19 +91,12 @@ class StackParams(BaseModel):
     @field_validator("edge_subnet")
     @classmethod
     def _subnet(cls, value: str) -> str:
-        net = ipaddress.ip_network(value, strict=True)
-        if net.version != 4 or not net.is_private or net.prefixlen > 28:
-            raise ValueError("must be a private IPv4 network of /28 or larger, e.g. 10.213.0.0/24")
-        return str(net)
+        return world.check_subnet(value, world.EDGE_LARGEST_PREFIX, world.DEFAULT_EDGE_SUBNET)
 
     @field_validator("backend_subnet")
     @classmethod
     def _backend_subnet(cls, value: str) -> str:
-        net = ipaddress.ip_network(value, strict=True)
-        if net.version != 4 or not net.is_private or net.prefixlen > 25:
-            raise ValueError("must be a private IPv4 network of /25 or larger, e.g. 10.214.0.0/24 (the fixed "
-                             "addresses of redis and its sentinels need the lower half)")
-        return str(net)
+        return world.check_subnet(value, world.BACKEND_LARGEST_PREFIX, world.DEFAULT_BACKEND_SUBNET, world.BACKEND_WHY)
 
     @field_validator("limits")
     @classmethod

@@ -9,8 +9,17 @@ from pathlib import Path
 import yaml
 
 from lab.common.paths import COMPOSE_FILE
+from lab.common.world import project
 
-PROJECT = "pretix-lab"
+__all__ = ["ServiceSpec", "long_running", "project", "services"]
+
+
+def __getattr__(name: str) -> str:
+    """`PROJECT` for code written before the world was configurable: the project this environment names, read
+    when it is imported. New code calls project(), which reads it at every use."""
+    if name == "PROJECT":
+        return project()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from lab.evidence.monitor.base import Emit, Sampler, StreamEnded, Target, sample
 from lab.evidence.monitor.names import PRETIX_HOST, WEB_PREFIX
 from lab.evidence.monitor.parsers import Blocks, MetricRow, parse_prometheus, pretix_subset
 from lab.evidence.monitor.scripts import PRETIX_EXEC_SCRIPT
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 
 if TYPE_CHECKING:
     from lab.evidence.monitor.monitor import Monitor
@@ -53,9 +53,9 @@ class PretixSampler(Sampler):
             raise StreamEnded("no metrics credentials (secrets.json of the deployment)")
         env = dict(e.split("=", 1) for e in c.attrs["Config"].get("Env") or [] if "=" in e)
         host = urlsplit(env.get("PRETIX_PRETIX_URL", "")).netloc or PRETIX_HOST
-        edge = ((c.attrs["NetworkSettings"]["Networks"] or {}).get(f"{PROJECT}_edge") or {}).get("IPAddress")
+        edge = ((c.attrs["NetworkSettings"]["Networks"] or {}).get(f"{project()}_edge") or {}).get("IPAddress")
         if not edge:
-            raise StreamEnded(f"{c.name} has no address on {PROJECT}_edge")
+            raise StreamEnded(f"{c.name} has no address on {project()}_edge")
         url = f"http://{edge}:8000/metrics"
         answered = False
         with httpx.Client(headers={"Host": host}, auth=auth, timeout=self.timeout, trust_env=False) as http:
