@@ -1,16 +1,40 @@
-"""Shared fixtures. Stack tests deploy the real stack once per session and remove it at the end."""
+"""Shared fixtures. Stack tests deploy the real stack once per session and remove it at the end.
+
+The whole session runs in the test world (TEST_WORLD, set below before anything imports lab): its own compose
+project, var folder, ports and subnets, so `make test` never stops, wipes or reads a user's deployment (the one
+`lab up` made in the default world: project pretix-lab, var/, ports 8443/8080). Only the cache (base image tarball,
+migrated-database template; keyed by what made them) is the user's, as the images are. To look at a stack a
+session kept (PRETIX_LAB_KEEP_STACK=1): PRETIX_LAB_PROJECT=pretix-lab-test PRETIX_LAB_VAR=var-test lab status.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import pytest
+ROOT = Path(__file__).resolve().parents[1]
+# the user's world, before the session changes it: the cache is shared, everything else is the test world's own
+USER_CACHE = os.environ.get("PRETIX_LAB_CACHE") or str(Path(os.environ.get("PRETIX_LAB_VAR") or ROOT / "var") / "cache")
+TEST_WORLD = {
+    "PRETIX_LAB_PROJECT": "pretix-lab-test",
+    "PRETIX_LAB_VAR": str(ROOT / "var-test"),
+    "PRETIX_LAB_CACHE": USER_CACHE,
+    "PRETIX_LAB_DATA": str(ROOT / "var-test" / "data"),
+    "PRETIX_LAB_REPORTS": str(ROOT / "var-test" / "reports"),
+    "PRETIX_LAB_HTTPS_PORT": "18443",
+    "PRETIX_LAB_HTTP_PORT": "18080",
+    "PRETIX_LAB_EDGE_SUBNET": "10.223.0.0/24",
+    "PRETIX_LAB_BACKEND_SUBNET": "10.224.0.0/24",
+}
+os.environ.update(TEST_WORLD)
 
-from lab.experiments.context import LabContext
-from lab.pretix.seed import CustomerSeed
-from lab.stack import deploy
-from lab.stack.engine import ensure_engine
-from lab.stack.params import StackParams
+import pytest  # noqa: E402 - lab reads its world from the environment set above
+
+from lab.experiments.context import LabContext  # noqa: E402
+from lab.pretix.seed import CustomerSeed  # noqa: E402
+from lab.stack import deploy  # noqa: E402
+from lab.stack.engine import ensure_engine  # noqa: E402
+from lab.stack.params import StackParams  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)

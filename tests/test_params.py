@@ -8,7 +8,7 @@ from lab.stack.topology import long_running, services
 
 
 def test_defaults_follow_compose_yaml():
-    p = params.validate({})
+    p = params.validate({"edge_subnet": "10.213.0.0/24"})  # the default subnet is the world's (tests/test_world.py)
     assert p.effective_limits("pretix-web-1").memory == services()["pretix-web-1"].default_memory
     assert p.address(11) == "10.213.0.11"
 
@@ -46,7 +46,7 @@ def test_parse_memory(text, size):
     # the backend network holds redis' fixed addresses (tests/test_redis_ha.py)
     ({"backend_subnet": "10.214.0.0/26"}, ["backend_subnet", "/25 or larger"]),
     ({"backend_subnet": "8.8.0.0/24"}, ["backend_subnet", "private"]),
-    ({"backend_subnet": "10.213.0.0/24"}, ["overlap"]),
+    ({"edge_subnet": "10.213.0.0/24", "backend_subnet": "10.213.0.0/24"}, ["overlap"]),
     ({"redis_down_after_ms": 50}, ["redis_down_after_ms", "must be >= 200"]),
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
