@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import stat
 import time
 import uuid
 
+import default_world
 import httpx
 import pytest
+from default_world import default_world_deployment
 
 from lab.common.paths import deploy_dir
 from lab.experiments.smoke import place_one_order, primary_sql
+from lab.faults import run_schedule
 from lab.stack import deploy, images
 from lab.stack.engine import EngineError, ensure_engine
 from lab.stack.params import StackParams
 from lab.stack.sql import pretix_sql
-from lab.stack.topology import long_running
+from lab.stack.topology import long_running, project
 
 pytestmark = pytest.mark.stack
 
@@ -154,7 +158,9 @@ def test_status_and_logs_name_each_instance(stack, docker_client):
 # --- teardown and warm redeploy (last: they consume the session's stack) -----------------------------
 
 @pytest.mark.teardown
-def test_down_volumes_removes_the_project_and_nothing_else(stack, docker_client):
+def test_faults_and_down_volumes_touch_the_project_and_nothing_else(stack, docker_client, tmp_path):
+    """Not a bystander volume, network or container, nor a deployment in the default world (the user's, or one made
+    here with `lab up`): the test world's faults and `lab down --volumes` used to act on it (one project name)."""
     tag = uuid.uuid4().hex[:8]
     bystanders = [
         docker_client.volumes.create(f"lab-test-bystander-{tag}"),
@@ -162,10 +168,31 @@ def test_down_volumes_removes_the_project_and_nothing_else(stack, docker_client)
         docker_client.containers.create("pretix-lab/base:bookworm", ["sleep", "1"], name=f"lab-test-bystander-{tag}"),
     ]
     try:
-        left = deploy.down(volumes=True)
-        assert left == []
-        assert deploy.leftovers(docker_client) == []
-        assert not deploy_dir().exists()  # the deployment's secrets went with it
+        with default_world_deployment(docker_client) as default:
+            ours = default_world.snapshot(docker_client, project())
+            assert {f"{project()}_edge", f"{project()}_backend"} <= {name for name, _ in ours["networks"]}
+            assert not {c["id"] for c in ours["containers"].values()} & {
+                c["id"] for c in default.before["containers"].values()}
+            schedule = {"faults": [{"at": 0, "target": "pretix-web-1", "action": "kill", "duration": 2},
+                                   {"at": 0, "target": "pretix-web-2", "action": "partition", "duration": 2}],
+                        "steady_state": {"health": False, "containers": False, "throughput": False, "shop": False,
+                                         "settle": 0}}
+            result = asyncio.run(run_schedule(schedule, docker_client, tmp_path, log=print))
+            assert result.ok and all(f.undone_at for f in result.faults), result.describe()
+            web1 = f"{project()}-pretix-web-1-1"  # the kill acted here: a new start time
+            assert default_world.snapshot(docker_client, project())["containers"][web1]["started"] != \
+                ours["containers"][web1]["started"]
+
+            down = default_world.lab(dict(os.environ), "down", "--volumes")
+            assert down.returncode == 0, down.stderr[-3000:]  # exit 1 and "left behind: ..." when not clean
+            assert deploy.leftovers(docker_client) == []
+            assert not deploy_dir().exists()  # the deployment's secrets went with it
+
+            after = default_world.snapshot(docker_client)
+            assert after == default.before
+            assert default_world.digest() == default.secrets
+            if default.created:
+                assert default_world.healthy(after) and default_world.https_answers()
         for thing in bystanders:
             thing.reload()  # raises NotFound if the teardown touched it
     finally:
