@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from lab.stack import deploy
-from lab.stack.topology import PROJECT
+from lab.stack.topology import project
 from lab.study import params as studies
 from lab.study.runner import run_study
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.stack
 
 
 def test_a_study_refuses_a_deployment_it_cannot_open(docker_client, tmp_path, monkeypatch):
-    name = f"{PROJECT}_pg-primary"
+    name = f"{project()}_pg-primary"
     if docker_client.volumes.list(filters={"name": f"^{name}$"}):
         pytest.skip(f"a deployment's volume {name} exists already; this test only creates its own")
     monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path / "var"))  # a checkout without secrets
