@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -81,7 +82,8 @@ def healthy(seen: dict) -> bool:
 def https_answers(folder: Path = DEPLOY_DIR) -> bool:
     """/healthcheck/ through the default world's proxy on its own port, verified with its own CA."""
     port = json.loads((folder / "params.json").read_text())["https_port"]
-    r = httpx.get(f"https://127.0.0.1:{port}/healthcheck/", verify=str(folder / "tls" / "ca.crt"), timeout=10)
+    tls = ssl.create_default_context(cafile=str(folder / "tls" / "ca.crt"))
+    r = httpx.get(f"https://127.0.0.1:{port}/healthcheck/", verify=tls, timeout=10)
     return r.status_code == 200
 
 
