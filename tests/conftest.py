@@ -30,6 +30,7 @@ os.environ.update(TEST_WORLD)
 
 import pytest  # noqa: E402 - lab reads its world from the environment set above
 
+from lab.common import world  # noqa: E402
 from lab.experiments.context import LabContext  # noqa: E402
 from lab.pretix.seed import CustomerSeed  # noqa: E402
 from lab.stack import deploy  # noqa: E402
@@ -55,7 +56,8 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def stack(docker_client):
-    """A full `lab up` (real engine, real images); torn down with its volumes afterwards."""
+    """A full `lab up` in the test world (real engine, real images); torn down with its volumes afterwards."""
+    print(f"test world: {world.describe()}")
     report = deploy.up(StackParams(), log=print)
     print(report.describe())
     yield report
