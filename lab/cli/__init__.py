@@ -6,10 +6,10 @@ an InputError (bad input) exits 2, any other LabError exits 1, each as one line 
 
 from __future__ import annotations
 
-from lab.cli import bench, reports, runs, stack, study, workbench
+from lab.cli import bench, faults, reports, runs, stack, study, workbench
 from lab.cli.base import main
 
-MODULES = (stack, runs, reports, study, bench, workbench)  # a new verb group: a module with register(main)
+MODULES = (stack, runs, faults, reports, study, bench, workbench)  # a new verb group: a module with register(main)
 for _module in MODULES:
     _module.register(main)
 

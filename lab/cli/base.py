@@ -10,7 +10,7 @@ OK, FAILED, BAD_INPUT, VERDICT_FAIL, INTERRUPTED = 0, 1, 2, 3, 130
 MEANING = {OK: "success", FAILED: "runtime failure (the stack, pretix, Docker or a run failed)",
            BAD_INPUT: "bad input: a flag, a --params file, a study YAML or a workload; nothing was changed",
            VERDICT_FAIL: "the verdict is FAIL and --fail-on-verdict was given",
-           INTERRUPTED: "interrupted (Ctrl-C or SIGTERM)"}
+           INTERRUPTED: "interrupted (Ctrl-C, SIGTERM or SIGHUP; the active faults are undone first)"}
 
 
 def exits(*codes: int) -> str:

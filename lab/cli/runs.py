@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from lab.cli.base import BAD_INPUT, FAILED, context, exits
+from lab.cli.base import BAD_INPUT, FAILED, INTERRUPTED, context, exits, log_err
 from lab.errors import LabError
 
 PARAMS_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -31,7 +31,7 @@ def seed(params_file, customers, login_pool) -> None:
     click.echo(f"customers: {len(buyers)} ready ({figures['existing']} existed, {figures['created']} created)")
 
 
-@click.command(epilog=exits(FAILED, BAD_INPUT))
+@click.command(epilog=exits(FAILED, BAD_INPUT, INTERRUPTED))
 @click.option("--params", "params_file", type=PARAMS_FILE,
               help="YAML parameter file: its `load:` section, and its `seed:` section's catalogue (the event "
                    "the run buys from; default: the default catalogue)")
@@ -49,11 +49,15 @@ def load(params_file, journey, workload_json, name, faults_arg, admission_arg, q
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
     from lab.experiments.inputs import load_inputs
     from lab.experiments.run import execute
+    from lab.faults.signals import undo_on_signals
 
     params, cat = load_inputs(params_file, {"journey": journey, "workload": workload_json, "name": name,
                                             "faults": faults_arg, "admission": admission_arg,
                                             "queue_max_wait": queue_max_wait})
-    run_dir = execute(params, context().for_run(cat), log=click.echo)
+    ctx = context()
+    run_ctx = ctx.for_run(cat)
+    with undo_on_signals(lambda: ctx.docker, log_err, exit_code=INTERRUPTED):  # SIGINT/TERM/HUP: undo, then exit
+        run_dir = execute(params, run_ctx, log=click.echo)
     click.echo(f"run folder: {run_dir}")
 
 

@@ -31,6 +31,8 @@ def up(params_file, https_port, http_port, web_workers, replication, limits) -> 
     chosen = params.load(params_file, {"https_port": https_port, "http_port": http_port, "web_workers": web_workers,
                                        "replication": replication, "limits": parse_limits(limits)})
     report = deploy.up(chosen, log=log_err)
+    for line in report.restored:  # what a killed run had left in the fault journal
+        click.echo(f"fault journal: {line}")
     click.echo(report.describe())
     click.echo(f"pretix: {report.access.base_url}/control/  (CA: {report.access.ca_file})")
 

@@ -33,8 +33,6 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
 
     PARAMS_FILE is a study YAML (see studies/default.yaml); without it, --preset (default: `default`).
     """
-    import signal
-
     from lab.report.publish import study_verdict
     from lab.study import params as studies
     from lab.study.runner import StudyFailed, run_study
@@ -49,12 +47,11 @@ def study(params_file: Path | None, preset: str | None, keep_stack: bool, pdf: b
     if check:
         return
 
-    def _terminated(signum, frame):  # a CI cancel or `timeout` (SIGTERM) stops the study like Ctrl-C
-        raise KeyboardInterrupt
+    from lab.faults.signals import undo_on_signals
 
-    signal.signal(signal.SIGTERM, _terminated)
-    try:
-        result = run_study(params, log=click.echo, keep_stack=keep_stack, pdf=pdf)
+    try:  # SIGINT, SIGTERM (a CI cancel, `timeout`), SIGHUP stop the study like Ctrl-C; its faults are undone
+        with undo_on_signals(lambda: None, click.echo, orderly=True):
+            result = run_study(params, log=click.echo, keep_stack=keep_stack, pdf=pdf)
     except StudyFailed as error:
         fail(f"{error}; executed notebooks: {error.folder.notebooks_dir}; study record: "
              f"{error.folder.path / 'study.json'}", FAILED)

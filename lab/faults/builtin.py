@@ -13,6 +13,9 @@ old master rejoins as a replica (the roles stay switched; `redis-failover` is th
 
 `kill` sets the restart policy to "no" while the fault lasts (restored by the undo), so a killed container stays
 down for exactly `duration` whatever docker's restart policy would do.
+
+Each fault's `capture` reads the old values its undo needs before anything changes: they go to the fault journal
+(lab/faults/journal.py) first, and `revert` restores them from that data alone, in this process or a fresh one.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ class KillOptions(BaseModel):
 class Kill(Fault):
     summary = "kill the target's container(s); undo: start them again"
     Options = KillOptions
+
+    def capture(self, container: Any) -> dict[str, Any]:
+        return {"restart_policy": restart_policy(container), "signal": self.options.signal}
 
     def apply(self, container: Any) -> dict[str, Any]:
         policy = restart_policy(container)
@@ -161,20 +167,23 @@ class Partition(Fault):
                               "stack up?")
         return found[0]
 
-    def apply(self, container: Any) -> dict[str, Any]:
+    def capture(self, container: Any) -> dict[str, Any]:
         network = self._network()
         endpoints = container.attrs["NetworkSettings"]["Networks"] or {}
         if network.name not in endpoints:
             on = ", ".join(n.removeprefix(f"{project()}_") for n in endpoints)
             raise ValueError(f"{container.name} is not on network {self.options.network!r}; it is on: {on}")
         endpoint = endpoints[network.name]
-        state = {
+        return {
             "network": network.name,
             "aliases": [a for a in endpoint.get("Aliases") or [] if a not in (container.id[:12], container.id)],
             "ipv4_address": (endpoint.get("IPAMConfig") or {}).get("IPv4Address") or None,
             "address": endpoint.get("IPAddress"),
         }
-        network.disconnect(container)
+
+    def apply(self, container: Any) -> dict[str, Any]:
+        state = self.capture(container)
+        self.ctx.docker.networks.get(state["network"]).disconnect(container)
         return state
 
     def revert(self, container: Any, state: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +208,13 @@ class CpuThrottle(Fault):
     summary = "lower the target's CPU limit; undo: restore the limit it had"
     Options = CpuOptions
 
-    def apply(self, container: Any) -> dict[str, Any]:
+    def capture(self, container: Any) -> dict[str, Any]:
         host = container.attrs["HostConfig"]
-        state = {"NanoCpus": int(host.get("NanoCpus") or 0), "CpuQuota": int(host.get("CpuQuota") or 0),
-                 "CpuPeriod": int(host.get("CpuPeriod") or 0)}
+        return {"NanoCpus": int(host.get("NanoCpus") or 0), "CpuQuota": int(host.get("CpuQuota") or 0),
+                "CpuPeriod": int(host.get("CpuPeriod") or 0)}
+
+    def apply(self, container: Any) -> dict[str, Any]:
+        state = self.capture(container)
         if state["CpuQuota"] > 0 and state["NanoCpus"] == 0:
             period = state["CpuPeriod"] or 100_000
             update_resources(self.ctx.docker, container,
@@ -244,10 +256,13 @@ class MemorySqueeze(Fault):
     summary = "lower the target's memory limit to its usage plus a headroom (no swap); undo: restore the limits"
     Options = MemoryOptions
 
-    def apply(self, container: Any) -> dict[str, Any]:
+    def capture(self, container: Any) -> dict[str, Any]:
         host = container.attrs["HostConfig"]
-        state = {"Memory": int(host.get("Memory") or 0), "MemorySwap": int(host.get("MemorySwap") or 0),
-                 "RestartCount": int(container.attrs.get("RestartCount") or 0)}
+        return {"Memory": int(host.get("Memory") or 0), "MemorySwap": int(host.get("MemorySwap") or 0),
+                "RestartCount": int(container.attrs.get("RestartCount") or 0)}
+
+    def apply(self, container: Any) -> dict[str, Any]:
+        state = self.capture(container)
         if not state["Memory"]:
             raise ValueError(f"{container.name} has no memory limit: the engine could not take a lowered one back")
         used = memory_in_use(container.stats(stream=False, one_shot=True))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from lab.common.registry import Registry
 from lab.errors import LabError, UnknownNameError
+from lab.faults import journal as fault_journal
 from lab.faults.record import FaultRecord, detail_text
 from lab.stack.topology import ServiceSpec, services
 
@@ -77,6 +78,7 @@ class FaultContext:
     record: Callable[[FaultRecord], None] = lambda record: None
     log: Callable[[str], None] = print
     topology: dict[str, ServiceSpec] | None = None
+    journal: fault_journal.FaultJournal | None = None  # where undo records go before each change (None: nowhere)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Applied:
     container: Any
     state: Any = None
     service: str = ""
+    entry: fault_journal.UndoRecord | None = None  # its record in the journal, cleared by a successful undo
 
 
 @dataclass
@@ -165,14 +168,32 @@ class Fault:
             for service, c in targets:
                 start = time.time()
                 try:
-                    state = self.apply(c)
+                    state, entry = self._act(service, c)
                 except Exception as error:
                     self.record("inject", start, container=c.name, outcome="error", error=error,
                                 detail={"service": service})
                     raise FaultActionError(f"{self.instance.fault_id} {self.instance.action} {c.name}: {error}") \
                         from error
-                self.applied.append(Applied(c, state, service))
+                self.applied.append(Applied(c, state, service, entry))
                 self.record("inject", start, container=c.name, detail={"service": service, **self.describe(state)})
+
+    def _act(self, service: str, container: Any) -> tuple[Any, fault_journal.UndoRecord | None]:
+        """capture -> journal -> apply, under the gate a signal handler closes (it never replays half an action).
+        A record whose apply failed stays in the journal (the change may be half done): replay restores it."""
+        with fault_journal.acting():
+            if fault_journal.closed():
+                raise RuntimeError("the process is stopping on a signal: no new fault acts")
+            captured = self.capture(container)
+            entry = None
+            if self.ctx.journal is not None:
+                entry = self.ctx.journal.before(
+                    action=self.instance.action, fault_id=self.instance.fault_id, target=self.instance.target,
+                    options=self.options.model_dump(mode="json"), service=service, container=container,
+                    state=captured)
+            state = self.apply(container)
+            if entry is not None:
+                entry = self.ctx.journal.applied(entry, state)
+            return state, entry
 
     def undo(self, reason: str = "scheduled") -> None:
         """Restore what inject() changed; runs once however often it is called (later calls wait for the first).
@@ -187,7 +208,10 @@ class Fault:
                 last: Exception | None = None
                 for attempt in range(UNDO_TRIES):
                     try:
-                        detail = self.revert(applied.container, applied.state) or {}
+                        with fault_journal.acting():
+                            detail = self.revert(applied.container, applied.state) or {}
+                            if applied.entry is not None and self.ctx.journal is not None:
+                                self.ctx.journal.clear(applied.entry.key)
                     except Exception as error:  # noqa: BLE001 - retried, then recorded and raised
                         last = error
                         time.sleep(UNDO_RETRY_PAUSE)
@@ -209,6 +233,11 @@ class Fault:
         return self.injected and not self.undone
 
     # -- what a subclass implements ----------------------------------------------------------------------------
+    def capture(self, container: Any) -> Any:
+        """The old values the undo needs, read before anything changes: journaled before apply() acts, so a
+        process killed in the middle leaves what restores them (JSON data, as revert() takes its state)."""
+        return None
+
     def apply(self, container: Any) -> Any:
         raise NotImplementedError
 
@@ -222,6 +251,21 @@ class Fault:
     def health_services(self) -> list[str]:
         """Services whose containers must be running and healthy for the steady state around this fault."""
         return self.services_of(self.instance.target, self.ctx.topology)
+
+    # -- replay from the journal (a fresh process, no in-memory fault) ------------------------------------------
+    @classmethod
+    def from_record(cls, docker: Any, record: fault_journal.UndoRecord, rows: list[FaultRecord] | None = None):
+        """A fault rebuilt from its undo record (its options), acting with `docker`; its records go to `rows`."""
+        ctx = FaultContext(docker=docker, record=(rows.append if rows is not None else lambda row: None),
+                           log=lambda message: None)
+        return cls(FaultInstance(record.fault_id, record.action, record.target, dict(record.options)), ctx)
+
+    @classmethod
+    def replay(cls, docker: Any, record: fault_journal.UndoRecord) -> dict[str, Any]:
+        """Undo what the record says was changed, from the data alone: revert() on the record's container
+        with the journaled state. ContainerGone when the container no longer exists."""
+        container = fault_journal.find_container(docker, record.container_id)
+        return cls.from_record(docker, record).revert(container, record.state) or {}
 
 
 # --------------------------------------------------------------------------------------------------- registry

@@ -3,13 +3,19 @@
 Each step is recorded in faults.parquet with its timing, an error stops the fault as FaultActionError, the old
 primary's restart policy is switched off before the kill (so the engine does not bring back a second primary)
 and restored by the undo, and inject/undo each run once, whoever calls first.
+
+The fault journal holds one record per failover from just before the kill: the old primary's container, its
+restart policy and how far the fault got (killed, promoted, fenced, addresses, volumes), updated step by step.
+replay() rebuilds the fault from it in a fresh process and runs the same undo (rejoin or rebuild, and fail back).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+from lab.faults import journal as fault_journal
 from lab.faults.catalogue import Fault, FaultActionError
 
 
@@ -45,6 +51,48 @@ class PrimaryFailover(Fault):
     def __init__(self, instance, ctx):
         super().__init__(instance, ctx)
         self.state: dict[str, Any] = {}
+        self.entry: fault_journal.UndoRecord | None = None
+
+    # -- the journal ----------------------------------------------------------------------------------------------
+    def _journal_data(self, **override: Any) -> dict[str, Any]:
+        """The state as data (the containers are found again by id and service on replay)."""
+        data = {k: v for k, v in self.state.items() if k not in ("old", "new", "killed_at")}
+        return {**data, **override}
+
+    def _journal_save(self, **override: Any) -> None:
+        """Write (first call) or update the failover's undo record; `override` marks a step about to be taken."""
+        journal = self.ctx.journal
+        if journal is None:
+            return
+        data = self._journal_data(**override)
+        if self.entry is None:
+            self.entry = journal.before(action=self.instance.action, fault_id=self.instance.fault_id,
+                                        target=self.instance.target, options=self.options.model_dump(mode="json"),
+                                        service=self.instance.target, container=self.state["old"], state=data)
+        else:
+            self.entry = journal.update_state(self.entry, data)
+
+    def _journal_clear(self) -> None:
+        if self.entry is not None and self.ctx.journal is not None:
+            self.ctx.journal.clear(self.entry.key)
+            self.entry = None
+
+    @classmethod
+    def replay(cls, docker: Any, record: fault_journal.UndoRecord) -> dict[str, Any]:
+        """The same undo as in the process that injected the fault, from the journaled state."""
+        from lab.stack.containers import project_containers
+
+        old = fault_journal.find_container(docker, record.container_id)
+        rows: list = []
+        fault = cls.from_record(docker, record, rows)
+        other = fault._other_service()
+        found = project_containers(docker, other)
+        if not found:
+            raise LookupError(f"service {other!r} has no container: the other node is needed for the undo")
+        fault.state = {**(record.state or {}), "old": old, "new": found[0]}
+        fault.injected = True
+        fault.undo("journal")
+        return {"steps": [json.loads(row.detail) if row.detail else {} for row in rows]}
 
     def _other_service(self) -> str:
         others = [s for s in self.allowed_targets(self.ctx.topology) if s != self.instance.target]
@@ -62,6 +110,8 @@ class PrimaryFailover(Fault):
             self.record(phase, start, container=node.name, outcome="error", error=error, detail={"step": name, **extra})
             raise FaultActionError(f"{self.instance.fault_id} {name} on {node.name}: {error}") from error
         self.record(phase, start, container=node.name, detail={"step": name, **extra, **detail})
+        if phase == "inject" and self.entry is not None:
+            self._journal_save()  # how far the fault got (promoted, fenced ...)
         return detail
 
     def _start_inject(self, nodes) -> Any:
@@ -75,6 +125,8 @@ class PrimaryFailover(Fault):
         self.injected = True
         start = time.time()
         try:
+            if fault_journal.closed():
+                raise RuntimeError("the process is stopping on a signal: no new fault acts")
             found = nodes()
         except Exception as error:
             self.record("inject", start, container=None, outcome="error", error=error, detail={"step": "check"})
@@ -85,6 +137,7 @@ class PrimaryFailover(Fault):
     def _kill(self, old: Any) -> dict[str, Any]:
         """SIGKILL the old primary with its restart policy off; st["killed_at"] is the monotonic time of the kill."""
         st = self.state
+        self._journal_save(killed=True)  # before anything changes: the policy, then the kill
         old.update(restart_policy={"Name": "no"})
         st["killed"] = True
         old.kill(signal="SIGKILL")
@@ -111,6 +164,7 @@ class PrimaryFailover(Fault):
                 return
             st = self.state
             self._bring_back(st["old"], st["new"], self.options.timeout, reason)
+            self._journal_clear()
 
     def _bring_back(self, old: Any, new: Any, timeout: float, reason: str) -> None:
         """The kind's own way back after the kill (rejoin, rebuild, fail back), step by step via _step."""

@@ -226,6 +226,7 @@ class PgFailover(PrimaryFailover):
             self._step("inject", "promote", new, promote)
 
             def fence() -> dict[str, Any]:
+                self._journal_save(fenced=True)  # an unfence of a volume never fenced is harmless
                 out = self._helper(st["image"], st["old_volume"], FENCE_SCRIPT, timeout=60)
                 st["fenced"] = "fenced" in out
                 return {"output": out.strip()}

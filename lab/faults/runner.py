@@ -6,6 +6,10 @@ sleep `duration`, undo, check the steady state again until it holds (or `settle`
 (Ctrl-C under asyncio.run cancels the main task). run_schedule's own `finally` then undoes anything still active,
 synchronously if it has to (a second cancellation), so no fault outlives the schedule. Undo is idempotent: a
 fault's undo runs once, whoever asks first; later calls wait for it.
+
+With a docker client, each change is first written to the fault journal (lab/faults/journal.py) with what undoes
+it; an undo clears its record. Whatever this run still has in the journal at the very end (an apply that failed
+half way, an undo that kept failing) is replayed once more from the records, and what is still left is said.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.faults import journal as fault_journal
 from lab.faults.catalogue import Fault, FaultActionError, FaultContext, FaultInstance, faults
 from lab.faults.probes import SteadyStateProbe, Verdict
 from lab.faults.record import FaultRecord, detail_text, fault_recorder
@@ -91,7 +96,10 @@ async def run_schedule(schedule: Any, docker_client: Any, run_dir: Path, t0: flo
 
         access = PretixAccess.load()
     recorder = fault_recorder(run_dir, run_id or run_dir.name)
-    ctx = FaultContext(docker=docker_client, record=recorder.record, log=log, topology=topology)
+    journal = None
+    if docker_client is not None and plan.faults:
+        journal = fault_journal.FaultJournal(run_id=f"{run_id or run_dir.name}-{time.time_ns()}")
+    ctx = FaultContext(docker=docker_client, record=recorder.record, log=log, topology=topology, journal=journal)
     probe = SteadyStateProbe(plan.steady_state, t0=t0, docker_client=docker_client, access=access,
                              run_dir=run_dir, topology=topology, shop=shop)
     result = ScheduleResult()
@@ -117,8 +125,17 @@ async def run_schedule(schedule: Any, docker_client: Any, run_dir: Path, t0: flo
         raise
     finally:
         await _cleanup(tasks, instances, log)
+        if journal is not None:
+            _replay_left(docker_client, journal, log)
         recorder.close()
     return result
+
+
+def _replay_left(docker_client: Any, journal: fault_journal.FaultJournal, log: Callable[[str], None]) -> None:
+    """This run's records still in the journal after every undo ran: replay them once more; say what stays."""
+    for outcome in fault_journal.replay(docker_client, journal, mine_only=True, run_id=journal.run_id):
+        log(f"[faults] journal: {outcome.line()}"
+            + ("" if outcome.ok else "; `lab faults undo` tries again"))
 
 
 async def _run_one(fault: Fault, step: FaultStep, outcome: FaultOutcome, plan: FaultPlan,

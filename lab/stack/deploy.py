@@ -38,6 +38,7 @@ class UpReport:
     phases: dict[str, float] = field(default_factory=dict)
     migrations: str = ""  # "ran", "template" (restored, already migrated) or "kept" (migrated by this image)
     access: PretixAccess | None = None
+    restored: list[str] = field(default_factory=list)  # what the fault journal restored (lines to print)
 
     @property
     def total(self) -> float:
@@ -205,6 +206,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
     report = UpReport(cold=False)
     with _phase(report, "engine", log):
         client = ensure_engine(log=log)
+        report.restored += _undo_faults_left(client, log)  # before compose looks at the containers
         check_ports(client, params)
         directory = deploy_dir()
         fresh_db = not _volume_exists(client, "pg-primary")
@@ -233,6 +235,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
             _dump_template(client, template)
     with _phase(report, "services", log):
         compose.run("up", "-d", "--wait", "--wait-timeout", "300", *long_running())
+        report.restored += _undo_faults_left(client, log, again=True)
     with _phase(report, "bootstrap", log):
         base_url = f"https://127.0.0.1:{params.https_port}"
         report.access = bootstrap(container(client, "pretix-web-1"), base_url, tls / "ca.crt", directory)
@@ -241,6 +244,21 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         admission.apply(admission.OFF, docker_client=client, access=report.access, directory=directory,
                         log=lambda _m: None, if_changed=True)
     return report
+
+
+def _undo_faults_left(client: docker.DockerClient, log: Log, again: bool = False) -> list[str]:
+    """Replay what a killed run left in the fault journal (a paused container, a lowered limit, a cut network, a
+    restart policy at "no"); records of a run that still goes on are left to it. After the deployment (`again`)
+    only when records are still there (one that failed before, now that compose started its container)."""
+    from lab.faults.journal import FaultJournal, replay
+
+    journal = FaultJournal()
+    if again and not journal.entries()[0]:
+        return []
+    lines = [outcome.line() for outcome in replay(client, journal) if not (again and outcome.status == "held")]
+    for line in lines:
+        log(f"[faults] {line}")
+    return lines
 
 
 def down(volumes: bool = False, log: Log = print) -> list[str]:

@@ -270,9 +270,24 @@ def _leak_message(findings: list[dict[str, str]]) -> str:
             f"(kinds: {', '.join(kinds)}); see secret_check in study.json")
 
 
+def _undo_faults_left(log: Log) -> None:
+    """The notebook kernel that ran the faults has been stopped: replay what it left in the fault journal, first
+    (publishing takes a while, and a kept stack must not stay paused or cut off)."""
+    from lab.faults.journal import FaultJournal
+    from lab.faults.signals import undo_left
+    from lab.stack.engine import ensure_engine
+
+    try:
+        if FaultJournal().entries() != ([], []):
+            undo_left(ensure_engine(log=log), log)
+    except Exception as error:  # noqa: BLE001 - said; `lab faults undo` tries again
+        log(f"  undoing the faults left in the journal failed: {error}; `lab faults undo` tries again")
+
+
 def _fail(folder: StudyFolder, failed: dict[str, Any], kernel: str, pdf: bool, keep_stack: bool, log: Log,
           source: Path = NOTEBOOKS_DIR) -> None:
     log(f"study failed in {failed['notebook']} cell {failed['cell']}: {failed['error']}")
+    _undo_faults_left(log)
     folder.finish("failed", failed)
     try:
         _publish_what_we_can(folder, failed["notebook"], kernel, pdf, log, source)
