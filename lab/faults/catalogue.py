@@ -6,7 +6,9 @@ bookkeeping every fault needs: resolve its target to the running containers of t
 record each action and each undo in faults.parquet, remember what it changed so the undo restores exactly that,
 run the undo exactly once (it may be asked from a scheduled task, a cancelled task and a final clean-up at the same
 time) and retry a failed undo a few times. A subclass implements `apply(container) -> state` and
-`revert(container, state) -> detail` (or overrides inject/undo when one fault spans several nodes).
+`revert(container, state) -> detail` (or overrides inject/undo when one fault spans several nodes), and
+`capture(container)`: the old values its undo needs, which go to the fault journal (lab/faults/journal.py) before
+apply() changes anything, so `Fault.replay` can undo the change from that data in a fresh process.
 
 Targets come from the one topology (stack/compose.yaml through lab.stack.topology.services()): a target is a
 long-running service, or a group of numbered instances (`pretix-worker` = pretix-worker-1 and pretix-worker-2).

@@ -1,0 +1,163 @@
+"""A `lab load` killed with SIGKILL in the middle of its faults leaves them in the fault journal; `lab faults undo`,
+a fresh process with none of the killed one's memory, restores every one, and the steady state holds again.
+
+The schedule acts on five services at once: a pause, a CPU throttle, a memory squeeze, a network cut and a kill
+with its restart policy at "no". Each is checked as done before the SIGKILL, and as undone after the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lab.faults.journal import FaultJournal
+from lab.faults.probes import ShopTarget, SteadyStateProbe
+from lab.faults.schedule import SteadyState
+from lab.pretix.seed import Catalogue
+from lab.stack.containers import project_containers
+from lab.stack.topology import PROJECT
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parents[1]
+INJECTED_WITHIN = 120  # seconds `lab load` may take to start and have every fault acting
+SCHEDULE = {
+    "faults": [
+        {"at": 2, "target": "pretix-worker-2", "action": "pause", "duration": 240},
+        {"at": 2, "target": "pretix-web-1", "action": "cpu-throttle", "duration": 240, "options": {"cpus": 0.2}},
+        {"at": 2, "target": "pretix-cron", "action": "memory-squeeze", "duration": 240,
+         "options": {"headroom_mib": 64}},
+        {"at": 2, "target": "pretix-web-2", "action": "partition", "duration": 240},
+        {"at": 2, "target": "pretix-worker-1", "action": "kill", "duration": 240},
+    ],
+    "steady_state": {"throughput": False, "shop": False},
+}
+BACKEND = f"{PROJECT}_backend"
+
+
+def _container(client, service: str):
+    [found] = project_containers(client, service)
+    found.reload()
+    return found
+
+
+def _looks(client) -> dict[str, object]:
+    """What each fault changes, read from the engine."""
+    web2_container = _container(client, "pretix-web-2")
+    web2 = web2_container.attrs["NetworkSettings"]["Networks"]
+    worker1 = _container(client, "pretix-worker-1")
+    cron = _container(client, "pretix-cron").attrs["HostConfig"]
+    return {
+        "worker-2 state": _container(client, "pretix-worker-2").status,
+        "web-1 NanoCpus": _container(client, "pretix-web-1").attrs["HostConfig"]["NanoCpus"],
+        "cron memory": (cron["Memory"], cron["MemorySwap"]),
+        "web-2 backend aliases": sorted(a for a in (web2.get(BACKEND) or {}).get("Aliases") or []
+                                        if a != web2_container.id[:12]) if BACKEND in web2 else None,
+        "worker-1 state": worker1.status,
+        "worker-1 restart policy": worker1.attrs["HostConfig"]["RestartPolicy"]["Name"],
+    }
+
+
+def _lab(*args: str, env: dict[str, str], output) -> subprocess.Popen:
+    """`python -m lab.cli ...` from this checkout; its output to a file (a full pipe would stall it)."""
+    return subprocess.Popen([sys.executable, "-m", "lab.cli", *args], env=env, cwd=ROOT, text=True,
+                            stdout=output, stderr=subprocess.STDOUT)
+
+
+def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_restores_them(ctx, buyers, tmp_path):
+    client = ctx.docker
+    journal = FaultJournal()
+    assert journal.entries() == ([], []), "the fault journal must start empty"
+    before = _looks(client)
+    print("before:", before)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
+    began = time.monotonic()
+    load_log = tmp_path / "load.log"
+    load = _lab("load", "--journey", "api", "--name", "journal-kill",
+                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
+                "--faults", json.dumps(SCHEDULE), env=env, output=load_log.open("w"))
+    try:
+        deadline = time.monotonic() + INJECTED_WITHIN
+        applied: list = []
+        while time.monotonic() < deadline and load.poll() is None:
+            applied = [r for r in journal.entries()[0] if r.stage == "applied"]
+            if len(applied) == len(SCHEDULE["faults"]):
+                break
+            time.sleep(0.5)
+        assert len(applied) == len(SCHEDULE["faults"]), \
+            f"not every fault acted: {[r.what() for r in applied]}; lab load exited {load.poll()}"
+        injected = time.monotonic() - began
+        during = _looks(client)
+        print("during:", during)
+        assert during["worker-2 state"] == "paused"
+        assert during["web-1 NanoCpus"] == 200_000_000
+        assert during["cron memory"][0] < before["cron memory"][0]
+        assert during["web-2 backend aliases"] is None
+        assert during["worker-1 state"] != "running" and during["worker-1 restart policy"] == "no"
+    finally:
+        load.send_signal(signal.SIGKILL)
+        load.wait(timeout=30)
+        print(load_log.read_text()[-3000:])
+    assert load.returncode == -signal.SIGKILL
+    assert len(journal.entries()[0]) == len(SCHEDULE["faults"])  # nothing undone by the killed process
+
+    undo_began = time.monotonic()
+    undo = _lab("faults", "undo", env=env, output=subprocess.PIPE)
+    out, _ = undo.communicate(timeout=300)
+    undo_seconds = time.monotonic() - undo_began
+    print(out)
+    assert undo.returncode == 0, out
+    assert out.count("restored: ") == len(SCHEDULE["faults"]), out
+    assert journal.entries() == ([], [])
+    after = _looks(client)
+    print("after:", after)
+    assert after == before and before["worker-1 state"] == "running"
+
+    catalogue = Catalogue()
+    item = ctx.catalogue(catalogue)["Bilhete Geral"]["item"]
+    probe = SteadyStateProbe(SteadyState(throughput=False, settle=180), t0=time.time(), docker_client=client,
+                             access=ctx.access, shop=ShopTarget(catalogue.slug, item))
+    verdict = asyncio.run(probe.after([f["target"] for f in SCHEDULE["faults"]], time.time()))
+    print(f"faults acting {injected:.1f} s after `lab load` started; `lab faults undo` took {undo_seconds:.1f} s; "
+          f"steady state {verdict.outcome} after {verdict.waited:.1f} s: {verdict.checks}")
+    assert verdict.outcome == "pass", verdict.checks
+
+
+def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buyers, tmp_path):
+    """The orderly end of a killed run: SIGTERM (a CI cancel, `timeout`) undoes the pause at once, exits 143."""
+    client = ctx.docker
+    journal = FaultJournal()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
+    load_log = tmp_path / "load.log"
+    schedule = {"faults": [{"at": 2, "target": "pretix-worker-2", "action": "pause", "duration": 240}],
+                "steady_state": {"throughput": False, "shop": False}}
+    load = _lab("load", "--journey", "api", "--name", "journal-term",
+                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
+                "--faults", json.dumps(schedule), env=env, output=load_log.open("w"))
+    try:
+        deadline = time.monotonic() + INJECTED_WITHIN
+        while time.monotonic() < deadline and load.poll() is None and not [
+                r for r in journal.entries()[0] if r.stage == "applied"]:
+            time.sleep(0.5)
+        assert _container(client, "pretix-worker-2").status == "paused", load_log.read_text()[-2000:]
+        sent = time.monotonic()
+        load.send_signal(signal.SIGTERM)
+        code = load.wait(timeout=120)
+        print(f"lab load ended {time.monotonic() - sent:.1f} s after SIGTERM")
+    finally:
+        load.kill()
+    out = load_log.read_text()
+    print(out[-3000:])
+    assert code == 128 + signal.SIGTERM
+    assert "SIGTERM: undoing the active faults from the journal" in out
+    assert "restored: f1-pause pause on" in out
+    assert _container(client, "pretix-worker-2").status == "running"
+    assert journal.entries() == ([], [])
