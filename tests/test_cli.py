@@ -9,7 +9,7 @@ from lab.cli import main
 from lab.common.paths import ROOT
 
 COMMANDS = ["up", "down", "status", "logs", "engine", "seed", "load", "audit", "bench", "smoke", "study", "analyse",
-            "capacity", "report", "compare", "lab"]
+            "capacity", "report", "compare", "lab", "faults"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -106,9 +106,17 @@ def test_a_published_fail_verdict_exits_3_only_when_asked(tmp_path):
     assert gated.value.exit_code == 3
 
 
-@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS if c != "bench"], ["bench", "capacity"]])
+@pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS if c not in ("bench", "faults")],
+                                     ["bench", "capacity"], ["faults", "undo"]])
 def test_every_help_lists_its_exit_codes(command):
     text = CliRunner().invoke(main, [*command, "--help"]).output
     assert "Exit codes:" in text and "0  success" in text, text
     if command and command[0] in ("study", "analyse", "report"):
         assert "--fail-on-verdict" in text and "3  the verdict is FAIL" in text
+
+
+def test_faults_undo_with_an_empty_journal_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path))
+    result = CliRunner().invoke(main, ["faults", "undo"])
+    assert result.exit_code == 0 and "nothing to undo: the fault journal is empty" in result.output
+    assert CliRunner().invoke(main, ["faults", "undo", "--help"]).exit_code == 0
