@@ -115,9 +115,12 @@ def schedule_arg(text: str) -> Any:
     """--faults: a file (YAML or JSON; a mapping with `faults:` or a list) or inline JSON/YAML."""
     import yaml
 
-    path = Path(text)
     try:
-        doc = yaml.safe_load(path.read_text() if path.is_file() else text)
+        is_file = Path(text).is_file()
+    except OSError:  # inline JSON longer than a file name can be
+        is_file = False
+    try:
+        doc = yaml.safe_load(Path(text).read_text() if is_file else text)
     except yaml.YAMLError:
         raise InputError.of("--faults", "--faults", "neither a readable file nor JSON/YAML") from None
     if not isinstance(doc, list | dict):
