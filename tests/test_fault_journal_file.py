@@ -250,3 +250,50 @@ def test_a_signal_undoes_the_journal_and_exits_non_zero(tmp_path, signum):
     assert marker.read_text() == "f1-marker"
     assert "restored: f1-marker test-marker on box" in out
     assert FaultJournal(tmp_path / "var" / "deploy" / "faults-journal").entries() == ([], [])
+
+
+ORDERLY = textwrap.dedent("""
+    import subprocess, sys, time
+    from lab.faults import Fault, faults
+    from lab.faults.signals import undo_left, undo_on_signals
+
+    class Marker(Fault):
+        @classmethod
+        def replay(cls, docker, record):
+            open(sys.argv[1], "w").write(record.fault_id)
+            return {}
+
+    faults.register("test-marker", Marker)
+    KERNEL = '''
+    from lab.faults.journal import FaultJournal
+    class Box:
+        id, name = "id-box", "box"
+    FaultJournal().before(action="test-marker", fault_id="f1-kernel", target="box", options={}, service="box",
+                          container=Box(), state=None)
+    '''
+    subprocess.run([sys.executable, "-c", KERNEL], check=True)  # a notebook kernel that died mid-fault
+    with undo_on_signals(lambda: None, print, orderly=True) as caught:
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            undo_left(None, print)
+            sys.exit(caught.code)
+""")
+
+
+def test_the_orderly_way_interrupts_then_replays_what_a_dead_child_left(tmp_path):
+    """`lab study`: the signal stops the study like Ctrl-C; what its stopped kernel left is replayed after."""
+    marker = tmp_path / "undone"
+    env = {**os.environ, "PRETIX_LAB_VAR": str(tmp_path / "var"), "PYTHONPATH": str(ROOT)}
+    child = subprocess.Popen([sys.executable, "-c", ORDERLY, str(marker)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        child.send_signal(signal.SIGHUP)
+        out, _ = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    print(out)
+    assert child.returncode == 128 + signal.SIGHUP
+    assert "SIGHUP: stopping" in out and "restored: f1-kernel test-marker on box" in out
+    assert marker.read_text() == "f1-kernel"
