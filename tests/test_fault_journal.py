@@ -66,13 +66,29 @@ def _looks(client) -> dict[str, object]:
     }
 
 
+@pytest.fixture(scope="module")
+def shop_item(ctx) -> ShopTarget:
+    """Where the steady-state check adds to a cart (read before any fault: the API may be slow after one)."""
+    catalogue = Catalogue()
+    return ShopTarget(catalogue.slug, ctx.catalogue(catalogue)["Bilhete Geral"]["item"])
+
+
+def _steady(ctx, shop: ShopTarget, services: list[str]):
+    """The steady-state hypothesis (health through the proxy, the services' containers healthy, a cart add through
+    celery), checked every second until it holds or 180 s pass."""
+    probe = SteadyStateProbe(SteadyState(throughput=False, settle=180), t0=time.time(), docker_client=ctx.docker,
+                             access=ctx.access, shop=shop)
+    return asyncio.run(probe.after(services, time.time()))
+
+
 def _lab(*args: str, env: dict[str, str], output) -> subprocess.Popen:
     """`python -m lab.cli ...` from this checkout; its output to a file (a full pipe would stall it)."""
     return subprocess.Popen([sys.executable, "-m", "lab.cli", *args], env=env, cwd=ROOT, text=True,
                             stdout=output, stderr=subprocess.STDOUT)
 
 
-def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_restores_them(ctx, buyers, tmp_path):
+def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_restores_them(ctx, buyers, shop_item,
+                                                                                           tmp_path):
     client = ctx.docker
     journal = FaultJournal()
     assert journal.entries() == ([], []), "the fault journal must start empty"
@@ -121,19 +137,17 @@ def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_rest
     print("after:", after)
     assert after == before and before["worker-1 state"] == "running"
 
-    catalogue = Catalogue()
-    item = ctx.catalogue(catalogue)["Bilhete Geral"]["item"]
-    probe = SteadyStateProbe(SteadyState(throughput=False, settle=180), t0=time.time(), docker_client=client,
-                             access=ctx.access, shop=ShopTarget(catalogue.slug, item))
-    verdict = asyncio.run(probe.after([f["target"] for f in SCHEDULE["faults"]], time.time()))
+    verdict = _steady(ctx, shop_item, [f["target"] for f in SCHEDULE["faults"]])
     print(f"faults acting {injected:.1f} s after `lab load` started; `lab faults undo` took {undo_seconds:.1f} s; "
           f"steady state {verdict.outcome} after {verdict.waited:.1f} s: {verdict.checks}")
     assert verdict.outcome == "pass", verdict.checks
 
 
-def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buyers, tmp_path):
+def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buyers, shop_item, tmp_path):
     """The orderly end of a killed run: SIGTERM (a CI cancel, `timeout`) undoes the pause at once, exits 143."""
     client = ctx.docker
+    ready = _steady(ctx, shop_item, ["pretix-worker-2"])  # a slow recovery from an earlier test is not this one's
+    assert ready.outcome == "pass", ready.checks
     journal = FaultJournal()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
     load_log = tmp_path / "load.log"
