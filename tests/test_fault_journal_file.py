@@ -297,3 +297,19 @@ def test_the_orderly_way_interrupts_then_replays_what_a_dead_child_left(tmp_path
     assert child.returncode == 128 + signal.SIGHUP
     assert "SIGHUP: stopping" in out and "restored: f1-kernel test-marker on box" in out
     assert marker.read_text() == "f1-kernel"
+
+
+def test_lab_up_replays_what_a_dead_run_left_and_leaves_a_live_runs_records(tmp_path, monkeypatch, limit_fault):
+    """deploy.up's first step (before compose looks at the containers), and its second one after the services."""
+    from lab.stack.deploy import _undo_faults_left
+
+    monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path))
+    journal = FaultJournal()
+    _record(journal, "test-limit", "web", owner=_dead_owner())
+    _record(journal, "test-limit", "db", owner=Owner(pid=1, started=None, host=Owner.current().host))
+    said: list[str] = []
+    lines = _undo_faults_left(None, said.append)
+    assert [line.split(":")[0] for line in lines] == ["left alone", "restored"] and len(said) == 2
+    assert [r.target for r in limit_fault.replayed] == ["web"]
+    assert _undo_faults_left(None, said.append, again=True) == []  # the live run's record is not said twice
+    assert [r.target for r in journal.entries()[0]] == ["db"]
