@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.cli.base import INTERRUPTED
 from lab.faults.journal import FaultJournal
 from lab.faults.probes import ShopTarget, SteadyStateProbe
 from lab.faults.schedule import SteadyState
@@ -144,7 +145,7 @@ def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_rest
 
 
 def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buyers, shop_item, tmp_path):
-    """The orderly end of a killed run: SIGTERM (a CI cancel, `timeout`) undoes the pause at once, exits 143."""
+    """The orderly end of a killed run: SIGTERM (a CI cancel, `timeout`) undoes the pause at once, exits 130."""
     client = ctx.docker
     ready = _steady(ctx, shop_item, ["pretix-worker-2"])  # a slow recovery from an earlier test is not this one's
     assert ready.outcome == "pass", ready.checks
@@ -170,7 +171,7 @@ def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buy
         load.kill()
     out = load_log.read_text()
     print(out[-3000:])
-    assert code == 128 + signal.SIGTERM
+    assert code == INTERRUPTED
     assert "SIGTERM: undoing the active faults from the journal" in out
     assert "restored: f1-pause pause on" in out
     assert _container(client, "pretix-worker-2").status == "running"
