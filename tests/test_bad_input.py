@@ -45,6 +45,7 @@ CASES = [
      {"faults": "faults:\n  - {at: 5, target: pretix-web-1, action: pause, duration: 50}\n"},
      ["faults.faults.0", "undone at 55 s, after the load's 30 s"]),
     ("load-faults-shape", ["load", "--faults", "just kill it"], {}, ["--faults", "a list of fault steps"]),
+    ("faults-verb", ["faults", "redo"], {}, ["No such command 'redo'", "faults --help"]),
     ("analyse-utilisation", ["analyse", "@empty", "--utilisation", "0"], {}, ["--utilisation", "0<x<=1"]),
     ("analyse-not-a-run", ["analyse", "@empty"], {}, ["no run folder"]),
     ("report-not-a-run", ["report", "@empty", "--no-pdf"], {}, ["no run folder"]),

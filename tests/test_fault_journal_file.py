@@ -17,7 +17,8 @@ import pytest
 
 from lab.faults import Fault, FaultActionError, FaultContext, FaultInstance, faults
 from lab.faults.failover import PrimaryFailover
-from lab.faults.journal import FaultJournal, Owner, UndoRecord, replay
+from lab.faults.journal import FaultJournal, Owner, UndoRecord
+from lab.faults.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 

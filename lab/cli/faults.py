@@ -17,7 +17,8 @@ def faults_group() -> None:
 @click.option("--force", is_flag=True, help="also undo the faults of a run that still goes on")
 def undo(force: bool) -> None:
     """Undo what the fault journal holds (a run killed mid-fault); print what was restored and what was not."""
-    from lab.faults.journal import FaultJournal, replay
+    from lab.faults.journal import FaultJournal
+    from lab.faults.replay import replay
     from lab.stack.engine import ensure_engine
 
     if FaultJournal().entries() == ([], []):

@@ -7,7 +7,8 @@
   schedule   the experiment as data (FaultPlan: faults + steady_state), validated before anything runs
   probes     the steady-state hypothesis (health through the proxy, containers healthy, throughput vs baseline)
   runner     run_schedule(): one asyncio task per fault, undo always, everything in faults.parquet
-  journal    the undo records on disk, written before each change: what a killed run left is replayed
+  journal    the undo records on disk, written before each change (atomically; cleared by the undo)
+  replay     what a killed run left in the journal, undone from the records by each action's own replay
   signals    SIGINT, SIGTERM and SIGHUP undo the active faults (lab load, lab study)
   analysis   per-fault error window, time to recover, latency during vs before (pure functions)
 """

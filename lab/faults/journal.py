@@ -5,8 +5,8 @@ Before a fault changes a container, its undo record (the action, the target, the
 undo needs) is written to <deploy dir>/faults-journal/<key>.json atomically (a temporary file, fsync, os.replace):
 a process killed at any instant leaves either no record or a whole one. A successful undo removes the record.
 What is left was not undone. `lab faults undo`, every `lab up` and the signal handlers of `lab load` and
-`lab study` replay it in a fresh process from the data alone: each action's `replay` (Fault.replay, a classmethod
-of the class the catalogue registers under the action's name) restores the old values.
+`lab study` replay it in a fresh process from the data alone (lab/faults/replay.py): each action's `replay`
+(Fault.replay, a classmethod of the class the catalogue registers under the action's name) restores the old values.
 
 A record whose process still runs belongs to that process (it will undo it itself): replay leaves it alone unless
 forced, but always takes the records of this process and of its children (what a signal handler must undo).
@@ -21,8 +21,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -214,23 +213,6 @@ class FaultJournal:
                 path.unlink(missing_ok=True)
 
 
-# ------------------------------------------------------------------------------------------------------ replay
-@dataclass
-class Replayed:
-    status: Literal["restored", "gone", "failed", "held", "unreadable"]
-    what: str
-    detail: str = ""
-
-    def line(self) -> str:
-        words = {"restored": "restored", "gone": "nothing to restore", "failed": "COULD NOT restore",
-                 "held": "left alone", "unreadable": "COULD NOT read"}
-        return f"{words[self.status]}: {self.what}" + (f": {self.detail}" if self.detail else "")
-
-    @property
-    def ok(self) -> bool:
-        return self.status in ("restored", "gone")
-
-
 def find_container(docker_client: Any, container_id: str) -> Any:
     """The container by id, whatever its state; ContainerGone when it no longer exists."""
     import docker.errors
@@ -240,53 +222,6 @@ def find_container(docker_client: Any, container_id: str) -> Any:
     except docker.errors.NotFound as error:
         raise ContainerGone(f"container {container_id[:12]} no longer exists (removed or recreated)") from error
 
-
-def replay_record(docker_client: Any, record: UndoRecord, journal: FaultJournal) -> Replayed:
-    """Dispatch one record to its action's replay; the record is cleared when restored or when its container is
-    gone, kept (with why) when the replay fails."""
-    from lab.faults.catalogue import UnknownFaultError, faults
-
-    try:
-        cls = faults.get(record.action)
-    except UnknownFaultError as error:
-        return Replayed("failed", record.what(), f"{error} (kept in the journal)")
-    try:
-        detail = cls.replay(docker_client, record) or {}
-    except ContainerGone as error:
-        journal.clear(record.key)
-        return Replayed("gone", record.what(), str(error))
-    except Exception as error:  # noqa: BLE001 - reported, the record stays for the next try
-        return Replayed("failed", record.what(), f"{type(error).__name__}: {error} (kept in the journal)")
-    journal.clear(record.key)
-    return Replayed("restored", record.what(), json.dumps(detail, default=str, sort_keys=True))
-
-
-def replay(docker_client: Any, journal: FaultJournal | None = None, *, force: bool = False, mine_only: bool = False,
-           run_id: str | None = None, log: Callable[[str], None] | None = None) -> list[Replayed]:
-    """Replay what the journal holds, newest first (the reverse of the order the faults acted in).
-
-    mine_only: only the records of this process and its children (a signal handler, a run's last clean-up);
-    otherwise also those whose process is gone, and with `force` those of a process that still runs.
-    run_id: only that run's records.
-    """
-    journal = journal or FaultJournal()
-    records, bad = journal.entries()
-    results = [Replayed("unreadable", str(path), why) for path, why in bad]
-    for record in reversed(records):
-        if run_id is not None and record.run_id != run_id:
-            continue
-        mine = record.owner.is_mine()
-        if mine_only and not mine:
-            continue
-        if not (mine or force) and record.owner.alive():
-            results.append(Replayed("held", record.what(), f"process {record.owner.pid} that injected it still "
-                                                           "runs and will undo it (--force to undo it now)"))
-            continue
-        result = replay_record(docker_client, record, journal)
-        if log is not None:
-            log(f"[faults] {result.line()}")
-        results.append(result)
-    return results
 
 
 # -------------------------------------------------------------------------------------------------------- gate
@@ -330,5 +265,5 @@ def reopen_gate() -> None:
     _closed.clear()
 
 
-__all__ = ["ContainerGone", "FaultJournal", "JOURNAL", "Owner", "Replayed", "UndoRecord", "acting", "close_gate",
-           "closed", "find_container", "journal_dir", "reopen_gate", "replay", "replay_record"]
+__all__ = ["ContainerGone", "FaultJournal", "JOURNAL", "Owner", "UndoRecord", "acting", "close_gate", "closed",
+           "find_container", "journal_dir", "reopen_gate"]

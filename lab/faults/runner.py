@@ -25,6 +25,7 @@ from lab.faults import journal as fault_journal
 from lab.faults.catalogue import Fault, FaultActionError, FaultContext, FaultInstance, faults
 from lab.faults.probes import SteadyStateProbe, Verdict
 from lab.faults.record import FaultRecord, detail_text, fault_recorder
+from lab.faults.replay import replay
 from lab.faults.schedule import FaultPlan, FaultStep, parse_schedule
 
 CLEANUP_WAIT = 900.0  # seconds the final clean-up waits for undos still running in their threads
@@ -133,7 +134,7 @@ async def run_schedule(schedule: Any, docker_client: Any, run_dir: Path, t0: flo
 
 def _replay_left(docker_client: Any, journal: fault_journal.FaultJournal, log: Callable[[str], None]) -> None:
     """This run's records still in the journal after every undo ran: replay them once more; say what stays."""
-    for outcome in fault_journal.replay(docker_client, journal, mine_only=True, run_id=journal.run_id):
+    for outcome in replay(docker_client, journal, mine_only=True, run_id=journal.run_id):
         log(f"[faults] journal: {outcome.line()}"
             + ("" if outcome.ok else "; `lab faults undo` tries again"))
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.faults import journal as fault_journal
+from lab.faults.replay import replay
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -42,7 +43,7 @@ class Caught:
 
 def undo_left(docker_client: Any, log: Callable[[str], None], *, mine_only: bool = False) -> list:
     """Replay the journal (this process's records, or every one whose process is gone) and log each outcome."""
-    results = fault_journal.replay(docker_client, mine_only=mine_only)
+    results = replay(docker_client, mine_only=mine_only)
     for outcome in results:
         log(f"[faults] {outcome.line()}")
     return results

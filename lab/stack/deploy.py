@@ -250,7 +250,8 @@ def _undo_faults_left(client: docker.DockerClient, log: Log, again: bool = False
     """Replay what a killed run left in the fault journal (a paused container, a lowered limit, a cut network, a
     restart policy at "no"); records of a run that still goes on are left to it. After the deployment (`again`)
     only when records are still there (one that failed before, now that compose started its container)."""
-    from lab.faults.journal import FaultJournal, replay
+    from lab.faults.journal import FaultJournal
+    from lab.faults.replay import replay
 
     journal = FaultJournal()
     if again and not journal.entries()[0]:
