@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from lab.cli.base import INTERRUPTED
+from lab.common.world import project
 from lab.faults.journal import FaultJournal
 from lab.faults.probes import ShopTarget, SteadyStateProbe
 from lab.faults.schedule import SteadyState
 from lab.pretix.seed import Catalogue
 from lab.stack.containers import project_containers
-from lab.stack.topology import PROJECT
 
 pytestmark = pytest.mark.stack
 
@@ -41,7 +41,6 @@ SCHEDULE = {
     ],
     "steady_state": {"throughput": False, "shop": False},
 }
-BACKEND = f"{PROJECT}_backend"
 
 
 def _container(client, service: str):
@@ -54,14 +53,15 @@ def _looks(client) -> dict[str, object]:
     """What each fault changes, read from the engine."""
     web2_container = _container(client, "pretix-web-2")
     web2 = web2_container.attrs["NetworkSettings"]["Networks"]
+    backend = f"{project()}_backend"
     worker1 = _container(client, "pretix-worker-1")
     cron = _container(client, "pretix-cron").attrs["HostConfig"]
     return {
         "worker-2 state": _container(client, "pretix-worker-2").status,
         "web-1 NanoCpus": _container(client, "pretix-web-1").attrs["HostConfig"]["NanoCpus"],
         "cron memory": (cron["Memory"], cron["MemorySwap"]),
-        "web-2 backend aliases": sorted(a for a in (web2.get(BACKEND) or {}).get("Aliases") or []
-                                        if a != web2_container.id[:12]) if BACKEND in web2 else None,
+        "web-2 backend aliases": sorted(a for a in (web2.get(backend) or {}).get("Aliases") or []
+                                        if a != web2_container.id[:12]) if backend in web2 else None,
         "worker-1 state": worker1.status,
         "worker-1 restart policy": worker1.attrs["HostConfig"]["RestartPolicy"]["Name"],
     }
