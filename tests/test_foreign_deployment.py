@@ -15,10 +15,11 @@ pytestmark = pytest.mark.stack
 
 
 def test_a_study_refuses_a_deployment_it_cannot_open(docker_client, tmp_path, monkeypatch):
-    name = f"{project()}_pg-primary"
-    if docker_client.volumes.list(filters={"name": f"^{name}$"}):
-        pytest.skip(f"a deployment's volume {name} exists already; this test only creates its own")
+    """In a world of its own (the session's stack has a database volume of its own, with its secrets)."""
+    monkeypatch.setenv("PRETIX_LAB_PROJECT", f"{project()}-foreign")
     monkeypatch.setenv("PRETIX_LAB_VAR", str(tmp_path / "var"))  # a checkout without secrets
+    name = f"{project()}_pg-primary"
+    assert not docker_client.volumes.list(filters={"name": f"^{name}$"}), f"{name} left by an earlier run"
     volume = docker_client.volumes.create(name, labels={"pretix-lab-test": "foreign-deployment"})
     try:
         assert "secrets are gone" in deploy.foreign_deployment(docker_client)
