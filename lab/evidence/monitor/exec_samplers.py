@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from lab.evidence.monitor.base import Emit, Sampler, StreamEnded, Target, samplers
+from lab.evidence.monitor.execstream import feed_lines
 from lab.evidence.monitor.names import POSTGRES_PREFIX, PROXY_SERVICE, REDIS_PREFIX, SENTINEL_PREFIX
 from lab.evidence.monitor.parsers import (
     Blocks,
@@ -46,15 +47,7 @@ class ExecSampler(Sampler):
         c = self.running_container(target)
         ex = self.monitor.open_exec(c, self.script, self.interval, self.exec_env())
         target.closer, target.aborter = ex.close, ex.abort
-        reader = self.reader(emit)
-        try:
-            for line in ex.lines():
-                reader.feed(line)
-        finally:
-            ex.close()
-        if not self.stopping.is_set():
-            detail = "; ".join(ex.stderr_tail)
-            raise StreamEnded(f"exec ended{': ' + detail if detail else ''}")
+        feed_lines(ex, self.reader(emit), self.stopping)
 
 
 @samplers.register("nginx")

@@ -85,3 +85,16 @@ class ExecStream:
 
 
 __all__ = ["CLOCK_TICKS", "ExecStream"]
+
+
+def feed_lines(ex: ExecStream, reader, stopping) -> None:
+    """Feed every line of the exec to `reader` until it ends; an end the monitor did not ask for (`stopping` not set)
+    is StreamEnded, with what the exec last wrote to stderr."""
+    try:
+        for line in ex.lines():
+            reader.feed(line)
+    finally:
+        ex.close()
+    if not stopping.is_set():
+        detail = "; ".join(ex.stderr_tail)
+        raise StreamEnded(f"exec ended{': ' + detail if detail else ''}")

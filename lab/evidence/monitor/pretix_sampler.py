@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from lab.evidence.monitor.base import Emit, Sampler, StreamEnded, Target, samplers
+from lab.evidence.monitor.execstream import feed_lines
 from lab.evidence.monitor.names import PRETIX_HOST, WEB_PREFIX
 from lab.evidence.monitor.parsers import Blocks, MetricRow, parse_prometheus, pretix_subset
 from lab.evidence.monitor.scripts import PRETIX_EXEC_SCRIPT
@@ -103,14 +104,7 @@ class PretixSampler(Sampler):
             elapsed = float(lines[0].split()[1]) if lines and lines[0].startswith("scrape_seconds") else math.nan
             return rows + [("scrape_seconds", "", elapsed), ("up", "", 1.0)]
 
-        reader = Blocks(parse, emit)
-        try:
-            for line in ex.lines():
-                reader.feed(line)
-        finally:
-            ex.close()
-        if not self.stopping.is_set():
-            raise StreamEnded("exec ended")
+        feed_lines(ex, Blocks(parse, emit), self.stopping)
 
 
 __all__ = ["PretixSampler"]
