@@ -84,8 +84,6 @@ class ExecStream:
             return False
 
 
-__all__ = ["CLOCK_TICKS", "ExecStream"]
-
 
 def feed_lines(ex: ExecStream, reader, stopping) -> None:
     """Feed every line of the exec to `reader` until it ends; an end the monitor did not ask for (`stopping` not set)
@@ -98,3 +96,6 @@ def feed_lines(ex: ExecStream, reader, stopping) -> None:
     if not stopping.is_set():
         detail = "; ".join(ex.stderr_tail)
         raise StreamEnded(f"exec ended{': ' + detail if detail else ''}")
+
+
+__all__ = ["CLOCK_TICKS", "ExecStream", "feed_lines"]
