@@ -1,0 +1,145 @@
+"""`lab bench efficiency`: the deployed HA stack against pretix alone, in one run, interleaved.
+
+Figures from different days do not compare on this shared machine, so both sides are measured in the same run by
+the same generator with the same steps, alternating which goes first (repeat 1: stack then alone; repeat 2: alone
+then stack; ...), and each figure is a median over the repeats with its min-max. The alone side's whole life
+(start from a copy of the stack's database, wait, measure, remove) is here, removed in a finally.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.analysis import efficiency as eff
+from lab.common.paths import bench_path
+from lab.experiments import bench as b
+from lab.experiments.bench_capacity import DEFAULT_P95
+from lab.experiments.capacity import journey_builder
+from lab.stack.cpu import stack_seconds
+
+DEFAULT_RATES = {"api": (3.0, 4.5, 6.0, 7.5, 9.0, 10.5, 12.0), "shop": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)}
+DEFAULT_SECONDS = {"api": 20.0, "shop": 40.0}
+SETTLE_CORES = 0.3  # a side counts as drained when it uses less than this over a second
+SETTLE_MAX = 60.0  # seconds to wait at most for a saturated side to drain before the other side is measured
+
+
+@dataclass
+class EfficiencyResult:
+    journey: str
+    repeats: list[eff.SideRepeat]
+    stack: eff.SideSummary
+    alone: eff.SideSummary
+    figures: Path | None = None
+    payload: dict = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = eff.table(self.stack, self.alone)
+        out.append("(median over the repeats, min-max in brackets; CPU at the top sustained step of each repeat, "
+                   "generator = this process; idle cores = the host's, other work on the machine included)")
+        if self.figures is not None:
+            out.append(f"figures saved: {self.figures}")
+        out.append(eff.efficiency_line(self.stack.sustained.median, self.alone.sustained.median))
+        return out
+
+
+def side_repeat(side: str, repeat: int, best: b.Step | None, cores: int) -> eff.SideRepeat:
+    """One search's top sustained step -> its figures (sustained 0 and no costs when no step met the SLO)."""
+    if best is None:
+        return eff.SideRepeat(side, repeat, 0.0, None, 0)
+    modules = eff.by_module(best.stack_cpu, best.generator_cpu)
+    return eff.SideRepeat(side, repeat, best.achieved_per_min, best.rate, best.purchased,
+                          eff.per_order(modules, best.purchased), eff.idle_cores(cores, best.host_busy, best.wall))
+
+
+def settle(read_cpu: Callable[[], dict[str, float]], log=print) -> float:
+    """Wait (at most SETTLE_MAX s) until a side that was just saturated has drained its backlog, so its leftover
+    work is not counted against the other side. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < SETTLE_MAX:
+        before = sum(read_cpu().values())
+        time.sleep(1.0)
+        if sum(read_cpu().values()) - before < SETTLE_CORES:
+            break
+    waited = time.monotonic() - started
+    if waited >= SETTLE_MAX:
+        log(f"  (still busy after {SETTLE_MAX:.0f}s of waiting: going on)")
+    return waited
+
+
+@contextmanager
+def alone_side(ctx, log=print) -> Iterator[object]:
+    """pretix alone for the block: started from a copy of the stack's database, always removed afterwards."""
+    from lab.stack import alone
+    from lab.stack.deploy import saved_params
+    from lab.stack.params import StackParams
+
+    params = saved_params() or StackParams()
+    started = time.monotonic()
+    try:
+        side = alone.start(ctx.docker, params.web_workers, params.worker_concurrency, log=log)
+        log(f"pretix alone up at {side.base_url} in {time.monotonic() - started:.0f}s (gunicorn "
+            f"{params.web_workers} workers, celery concurrency {params.worker_concurrency}, no limits)")
+        yield side
+    finally:
+        left = alone.remove(ctx.docker)
+        log("pretix alone removed" if not left else f"pretix alone: left behind: {', '.join(left)}")
+
+
+def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None = None,
+                     seconds: float | None = None, repeats: int = 3, *, p95_limit: float | None = None,
+                     log=print) -> EfficiencyResult:
+    """Step both sides up to saturation `repeats` times, alternating which goes first; medians per side."""
+    from lab.stack import admission
+
+    steps = list(rates or DEFAULT_RATES[journey])
+    seconds = seconds or DEFAULT_SECONDS[journey]
+    p95_limit = p95_limit if p95_limit is not None else DEFAULT_P95[journey]
+    cores = os.cpu_count() or 1
+    build = journey_builder(ctx, journey)
+    name = f"efficiency-{journey}"
+    folder = bench_path(name)  # each step's run folder; the figures go beside it at the end
+    counter = itertools.count()
+    results: list[eff.SideRepeat] = []
+    raw: list[dict] = []
+    with admission.applied(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=log), \
+            alone_side(ctx, log=log) as side:
+        stack_cpu = lambda: stack_seconds(ctx.docker)  # noqa: E731
+        where = {"stack": (ctx.access.base_url, ctx.access.tls(), stack_cpu),
+                 "alone": (side.base_url, ctx.access.tls(), side.cpu_seconds)}  # type: ignore[attr-defined]
+        log(f"{journey} journey, steps {'/'.join(f'{r:g}' for r in steps)} per s of {seconds:g}s each; SLO p95 <= "
+            f"{p95_limit:g}s, failed <= 1%, goodput and latency trend as the study's; {repeats} repeats")
+        for repeat in range(repeats):
+            order = eff.SIDES if repeat % 2 == 0 else tuple(reversed(eff.SIDES))
+            for which in order:
+                base_url, tls, read_cpu = where[which]
+                log(f"repeat {repeat + 1}/{repeats}, {which}:")
+
+                def make(which=which, base_url=base_url, tls=tls, repeat=repeat):
+                    return build(folder / f"r{repeat + 1}-{which}-{next(counter):02d}", base_url, tls, None)
+
+                found, best = b.capacity_search(make, ctx.docker, steps, seconds, p95_limit=p95_limit,
+                                                journey=journey, log=log, cpu=read_cpu)
+                results.append(side_repeat(which, repeat + 1, best, cores))
+                raw.append({"side": which, "repeat": repeat + 1, "steps": found,
+                            "best_rate": best.rate if best else None})
+                waited = settle(read_cpu, log=log)
+                if waited > 2:
+                    log(f"  ({which} drained for {waited:.0f}s before the next measurement)")
+    stack, alone_summary = eff.summarise("stack", results), eff.summarise("alone", results)
+    payload = {"journey": journey, "rates": steps, "seconds": seconds, "repeats": repeats, "p95_limit": p95_limit,
+               "cores": cores, "searches": raw, "per_repeat": results,
+               "summary": {"stack": stack, "alone": alone_summary,
+                           "ratio": eff.ratio(stack.sustained.median, alone_summary.sustained.median)}}
+    result = EfficiencyResult(journey, results, stack, alone_summary, payload=payload)
+    result.figures = b.save(name, payload)
+    return result
+
+
+__all__ = ["DEFAULT_RATES", "DEFAULT_SECONDS", "EfficiencyResult", "alone_side", "bench_efficiency",
+           "side_repeat", "settle"]
