@@ -109,3 +109,47 @@ def test_last_line_when_pretix_alone_sustained_nothing():
     assert eff.efficiency_line(300.4, 0.0) == \
         "efficiency: stack/alone = nan; stack sustained = 300/min; alone sustained = 0/min"
     assert eff.efficiency_line(599.5, 600.0).startswith("efficiency: stack/alone = 1.00; stack sustained = 600/min")
+
+
+_ROOT = 'process 7:"gunicorn: worker [pretix-web]";run (gunicorn/arbiter.py);handle (gunicorn/workers/sync.py)'
+RAW = "\n".join([
+    f"{_ROOT};create (pretix/api/views/order.py);execute_sql (django/db/models/sql/compiler.py) 30",
+    f"{_ROOT};create (pretix/api/views/order.py);compute (pretix/base/services/quotas.py) 10",
+    f"{_ROOT.replace('process 7', 'process 8')};recv (socket.py) 60",
+    "not a sample line",
+])
+
+
+def test_pyspy_raw_output_gives_inclusive_and_own_shares():
+    from lab.analysis.pyspy import lines, parse_raw, profile
+
+    stacks = parse_raw(RAW)
+    assert len(stacks) == 3 and stacks[0][0][0] == "run (gunicorn/arbiter.py)"  # py-spy's process frame dropped
+    p = profile(RAW, top=3)
+    assert p.samples == 100
+    assert [(f.frame, f.share) for f in p.inclusive] == [
+        ("create (pretix/api/views/order.py)", 0.4), ("execute_sql (django/db/models/sql/compiler.py)", 0.3),
+        ("compute (pretix/base/services/quotas.py)", 0.1)]  # gunicorn's frames are in every sample: left out
+    assert [f.frame for f in p.own] == ["recv (socket.py)", "execute_sql (django/db/models/sql/compiler.py)",
+                                        "compute (pretix/base/services/quotas.py)"]
+    assert "   40.0%  create (pretix/api/views/order.py)" in lines("stack", p)
+
+
+def test_py_spy_is_pinned_in_the_bench_extra():
+    from lab.experiments.bench_profile import pinned
+
+    assert pinned().startswith("py-spy==")
+
+
+def test_gunicorn_masters_are_the_gunicorn_processes_without_a_gunicorn_parent():
+    from lab.experiments.bench_profile import gunicorn_masters
+
+    class FakeContainer:
+        def top(self):
+            return {"Titles": ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"], "Processes": [
+                ["15371", "100", "90", "0", "x", "?", "0", "/usr/bin/tini -- pretix-lab-entrypoint web"],
+                ["15371", "101", "100", "0", "x", "?", "0", "/opt/pretix/venv/bin/python3 gunicorn pretix.wsgi"],
+                ["15371", "102", "101", "0", "x", "?", "0", "/opt/pretix/venv/bin/python3 gunicorn pretix.wsgi"],
+                ["15371", "103", "101", "0", "x", "?", "0", "/opt/pretix/venv/bin/python3 gunicorn pretix.wsgi"]]}
+
+    assert gunicorn_masters(FakeContainer()) == [101]

@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.analysis import efficiency as eff
+from lab.analysis import pyspy
+from lab.analysis.pyspy import Profile
 from lab.common.paths import bench_path
 from lab.experiments import bench as b
 from lab.experiments.bench_capacity import DEFAULT_P95
+from lab.experiments.bench_profile import ProfileError, profiled_step
 from lab.experiments.capacity import journey_builder
+from lab.stack import alone
+from lab.stack.containers import project_containers, service_of
 from lab.stack.cpu import stack_seconds
 
 DEFAULT_RATES = {"api": (3.0, 4.5, 6.0, 7.5, 9.0, 10.5, 12.0), "shop": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)}
@@ -37,9 +42,11 @@ class EfficiencyResult:
     alone: eff.SideSummary
     figures: Path | None = None
     payload: dict = field(default_factory=dict)
+    profiles: dict[str, Profile] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = eff.table(self.stack, self.alone)
+        out = [line for which, p in self.profiles.items() for line in pyspy.lines(which, p)]
+        out += eff.table(self.stack, self.alone)
         out.append("(median over the repeats, min-max in brackets; CPU at the top sustained step of each repeat, "
                    "generator = this process; idle cores = the host's, other work on the machine included)")
         if self.figures is not None:
@@ -55,6 +62,12 @@ def side_repeat(side: str, repeat: int, best: b.Step | None, cores: int) -> eff.
     modules = eff.by_module(best.stack_cpu, best.generator_cpu)
     return eff.SideRepeat(side, repeat, best.achieved_per_min, best.rate, best.purchased,
                           eff.per_order(modules, best.purchased), eff.idle_cores(cores, best.host_busy, best.wall))
+
+
+def top_rate(results: list[eff.SideRepeat], side: str, steps: list[float]) -> float:
+    """The side's top sustained rate (median over its repeats), or the lowest step when none was sustained."""
+    rates = [r.rate for r in results if r.side == side and r.rate is not None]
+    return eff.spread(rates).median if rates else min(steps)
 
 
 def settle(read_cpu: Callable[[], dict[str, float]], log=print) -> float:
@@ -75,7 +88,6 @@ def settle(read_cpu: Callable[[], dict[str, float]], log=print) -> float:
 @contextmanager
 def alone_side(ctx, log=print) -> Iterator[object]:
     """pretix alone for the block: started from a copy of the stack's database, always removed afterwards."""
-    from lab.stack import alone
     from lab.stack.deploy import saved_params
     from lab.stack.params import StackParams
 
@@ -93,8 +105,9 @@ def alone_side(ctx, log=print) -> Iterator[object]:
 
 def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None = None,
                      seconds: float | None = None, repeats: int = 3, *, p95_limit: float | None = None,
-                     log=print) -> EfficiencyResult:
-    """Step both sides up to saturation `repeats` times, alternating which goes first; medians per side."""
+                     profile: bool = False, log=print) -> EfficiencyResult:
+    """Step both sides up to saturation `repeats` times, alternating which goes first; medians per side. With
+    `profile`, one more step per side at its top sustained rate runs under py-spy (its figures are not used)."""
     from lab.stack import admission
 
     steps = list(rates or DEFAULT_RATES[journey])
@@ -107,6 +120,7 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
     counter = itertools.count()
     results: list[eff.SideRepeat] = []
     raw: list[dict] = []
+    profiles: dict[str, Profile] = {}
     with admission.applied(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=log), \
             alone_side(ctx, log=log) as side:
         stack_cpu = lambda: stack_seconds(ctx.docker)  # noqa: E731
@@ -131,12 +145,28 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
                 waited = settle(read_cpu, log=log)
                 if waited > 2:
                     log(f"  ({which} drained for {waited:.0f}s before the next measurement)")
+        if profile:
+            for which in eff.SIDES:
+                base_url, tls, read_cpu = where[which]
+                rate = top_rate(results, which, steps)
+                log(f"profiling {which}'s gunicorn workers (py-spy) for one {seconds:g}s step at {rate:g}/s:")
+                webs = ([c for c in project_containers(ctx.docker) if service_of(c).startswith("pretix-web")]
+                        if which == "stack" else [side.containers[alone.WEB]])  # type: ignore[attr-defined]
+                try:
+                    profiles[which] = profiled_step(
+                        lambda base_url=base_url, tls=tls, which=which: build(
+                            folder / f"profile-{which}", base_url, tls, None), rate, seconds, webs,
+                        folder / f"profile-{which}-pyspy")
+                except (ProfileError, OSError) as error:  # the measurement above stands without a profile
+                    log(f"  no profile of {which}: {error}")
+                settle(read_cpu, log=log)
     stack, alone_summary = eff.summarise("stack", results), eff.summarise("alone", results)
     payload = {"journey": journey, "rates": steps, "seconds": seconds, "repeats": repeats, "p95_limit": p95_limit,
                "cores": cores, "searches": raw, "per_repeat": results,
                "summary": {"stack": stack, "alone": alone_summary,
                            "ratio": eff.ratio(stack.sustained.median, alone_summary.sustained.median)}}
-    result = EfficiencyResult(journey, results, stack, alone_summary, payload=payload)
+    payload["profiles"] = profiles
+    result = EfficiencyResult(journey, results, stack, alone_summary, payload=payload, profiles=profiles)
     result.figures = b.save(name, payload)
     return result
 
