@@ -111,11 +111,13 @@ def test_last_line_when_pretix_alone_sustained_nothing():
     assert eff.efficiency_line(599.5, 600.0).startswith("efficiency: stack/alone = 1.00; stack sustained = 600/min")
 
 
-_ROOT = 'process 7:"gunicorn: worker [pretix-web]";run (gunicorn/arbiter.py);handle (gunicorn/workers/sync.py)'
+_ROOT = ('process 7:"gunicorn: worker [pretix-web]";run (gunicorn/arbiter.py);handle (gunicorn/workers/sync.py);'
+         "WSGIHandler.__call__ (django/core/handlers/wsgi.py);ApiScopeMiddleware.__call__ (pretix/api/middleware.py)")
 RAW = "\n".join([
     f"{_ROOT};create (pretix/api/views/order.py);execute_sql (django/db/models/sql/compiler.py) 30",
     f"{_ROOT};create (pretix/api/views/order.py);compute (pretix/base/services/quotas.py) 10",
-    f"{_ROOT.replace('process 7', 'process 8')};recv (socket.py) 60",
+    f"{_ROOT};recv (socket.py) 60",
+    'process 8:"gunicorn: worker [pretix-web]";run (gunicorn/arbiter.py);wait (gunicorn/workers/sync.py) 500',
     "not a sample line",
 ])
 
@@ -124,9 +126,10 @@ def test_pyspy_raw_output_gives_inclusive_and_own_shares():
     from lab.analysis.pyspy import lines, parse_raw, profile
 
     stacks = parse_raw(RAW)
-    assert len(stacks) == 3 and stacks[0][0][0] == "run (gunicorn/arbiter.py)"  # py-spy's process frame dropped
+    assert len(stacks) == 4 and stacks[0][0][0] == "run (gunicorn/arbiter.py)"  # py-spy's process frame dropped
     p = profile(RAW, top=3)
-    assert p.samples == 100
+    assert p.samples == 100  # the idle worker's 500 samples served no request: left out
+    # the middleware is on every request's stack: the way in, left out of the inclusive list
     assert [(f.frame, f.share) for f in p.inclusive] == [
         ("create (pretix/api/views/order.py)", 0.4), ("execute_sql (django/db/models/sql/compiler.py)", 0.3),
         ("compute (pretix/base/services/quotas.py)", 0.1)]  # gunicorn's frames are in every sample: left out
@@ -153,3 +156,11 @@ def test_gunicorn_masters_are_the_gunicorn_processes_without_a_gunicorn_parent()
                 ["15371", "103", "101", "0", "x", "?", "0", "/opt/pretix/venv/bin/python3 gunicorn pretix.wsgi"]]}
 
     assert gunicorn_masters(FakeContainer()) == [101]
+
+
+def test_a_side_that_never_broke_is_named_as_a_floor():
+    reps = [side_repeat("alone", 1, _step(12.0, 240, {"pretix-web": 9.0}), 2, capped=True),
+            side_repeat("stack", 1, _step(9.0, 180, {"pretix-web-1": 9.0}), 2)]
+    assert eff.capped_note(reps) == ("never broke at the highest rate offered: alone (repeat 1); that capacity is a "
+                                     "floor: raise --rates")
+    assert eff.capped_note(reps[1:]) is None

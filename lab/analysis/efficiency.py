@@ -93,6 +93,7 @@ class SideRepeat:
     orders: int  # purchases in that step
     cpu_per_order: dict[str, float] = field(default_factory=dict)  # module -> CPU seconds per order
     idle_cores: float = math.nan  # host cores left idle during that step
+    capped: bool = False  # the highest step offered met the SLO: the side's capacity is at least this, not this
 
 
 @dataclass
@@ -143,5 +144,15 @@ def table(stack: SideSummary, alone: SideSummary) -> list[str]:
     return lines
 
 
-__all__ = ["MODULES", "SIDES", "SideRepeat", "SideSummary", "Spread", "by_module", "efficiency_line",
+def capped_note(repeats: list[SideRepeat]) -> str | None:
+    """A warning when a side met the SLO at the highest step offered: its figure is a floor, and so is the ratio's
+    side of it (raise --rates)."""
+    capped = sorted({f"{r.side} (repeat {r.repeat})" for r in repeats if r.capped})
+    if not capped:
+        return None
+    return (f"never broke at the highest rate offered: {', '.join(capped)}; that capacity is a floor: "
+            "raise --rates")
+
+
+__all__ = ["MODULES", "SIDES", "SideRepeat", "SideSummary", "Spread", "by_module", "capped_note", "efficiency_line",
            "idle_cores", "module_of", "per_order", "ratio", "spread", "summarise", "table"]

@@ -2,12 +2,14 @@
 
 Figures from different days do not compare on this shared machine, so both sides are measured in the same run by
 the same generator with the same steps, alternating which goes first (repeat 1: stack then alone; repeat 2: alone
-then stack; ...), and each figure is a median over the repeats with its min-max. The alone side's whole life
-(start from a copy of the stack's database, wait, measure, remove) is here, removed in a finally.
+then stack; ...) after a short warm-up of each, and each figure is a median over the repeats with its min-max. The
+alone side's whole life (start from a copy of the stack's database, wait, measure, remove) is here, removed in a
+finally.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import time
@@ -31,6 +33,7 @@ from lab.stack.cpu import stack_seconds
 DEFAULT_RATES = {"api": (3.0, 4.5, 6.0, 7.5, 9.0, 10.5, 12.0), "shop": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0)}
 DEFAULT_SECONDS = {"api": 20.0, "shop": 40.0}
 SETTLE_CORES = 0.3  # a side counts as drained when it uses less than this over a second
+WARMUP_SECONDS = 5.0  # a step before the first repeat, so neither side's first step pays for a cold start
 SETTLE_MAX = 60.0  # seconds to wait at most for a saturated side to drain before the other side is measured
 
 
@@ -49,19 +52,23 @@ class EfficiencyResult:
         out += eff.table(self.stack, self.alone)
         out.append("(median over the repeats, min-max in brackets; CPU at the top sustained step of each repeat, "
                    "generator = this process; idle cores = the host's, other work on the machine included)")
+        if (note := eff.capped_note(self.repeats)) is not None:
+            out.append(note)
         if self.figures is not None:
             out.append(f"figures saved: {self.figures}")
         out.append(eff.efficiency_line(self.stack.sustained.median, self.alone.sustained.median))
         return out
 
 
-def side_repeat(side: str, repeat: int, best: b.Step | None, cores: int) -> eff.SideRepeat:
-    """One search's top sustained step -> its figures (sustained 0 and no costs when no step met the SLO)."""
+def side_repeat(side: str, repeat: int, best: b.Step | None, cores: int, capped: bool = False) -> eff.SideRepeat:
+    """One search's top sustained step -> its figures (sustained 0 and no costs when no step met the SLO);
+    `capped`: that step was the highest offered, so the side never broke."""
     if best is None:
         return eff.SideRepeat(side, repeat, 0.0, None, 0)
     modules = eff.by_module(best.stack_cpu, best.generator_cpu)
     return eff.SideRepeat(side, repeat, best.achieved_per_min, best.rate, best.purchased,
-                          eff.per_order(modules, best.purchased), eff.idle_cores(cores, best.host_busy, best.wall))
+                          eff.per_order(modules, best.purchased), eff.idle_cores(cores, best.host_busy, best.wall),
+                          capped)
 
 
 def top_rate(results: list[eff.SideRepeat], side: str, steps: list[float]) -> float:
@@ -128,6 +135,11 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
                  "alone": (side.base_url, ctx.access.tls(), side.cpu_seconds)}  # type: ignore[attr-defined]
         log(f"{journey} journey, steps {'/'.join(f'{r:g}' for r in steps)} per s of {seconds:g}s each; SLO p95 <= "
             f"{p95_limit:g}s, failed <= 1%, goodput and latency trend as the study's; {repeats} repeats")
+        for which, (base_url, tls, read_cpu) in where.items():  # a fresh gunicorn's first requests load code
+            asyncio.run(b.constant_step(lambda base_url=base_url, tls=tls, which=which: build(
+                folder / f"warmup-{which}", base_url, tls, None), min(steps), WARMUP_SECONDS))
+            settle(read_cpu, log=log)
+        log(f"both sides warmed up ({WARMUP_SECONDS:g}s at {min(steps):g}/s each, not counted)")
         for repeat in range(repeats):
             order = eff.SIDES if repeat % 2 == 0 else tuple(reversed(eff.SIDES))
             for which in order:
@@ -139,7 +151,8 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
 
                 found, best = b.capacity_search(make, ctx.docker, steps, seconds, p95_limit=p95_limit,
                                                 journey=journey, log=log, cpu=read_cpu)
-                results.append(side_repeat(which, repeat + 1, best, cores))
+                results.append(side_repeat(which, repeat + 1, best, cores,
+                                           capped=best is not None and best is found[-1] and len(found) == len(steps)))
                 raw.append({"side": which, "repeat": repeat + 1, "steps": found,
                             "best_rate": best.rate if best else None})
                 waited = settle(read_cpu, log=log)
