@@ -76,8 +76,8 @@ def profile(text: str, top: int = 12, prefixes: tuple[str, ...] = ("pretix/", "d
 
 def lines(name: str, p: Profile) -> list[str]:
     """What the bench prints for one profiled side."""
-    out = [f"{name}: {p.samples} samples of gunicorn workers serving a request (py-spy); top frames, share of "
-           "those samples (inclusive: on the stack; own: on top):"]
+    out = [f"{name}: {p.samples} samples of gunicorn workers serving a request and holding the GIL (py-spy); top "
+           "frames, share of those samples (inclusive: on the stack; own: on top):"]
     out += [f"  {f.share:6.1%}  {f.frame}" for f in p.inclusive]
     out.append("  own:")
     out += [f"  {f.share:6.1%}  {f.frame}" for f in p.own]

@@ -2,7 +2,8 @@
 
 Off by default (`lab bench efficiency --profile`): sampling costs CPU on the measured machine, so the profiled
 step is an extra step whose figures the efficiency does not use. py-spy runs on the host against the host PIDs of
-each container's gunicorn master with --subprocesses (its workers), non-blocking, so pretix is never paused.
+each container's gunicorn master with --subprocesses (its workers), non-blocking, so pretix is never paused, and
+--gil, so a sample is Python running (a worker waiting for PostgreSQL or redis releases the GIL and is not counted).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def profiled_step(journey_factory: Callable[[], object], rate: float, seconds: f
             target = out / f"{c.name}-{master}.raw"
             procs.append((subprocess.Popen(
                 [pyspy, "record", "--pid", str(master), "--subprocesses", "--duration", str(max(1, int(seconds))),
-                 "--rate", str(SAMPLE_RATE), "--format", "raw", "--nolineno", "--nonblocking", "-o", str(target)],
+                 "--rate", str(SAMPLE_RATE), "--format", "raw", "--nolineno", "--nonblocking", "--gil",
+                 "-o", str(target)],
                 stdout=subprocess.DEVNULL, stderr=tempfile.TemporaryFile()), target))
     if not procs:
         raise ProfileError("no gunicorn master found to profile in " + ", ".join(c.name for c in containers))
