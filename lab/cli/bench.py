@@ -129,7 +129,7 @@ def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share:
 @bench.command("efficiency", epilog=exits(FAILED, BAD_INPUT))
 @click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
 @click.option("--rates", type=RateList(), default=None, help="arrival rates per second to step through, both sides "
-              "(default api 3,4.5,6,7.5,9,10.5,12; shop 0.5,1,1.5,2,2.5,3)")
+              "(default api 3,4.5,6,7.5,9,10.5,12,13.5,15,18,21; shop 0.5,1,1.5,2,2.5,3)")
 @click.option("--seconds", type=POSITIVE, default=None, help="length of each step (default api 20, shop 40)")
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 10),
               help="interleaved repeats (odd: stack first, even: alone first); figures are medians over them")
