@@ -126,6 +126,25 @@ def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share:
     click.echo("\n".join(result.lines()))
 
 
+@bench.command("efficiency", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--rates", type=RateList(), default=None, help="arrival rates per second to step through, both sides "
+              "(default api 3,4.5,6,7.5,9,10.5,12,13.5,15,18,21; shop 0.5,1,1.5,2,2.5,3)")
+@click.option("--seconds", type=POSITIVE, default=None, help="length of each step (default api 20, shop 40)")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="interleaved repeats (odd: stack first, even: alone first); figures are medians over them")
+@click.option("--profile", is_flag=True, help="then one more step per side at its top sustained rate with py-spy "
+              "on the gunicorn workers; print the top frames (py-spy is installed on first use)")
+def bench_efficiency(journey: str, rates, seconds: float | None, repeats: int, profile: bool) -> None:
+    """The deployed stack against pretix alone (same image and pretix.cfg minus the HA parts, a copy of the stack's
+    database), in one run, interleaved: sustained purchases/min under the SLO, CPU per order per module and idle
+    cores, each a median over the repeats. The last line is the ratio of the sustained rates."""
+    from lab.experiments.bench_efficiency import bench_efficiency as run_bench
+
+    result = run_bench(context(), journey, rates, seconds, repeats, profile=profile, log=click.echo)
+    click.echo("\n".join(result.lines()))
+
+
 @bench.command("admission", epilog=exits(FAILED, BAD_INPUT))
 @click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
 @click.option("--capacity", type=POSITIVE, default=None,

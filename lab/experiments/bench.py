@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from lab.common.paths import bench_path
 from lab.load.http import new_client
 from lab.load.runner import Attempt, run_open
 from lab.load.workload import parse_workload
-from lab.stack.cpu import delta, process_seconds, stack_seconds
+from lab.stack.cpu import delta, host_busy_seconds, process_seconds, stack_seconds
 
 PING = "/lab-ping"
 
@@ -158,6 +159,8 @@ class Step:
     stack_cpu: dict[str, float] = field(default_factory=dict)
     growth: float = float("nan")  # median latency of the last third of arrivals minus the first third's (s)
     journey: str = "api"
+    wall: float = float("nan")  # seconds the step took, grace and drain included (its CPU counters' window)
+    host_busy: float = float("nan")  # busy CPU seconds of the whole host over `wall` (/proc/stat)
 
     def error_share(self) -> float:
         return (self.failed + self.dropped) / max(1, self.launched + self.dropped)
@@ -199,17 +202,22 @@ async def constant_step(journey_factory, rate: float, seconds: float,
 
 def capacity_search(journey_factory, docker_client, rates: list[float], seconds: float = 20.0,
                     p95_limit: float = 1.0, error_limit: float = 0.01, journey: str = "api",
-                    log=print) -> tuple[list[Step], Step | None]:
+                    log=print, cpu: Callable[[], dict[str, float]] | None = None) -> tuple[list[Step], Step | None]:
     """Raise the arrival rate step by step until the SLO breaks (the study's definition: p95 from scheduled start,
-    failed attempts, goodput, latency not still rising)."""
+    failed attempts, goodput, latency not still rising). `cpu` reads the measured side's CPU seconds per service
+    (default: the stack's containers), so another deployment can be measured with the same steps."""
+    import time
+
     from lab.analysis.capacity import latency_growth
 
+    read_cpu = cpu or (lambda: stack_seconds(docker_client))
     steps: list[Step] = []
     best: Step | None = None
     for rate in rates:
-        cpu0, stack0 = process_seconds(), stack_seconds(docker_client)
+        cpu0, stack0, host0, wall0 = process_seconds(), read_cpu(), host_busy_seconds(), time.monotonic()
         summary, attempts = asyncio.run(constant_step(journey_factory, rate, seconds))
-        gen_cpu, stack_cpu = process_seconds() - cpu0, delta(stack0, stack_seconds(docker_client))
+        gen_cpu, stack_cpu = process_seconds() - cpu0, delta(stack0, read_cpu())
+        host_busy, wall = host_busy_seconds() - host0, time.monotonic() - wall0
         done = [a for a in attempts if a.ended is not None and a.started is not None]
         latency = np.array([a.ended - a.scheduled for a in done]) if done else np.array([np.inf])
         outcomes = [a.outcome for a in attempts]
@@ -222,6 +230,7 @@ def capacity_search(journey_factory, docker_client, rates: list[float], seconds:
             achieved_per_min=60 * outcomes.count("purchased") / seconds, generator_cpu=gen_cpu,
             stack_cpu={k: round(v, 2) for k, v in stack_cpu.items()},
             growth=latency_growth((a.scheduled, a.ended - a.scheduled) for a in done), journey=journey,
+            wall=wall, host_busy=host_busy,
         )
         steps.append(step)
         misses = step.misses(p95_limit, error_limit)

@@ -49,3 +49,29 @@ def stack_seconds(docker_client) -> dict[str, float]:
 
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+PROC_STAT = Path("/proc/stat")
+BUSY_FIELDS = (0, 1, 2, 5, 6, 7)  # user nice system irq softirq steal (idle and iowait are not busy)
+
+
+def parse_proc_stat(text: str, ticks_per_second: float = 100.0) -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole host since boot, from /proc/stat's first ("cpu") line.
+
+    The host total, not a cgroup's: the idle cores a bench reports are what is really left on the machine.
+    """
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == "cpu":
+            values = [int(v) for v in parts[1:]]
+            busy = sum(values[i] for i in BUSY_FIELDS if i < len(values))
+            idle = values[3] + (values[4] if len(values) > 4 else 0)
+            return busy / ticks_per_second, idle / ticks_per_second
+    raise ValueError("no aggregate 'cpu' line in /proc/stat")
+
+
+def host_busy_seconds() -> float:
+    """Busy CPU seconds of the whole host since boot (every core, every process, ours and others')."""
+    import os
+
+    return parse_proc_stat(PROC_STAT.read_text(), float(os.sysconf("SC_CLK_TCK")))[0]

@@ -19,7 +19,7 @@ import yaml
 
 from lab.common.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
-from lab.stack import admission, secrets
+from lab.stack import admission, alone, secrets
 from lab.stack.compose import Compose
 from lab.stack.containers import LABEL_PROJECT, LABEL_SERVICE, DeployError, container, project_containers
 from lab.stack.engine import ensure_engine
@@ -276,6 +276,7 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
         secrets.write_env_files(secrets.load_or_create(scratch), scratch, RedisTopology.of(params))
         directory = scratch
     compose = compose_for(params, directory)
+    alone.remove(client)  # a bench's pretix-alone containers, had one been killed before its own cleanup
     args = ["down", "--remove-orphans", "--timeout", "20"] + (["--volumes"] if volumes else [])
     compose.run("--profile", "jobs", *args)
     not_removed = secrets.remove_secrets(scratch) if scratch is not None else []
@@ -292,7 +293,7 @@ def leftovers(client: docker.DockerClient, volumes: bool = True) -> list[str]:
     left += [f"network {n.name}" for n in client.networks.list(filters=label)]
     if volumes:
         left += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
-    return left
+    return left + alone.found(client)
 
 
 @dataclass
