@@ -127,3 +127,33 @@ def test_the_longest_secret_wins_and_regex_characters_are_literal():
     scrub = secretscan.Scrubber({"a": ["abcd", "xxabcdxx"], "b": ["a.b*c+"]})
     assert scrub("xxabcdxx abcdxx a.b*c+ aXb*c+") == "*** ***xx *** aXb*c+"
     assert secretscan.trie_regex(["ab", "abc"]) == "ab(?:c)?"
+
+
+def test_check_or_fail_names_file_and_kind_never_the_value_and_refuses_a_leak(tmp_path, monkeypatch):
+    """What `lab load` and `lab report` run on what they wrote: clean passes with a count, a leak is an error."""
+    deployment = tmp_path / "deploy"
+    deployment.mkdir()
+    made = _deployment(deployment)
+    monkeypatch.setattr(secretscan, "deploy_dir", lambda: deployment)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"name": "clean"}))
+    lines: list[str] = []
+    record = secretscan.check_or_fail([run], lines.append)
+    assert record["findings"] == [] and record["files"] == 1
+    assert lines == ["secret check: 1 file(s) searched, none holds a secret"]
+
+    (run / "log.txt").write_text(f"connected with {made.redis_password}\n")
+    lines.clear()
+    with pytest.raises(secretscan.SecretFound, match="1 secret finding"):
+        secretscan.check_or_fail([run], lines.append)
+    assert lines == [f"SECRET FOUND: {run / 'log.txt'}: redis_password"]
+    assert made.redis_password not in "".join(lines)
+
+    monkeypatch.setattr(secretscan, "deploy_dir", lambda: tmp_path / "nothing-deployed")
+    record = secretscan.check_places([run])
+    assert record["findings"] == [] and "not_needed" in record
+    (deployment / "pretix.json").write_text("{not json")
+    monkeypatch.setattr(secretscan, "deploy_dir", lambda: deployment)
+    unreadable = secretscan.check_places([run])
+    assert [f["kind"] for f in unreadable["findings"]] == ["unchecked"]

@@ -21,6 +21,7 @@ from lab.load.http import Stepper
 from lab.load.recorder import Recorder, read_requests
 from lab.load.runner import Attempt
 from lab.load.shop import (
+    CartAdd,
     ShopJourney,
     ShopStop,
     attempt_reference,
@@ -122,6 +123,53 @@ def test_plan_is_reproducible_and_honours_the_shares():
     with pytest.raises(ValueError):
         ShopJourney("https://x", None, "o", "e", None, buyers[2:], item_weights={1: 1.0},  # type: ignore[arg-type]
                     login_share=0.5, password=lambda b: "x")
+
+
+CART_PAGE = """<form method="post" data-asynctask action="/o/e/cart/add">
+  <input type="hidden" name="csrfmiddlewaretoken" value="t"><input type="number" name="item_1"></form>"""
+
+
+def _scripted_cart_add(poll_answers: list[dict], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CartAdd:
+    """One cart add of the real ShopJourney against scripted pretix answers (the seam: lab.load.shop.new_client)."""
+    import ssl
+
+    from lab.load import shop as shop_module
+
+    polls = iter(poll_answers)
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET" and request.url.path == "/o/e/":
+            return httpx.Response(200, text=CART_PAGE)
+        if request.method == "POST" and request.url.path == "/o/e/cart/add":
+            return httpx.Response(200, json={"async_id": "a1", "ready": False,
+                                             "check_url": "/o/e/cart/add?async_id=a1"})
+        return httpx.Response(200, json=next(polls))
+
+    monkeypatch.setattr(shop_module, "new_client", lambda base_url, tls, **kw: httpx.AsyncClient(
+        base_url=base_url, transport=httpx.MockTransport(handle), **kw))
+    requests = Recorder.requests(tmp_path / f"run-{uuid.uuid4().hex}", "t")
+    journey = ShopJourney("https://127.0.0.1:8443", ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "o", "e",
+                          Stepper(requests, "shop"), [Buyer(identifier="g", email="g@pretix-lab.invalid", name="G",
+                                                                has_password=False)],
+                          item_weights={1: 1.0}, login_share=0.0, password=lambda b: "", poll_interval=0)
+    try:
+        return asyncio.run(journey.cart_add(Attempt(str(uuid.UUID(int=1)), 0, 0.0)))
+    finally:
+        requests.close()
+
+
+def test_a_failed_cart_task_says_what_pretix_said(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """pretix's asynctask answer for a task that raised: the journey keeps its message, so a report can say why."""
+    message = "An unexpected error has occurred, please try again later."
+    added = _scripted_cart_add([{"ready": False}, {"ready": True, "success": False, "message": message}],
+                               monkeypatch, tmp_path)
+    assert added == CartAdd(False, "task_failed:cart_poll", message)
+    sold = _scripted_cart_add([{"ready": True, "success": False,
+                                "message": "Some of the products you selected are no longer available."}],
+                              monkeypatch, tmp_path)
+    assert sold == CartAdd(False, "sold_out", None)
+    good = _scripted_cart_add([{"ready": True, "success": True, "redirect": "/o/e/cart/"}], monkeypatch, tmp_path)
+    assert good == CartAdd(True)
 
 
 # ----------------------------------------------------------------------------------------------- the real stack

@@ -49,10 +49,12 @@ def analyse(folder: Path, target: float | None, utilisation: float | None, fail_
 def report(folder: Path, pdf: bool, fail_on_verdict: bool) -> None:
     """Publish a run or study folder as reports/<name>/index.html (+ report.pdf) through 04-analysis.
     On a study, --fail-on-verdict exits 3 when the published verdict is FAIL."""
+    from lab.evidence.secretscan import check_or_fail
     from lab.report.publish import report_run, study_verdict
 
     html = report_run(folder, pdf=pdf)
     click.echo(f"report: {html}" + (f" and {html.with_name('report.pdf')}" if pdf else ""))
+    check_or_fail([html.parent], click.echo)  # the published files, searched for every secret
     verdict_exit(study_verdict(folder), fail_on_verdict)
 
 

@@ -47,6 +47,7 @@ def seed(params_file, customers, login_pool) -> None:
 @click.option("--queue-max-wait", type=float, help="seconds a refused buyer waits in the queue in all (default 60)")
 def load(params_file, journey, workload_json, name, faults_arg, admission_arg, queue_max_wait) -> None:
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
+    from lab.evidence.secretscan import check_or_fail
     from lab.experiments.inputs import load_inputs
     from lab.experiments.run import execute
     from lab.faults.signals import undo_on_signals
@@ -59,6 +60,7 @@ def load(params_file, journey, workload_json, name, faults_arg, admission_arg, q
     with undo_on_signals(lambda: ctx.docker, log_err, exit_code=INTERRUPTED):  # SIGINT/TERM/HUP: undo, then exit
         run_dir = execute(params, run_ctx, log=click.echo)
     click.echo(f"run folder: {run_dir}")
+    check_or_fail([run_dir], click.echo)  # every file the run wrote, searched for every secret of the deployment
 
 
 @click.command(epilog=exits(FAILED, BAD_INPUT) + "\n  (1 also when the audit finds a problem)")

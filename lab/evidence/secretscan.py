@@ -14,8 +14,9 @@ import re
 import shutil
 import subprocess
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -165,5 +166,48 @@ def find_secrets(folder: Path, values: SecretKinds) -> list[tuple[Path, str]]:
     return sorted(found)
 
 
-__all__ = ["MIN_LENGTH", "UNREADABLE", "Scrubber", "SecretsUnavailable", "files_under", "find_secrets",
-           "known_secrets", "load_scrubber"]
+def check_places(places: Iterable[Path], values: SecretKinds | None = None) -> dict[str, Any]:
+    """The secret check of a study, a run or a report, as a record: `files` searched, `findings` (file and kind,
+    never the value; a check that could not be made is one finding of kind 'unchecked' with its `why`), and
+    `not_needed` when no deployment secrets exist. `values` default: the current deployment's (known_secrets)."""
+    places = [Path(p) for p in places if Path(p).exists()]
+    record: dict[str, Any] = {"files": sum(len(files_under(p)) for p in places), "findings": []}
+    try:
+        values = values if values is not None else known_secrets()
+    except SecretsUnavailable as error:
+        record["findings"] = [{"file": str(places[0] if places else ""), "kind": "unchecked", "why": str(error)}]
+        return record
+    if not any(values.values()):
+        record["not_needed"] = "no deployment secrets exist (nothing was deployed)"
+        return record
+    record["kinds"] = sorted(k for k, v in values.items() if v)
+    for place in places:
+        record["findings"] += [{"file": str(path), "kind": kind} for path, kind in find_secrets(place, values)]
+    return record
+
+
+def describe_check(record: dict[str, Any]) -> list[str]:
+    """The check's lines for a console: one per finding, or one saying how many files were clean."""
+    lines = [f"SECRET FOUND: {f['file']}: {f['kind']}" + (f" ({f['why']})" if "why" in f else "")
+             for f in record["findings"]]
+    return lines or [f"secret check: {record['files']} file(s) searched, none holds a secret"
+                     + (f" ({record['not_needed']})" if "not_needed" in record else "")]
+
+
+class SecretFound(LabError, RuntimeError):
+    """A file the lab wrote holds a secret (or could not be checked): the run or report must not be shared."""
+
+
+def check_or_fail(places: Iterable[Path], log: Callable[[str], None]) -> dict[str, Any]:
+    """check_places, its lines logged; SecretFound when anything was found or the check could not be made."""
+    record = check_places(places)
+    for line in describe_check(record):
+        log(line)
+    if record["findings"]:
+        raise SecretFound(f"{len(record['findings'])} secret finding(s): see the lines above; do not share these "
+                          "files")
+    return record
+
+
+__all__ = ["MIN_LENGTH", "UNREADABLE", "Scrubber", "SecretFound", "SecretsUnavailable", "check_or_fail",
+           "check_places", "describe_check", "files_under", "find_secrets", "known_secrets", "load_scrubber"]

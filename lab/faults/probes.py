@@ -135,7 +135,7 @@ class SteadyStateProbe:
 
         from lab.load.http import Stepper
         from lab.load.runner import Attempt
-        from lab.load.shop import ShopJourney
+        from lab.load.shop import CartAdd, ShopJourney
         from lab.pretix.buyers import Buyer
 
         kept = _Kept()
@@ -147,13 +147,15 @@ class SteadyStateProbe:
                               max_attempt_seconds=SHOP_CHECK_SECONDS)
         began = time.time()
         try:
-            ok, kind = await journey.cart_add(Attempt(str(uuid.uuid4()), 0, began))
+            added = await journey.cart_add(Attempt(str(uuid.uuid4()), 0, began))
         except Exception as error:  # noqa: BLE001 - a probe never raises
-            ok, kind = False, f"{type(error).__name__}: {error}"
+            added = CartAdd(False, f"{type(error).__name__}: {error}")
         seconds = round(time.time() - began, 3)
-        if kind == "sold_out":
+        if added.error_kind == "sold_out":
             return {"outcome": "skipped", "why": "the item is sold out", "seconds": seconds}
-        return {"outcome": "pass" if ok else "fail", "error": kind, "requests": len(kept.rows), "seconds": seconds}
+        found = {"outcome": "pass" if added.ok else "fail", "error": added.error_kind, "requests": len(kept.rows),
+                 "seconds": seconds}
+        return found | ({"message": added.detail} if added.detail else {})
 
     def _attempts(self):
         if self.run_dir is None:

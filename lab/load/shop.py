@@ -35,7 +35,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urljoin
 
 import httpx
@@ -62,8 +62,8 @@ from lab.load.shop_pages import (
 from lab.pretix.buyers import Buyer, password_for
 
 __all__ = [
-    "Form", "ShopJourney", "ShopStop", "attempt_reference", "checkout_step", "find_form", "is_sold_out_message",
-    "item_availability", "order_from_url", "parse_form", "tagged_email",
+    "CartAdd", "Form", "ShopJourney", "ShopStop", "attempt_reference", "checkout_step", "find_form",
+    "is_sold_out_message", "item_availability", "order_from_url", "parse_form", "tagged_email",
 ]
 
 
@@ -71,10 +71,19 @@ __all__ = [
 class ShopStop(Exception):  # noqa: N818 - a signal, not an error: the journey ends with this outcome
     """Ends the journey early with an outcome (raised and caught inside ShopJourney only)."""
 
-    def __init__(self, outcome: str, error_kind: str | None = None):
+    def __init__(self, outcome: str, error_kind: str | None = None, detail: str | None = None):
         super().__init__(outcome, error_kind)
         self.outcome = outcome
         self.error_kind = error_kind
+        self.detail = detail  # what pretix said, when it said why (a failed task's message)
+
+
+class CartAdd(NamedTuple):
+    """The steady-state check's cart add: did it work, and if not, the error kind and what pretix said."""
+
+    ok: bool
+    error_kind: str | None = None
+    detail: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -179,20 +188,20 @@ class ShopJourney(Journey):
         finally:
             await client.aclose()
 
-    async def cart_add(self, attempt: Attempt) -> tuple[bool, str | None]:
+    async def cart_add(self, attempt: Attempt) -> CartAdd:
         """Only the first steps of a guest purchase: the event page and a cart add answered through pretix's celery
-        task (the steady-state check that the shop's celery path works). Returns (ok, error kind)."""
+        task (the steady-state check that the shop's celery path works)."""
         buyer, _, item = self.plan(attempt)
         client = new_client(self.base_url, self.tls, headers=self.headers)
         v = _Visit(client, attempt, buyer, False, item, tagged_email(buyer.email, attempt.attempt_id))
         try:
             async with asyncio.timeout(self.max_attempt_seconds):
                 await self._add_to_cart(v, self.event_path)
-            return True, None
+            return CartAdd(True)
         except ShopStop as stop:
-            return False, stop.error_kind or stop.outcome
+            return CartAdd(False, stop.error_kind or stop.outcome, stop.detail)
         except TimeoutError:
-            return False, "attempt_timeout"
+            return CartAdd(False, "attempt_timeout")
         finally:
             await client.aclose()
 
@@ -365,7 +374,8 @@ class ShopJourney(Journey):
             if is_sold_out_message(message):
                 raise ShopStop("sold_out")
             low = message.lower()
-            raise ShopStop("failed", "busy" if any(b in low for b in BUSY_MESSAGES) else f"task_failed:{step}")
+            raise ShopStop("failed", "busy" if any(b in low for b in BUSY_MESSAGES) else f"task_failed:{step}",
+                           detail=message[:300] or None)
         if not state.get("redirect"):
             raise ShopStop("failed", f"unexpected_page:{step}")
         return self._local(urljoin(url, state["redirect"]))

@@ -14,14 +14,6 @@ from lab.common.world import project
 __all__ = ["ServiceSpec", "long_running", "project", "services"]
 
 
-def __getattr__(name: str) -> str:
-    """`PROJECT` for code written before the world was configurable: the project this environment names, read
-    when it is imported. New code calls project(), which reads it at every use."""
-    if name == "PROJECT":
-        return project()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str

@@ -134,30 +134,16 @@ def check_secrets(folder: StudyFolder, log: Log, values: dict[str, list[str]] | 
     of the deployment and every derived buyer password (lab.evidence.secretscan), before the teardown removes them.
     Recorded in study.json as `secret_check` and printed: file names and the secret's kind, never its value.
     Returns the findings; a check that could not be made (unreadable secrets) is one finding of kind 'unchecked'."""
-    from lab.evidence.secretscan import SecretsUnavailable, files_under, find_secrets, known_secrets
+    from lab.evidence.secretscan import check_places, describe_check
 
-    places = [folder.path, reports_dir() / folder.study_id, reports_dir() / "index.html"]
-    places = [p for p in places if p.exists()]
-    record: dict[str, Any] = {"files": sum(len(files_under(p)) for p in places), "findings": []}
-    try:
-        values = values if values is not None else known_secrets()
-    except SecretsUnavailable as error:
-        record["findings"] = [{"file": str(folder.path), "kind": "unchecked", "why": str(error)}]
-    if values is not None and not any(values.values()):
-        record["not_needed"] = "no deployment secrets exist (nothing was deployed)"
-    elif values is not None:
-        record["kinds"] = sorted(k for k, v in values.items() if v)
-        for place in places:
-            for path, kind in find_secrets(place, values):
-                shown = path.relative_to(folder.path) if path.is_relative_to(folder.path) else path
-                record["findings"].append({"file": str(shown), "kind": kind})
-    folder.update(secret_check=record)
+    record = check_places([folder.path, reports_dir() / folder.study_id, reports_dir() / "index.html"], values)
     for finding in record["findings"]:
-        log(f"SECRET FOUND: {finding['file']}: {finding['kind']}" + (f" ({finding['why']})" if "why" in finding
-                                                                      else ""))
-    if not record["findings"]:
-        log(f"secret check: {record['files']} file(s) searched, none holds a secret"
-            + (f" ({record['not_needed']})" if "not_needed" in record else ""))
+        path = Path(finding["file"])
+        if finding["kind"] != "unchecked" and path.is_relative_to(folder.path):
+            finding["file"] = str(path.relative_to(folder.path))
+    folder.update(secret_check=record)
+    for line in describe_check(record):
+        log(line)
     return record["findings"]
 
 
