@@ -176,3 +176,76 @@ def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buy
     assert "restored: f1-pause pause on" in out
     assert _container(client, "pretix-worker-2").status == "running"
     assert journal.entries() == ([], [])
+
+
+# --- a failover left half done: the journal holds the kill, the replay rejoins and fails back ---------------------
+
+def _killed_in_the_middle_of(schedule: dict, ready, tmp_path: Path, name: str) -> tuple[str, float]:
+    """`lab load` with a failover fault, SIGKILLed as soon as `ready(record)` holds for its journal record, then
+    `lab faults undo` in a fresh process; returns the undo's output and how long it took."""
+    journal = FaultJournal()
+    assert journal.entries() == ([], []), "the fault journal must start empty"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
+    load_log = tmp_path / "load.log"
+    load = _lab("load", "--journey", "api", "--name", name,
+                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
+                "--faults", json.dumps(schedule), env=env, output=load_log.open("w"))
+    try:
+        deadline = time.monotonic() + INJECTED_WITHIN
+        records: list = []
+        while time.monotonic() < deadline and load.poll() is None:
+            records = journal.entries()[0]
+            if records and ready(records[0]):
+                break
+            time.sleep(0.2)
+        assert records and ready(records[0]), \
+            f"the failover did not get that far: {[r.state for r in records]}; lab load exited {load.poll()}"
+    finally:
+        load.send_signal(signal.SIGKILL)
+        load.wait(timeout=30)
+        print(load_log.read_text()[-2000:])
+    assert load.returncode == -signal.SIGKILL and len(journal.entries()[0]) == 1
+    began = time.monotonic()
+    undo = _lab("faults", "undo", env=env, output=subprocess.PIPE)
+    out, _ = undo.communicate(timeout=400)
+    print(out)
+    assert undo.returncode == 0, out
+    assert out.count("restored: ") == 1, out
+    assert journal.entries() == ([], [])
+    return out, time.monotonic() - began
+
+
+def _cart_adds(ctx, shop: ShopTarget, count: int) -> list[dict]:
+    """`count` cart adds through celery one after another (each worker process gets some): their results."""
+    probe = SteadyStateProbe(SteadyState(throughput=False), t0=time.time(), docker_client=ctx.docker,
+                             access=ctx.access, shop=shop)
+    return [asyncio.run(probe.shop()) for _ in range(count)]
+
+
+def test_a_redis_failover_left_by_a_killed_load_is_failed_back_from_the_journal_and_the_shop_works(
+        ctx, buyers, shop_item, tmp_path):
+    """Killed after the promotion: the journal says what was killed and who took over; `lab faults undo` (a fresh
+    process) rejoins the old master and fails back; then every cart add works, whichever worker process takes it."""
+    from lab.faults.catalogue import FaultContext, FaultInstance
+    from lab.faults.redis import RedisFailover
+    from lab.stack import deploy
+    from lab.stack.redis_ha import RedisTopology
+
+    declared = RedisTopology.of(deploy.saved_params())
+    schedule = {"faults": [{"at": 2, "target": "redis", "action": "redis-failover", "duration": 240}],
+                "steady_state": {"throughput": False, "shop": False}}
+    out, took = _killed_in_the_middle_of(schedule, lambda r: (r.state or {}).get("promoted"), tmp_path,
+                                         "journal-redis")
+    fault = RedisFailover(FaultInstance("check", "redis-failover", "redis"), FaultContext(docker=ctx.docker))
+    primary, replica = (_container(ctx.docker, s) for s in ("redis", "redis-replica"))
+    assert fault.master_addr() == declared.primary, out
+    info = fault.replication(replica)
+    assert (info["role"], info["master_host"], info["master_link_status"]) == ("slave", declared.primary, "up")
+    assert primary.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    verdict = _steady(ctx, shop_item, ["redis", "redis-replica"])
+    adds = _cart_adds(ctx, shop_item, 12)
+    failed = [a for a in adds if a["outcome"] != "pass"]
+    print(f"`lab faults undo` failed back in {took:.1f} s; steady state {verdict.outcome} after {verdict.waited:.1f} s;"
+          f" {len(adds) - len(failed)} of {len(adds)} cart adds after it worked; failed: {failed}")
+    assert verdict.outcome == "pass", verdict.checks
+    assert not failed

@@ -124,3 +124,28 @@ def test_wide_tables_go_to_the_appendix_and_the_body_says_where(synthetic, capsy
     assert appendix.pointer(0) == "*Runs: Table A1 in the appendix (too wide for the page).*"
     html = appendix.html(0)
     assert html.startswith('<div class="lab-appendix"><h3>Table A1: Runs</h3>') and "capacity-8-api" in html
+
+
+def test_a_fault_whose_rate_had_not_settled_but_whose_service_passed_its_check_is_not_called_stuck(synthetic):
+    """A dense fault schedule leaves no time for the rate to settle before the next fault: when the steady-state
+    check after the undo passed, the first page and the bullets say so instead of 'did not come back'."""
+    from lab.faults.analysis import unrecovered
+
+    base = synthetic.faults.iloc[[0]]
+    rows = pd.concat([base.assign(fault_id="f1-kill", recovery_recovered=True),
+                      base.assign(fault_id="f2-pause", action="pause", target="redis", recovery_recovered=False,
+                                  steady_after="pass"),
+                      base.assign(fault_id="f3-kill", action="kill", target="pretix-worker",
+                                  recovery_recovered=False, steady_after="fail")], ignore_index=True)
+    stuck, unsettled = unrecovered(rows)
+    assert list(stuck["fault_id"]) == ["f3-kill"] and list(unsettled["fault_id"]) == ["f2-pause"]
+    said = " ".join(on_sale_sentences(dataclasses.replace(synthetic, faults=rows)))
+    assert ("After kill on pretix-worker the throughput did not come back within the observation window and the "
+            "steady-state check after the undo failed") in said
+    assert "After pause on redis the steady-state check after the undo passed, but the throughput had not " \
+           "settled" in said
+    bullets = text.fault_sentences(rows)
+    assert "throughput back within 10%" in bullets[0]
+    assert "not yet settled within 10% in the window, steady-state check after the undo passed" in bullets[1]
+    assert "throughput NOT back to its pre-fault level in the window" in bullets[2]
+    assert unrecovered(rows.iloc[0:0])[0].empty

@@ -201,10 +201,17 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
                        f"{top.sum():.1f} cores in all, most of them for {top.index[0]} ({top.iloc[0]:.1f} cores): "
                        "add cores there first.")
     if faults is not None and len(faults) and "recovery_recovered" in faults:
-        stuck = faults[~faults["recovery_recovered"].fillna(False).astype(bool)]
+        from lab.faults.analysis import unrecovered
+
+        stuck, unsettled = unrecovered(faults)
         for row in stuck.itertuples():
             out.append(f"After {row.action} on {row.target} the throughput did not come back within the "
-                       "observation window: make that component redundant or restart it automatically.")
+                       "observation window and the steady-state check after the undo failed: make that component "
+                       "redundant or restart it automatically.")
+        for row in unsettled.itertuples():
+            out.append(f"After {row.action} on {row.target} the service passed its steady-state check after the "
+                       "undo, but its throughput had not settled within 10% of the pre-fault level before the "
+                       "window ended (the next fault or the end of the load came first).")
         slow = faults[faults["recovery_recovered"].fillna(False).astype(bool)]
         if len(slow):
             worst = slow.loc[slow["recovery_time_to_recover"].idxmax()]

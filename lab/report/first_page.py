@@ -62,16 +62,29 @@ def _sellout_sentence(s: StudySummary) -> list[str]:
 
 
 def _fault_sentence(s: StudySummary) -> list[str]:
+    from lab.faults.analysis import unrecovered
+
     if s.faults.empty or "recovery_recovered" not in s.faults:
         return []
-    recovered = s.faults["recovery_recovered"].fillna(False).astype(bool)
-    if recovered.all():
+    stuck, unsettled = unrecovered(s.faults)
+    if stuck.empty and unsettled.empty:
         worst = s.faults.loc[s.faults["recovery_time_to_recover"].idxmax()]
         return [f"After each of the {len(s.faults)} injected fault(s) the throughput came back, the slowest "
                 f"{worst['recovery_time_to_recover']:.0f} s after {worst['action']} on {worst['target']}."]
-    stuck = s.faults[~recovered]
-    return [f"After {', '.join(f'{r.action} on {r.target}' for r in stuck.itertuples())} the throughput did not "
-            "come back within the observation window: make that component redundant or restart it automatically."]
+    out = []
+    if len(stuck):
+        out.append(f"After {_faults_named(stuck)} the throughput did not come back within the observation window "
+                   "and the steady-state check after the undo failed: make that component redundant or restart it "
+                   "automatically.")
+    if len(unsettled):
+        out.append(f"After {_faults_named(unsettled)} the steady-state check after the undo passed, but the "
+                   "throughput had not settled within 10% of its pre-fault level before the next fault or the end "
+                   "of the load: space the faults further apart to measure how long it takes.")
+    return out
+
+
+def _faults_named(faults) -> str:
+    return ", ".join(f"{r.action} on {r.target}" for r in faults.itertuples())
 
 
 def on_sale_sentences(s: StudySummary) -> list[str]:

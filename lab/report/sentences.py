@@ -115,8 +115,12 @@ def fault_sentences(faults: pd.DataFrame) -> list[str]:
         if row.failed_requests:
             window += (f", {row.failed_requests} failed request(s) from {row.request_errors_from:.1f} s to "
                        f"{row.request_errors_to:.1f} s" + ("" if row.failed_attempts else " (retried)"))
-        recovery = (f"throughput back within 10% {row.recovery_time_to_recover:.0f} s after the injection"
-                    if row.recovery_recovered else "throughput NOT back to its pre-fault level in the window")
+        if row.recovery_recovered:
+            recovery = f"throughput back within 10% {row.recovery_time_to_recover:.0f} s after the injection"
+        elif getattr(row, "steady_after", None) == "pass":
+            recovery = "throughput not yet settled within 10% in the window, steady-state check after the undo passed"
+        else:
+            recovery = "throughput NOT back to its pre-fault level in the window"
         out.append(f"- **{row.fault_id}** ({row.action} {row.target}, {row.fault_seconds:.0f} s): {window}; "
                    f"{recovery}; p95 {row.latency_before_p95:.2f} s before vs {row.latency_during_p95:.2f} s during.")
     return out
