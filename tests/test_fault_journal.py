@@ -180,9 +180,10 @@ def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buy
 
 # --- a failover left half done: the journal holds the kill, the replay rejoins and fails back ---------------------
 
-def _killed_in_the_middle_of(schedule: dict, ready, tmp_path: Path, name: str) -> tuple[str, float]:
-    """`lab load` with a failover fault, SIGKILLed as soon as `ready(record)` holds for its journal record, then
-    `lab faults undo` in a fresh process; returns the undo's output and how long it took."""
+def _killed_in_the_middle_of(schedule: dict, ready, tmp_path: Path, name: str,
+                             meanwhile=lambda: None) -> tuple[str, float]:
+    """`lab load` with a failover fault, SIGKILLed once `ready(record)` holds for its journal record and
+    `meanwhile()` has run, then `lab faults undo` in a fresh process; returns the undo's output and its seconds."""
     journal = FaultJournal()
     assert journal.entries() == ([], []), "the fault journal must start empty"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
@@ -200,6 +201,7 @@ def _killed_in_the_middle_of(schedule: dict, ready, tmp_path: Path, name: str) -
             time.sleep(0.2)
         assert records and ready(records[0]), \
             f"the failover did not get that far: {[r.state for r in records]}; lab load exited {load.poll()}"
+        meanwhile()
     finally:
         load.send_signal(signal.SIGKILL)
         load.wait(timeout=30)
@@ -234,18 +236,51 @@ def test_a_redis_failover_left_by_a_killed_load_is_failed_back_from_the_journal_
     declared = RedisTopology.of(deploy.saved_params())
     schedule = {"faults": [{"at": 2, "target": "redis", "action": "redis-failover", "duration": 240}],
                 "steady_state": {"throughput": False, "shop": False}}
+    during: list[dict] = []
+
+    def use_the_new_master() -> None:
+        """Cart adds while the replica is the master: every worker and web process then holds connections to it,
+        which the failback turns into connections to a replica (what used to fail the next task of each)."""
+        time.sleep(3)
+        during.extend(_cart_adds(ctx, shop_item, 16))
+
     out, took = _killed_in_the_middle_of(schedule, lambda r: (r.state or {}).get("promoted"), tmp_path,
-                                         "journal-redis")
+                                         "journal-redis", use_the_new_master)
+    print(f"during the failover: {sum(a['outcome'] == 'pass' for a in during)} of {len(during)} cart adds worked")
     fault = RedisFailover(FaultInstance("check", "redis-failover", "redis"), FaultContext(docker=ctx.docker))
     primary, replica = (_container(ctx.docker, s) for s in ("redis", "redis-replica"))
     assert fault.master_addr() == declared.primary, out
     info = fault.replication(replica)
     assert (info["role"], info["master_host"], info["master_link_status"]) == ("slave", declared.primary, "up")
     assert primary.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    verdict = _steady(ctx, shop_item, ["redis", "redis-replica"])
-    adds = _cart_adds(ctx, shop_item, 12)
+    adds = _cart_adds(ctx, shop_item, 16)  # at once: a check that retries until it passes would hide a failure
     failed = [a for a in adds if a["outcome"] != "pass"]
+    verdict = _steady(ctx, shop_item, ["redis", "redis-replica"])
     print(f"`lab faults undo` failed back in {took:.1f} s; steady state {verdict.outcome} after {verdict.waited:.1f} s;"
           f" {len(adds) - len(failed)} of {len(adds)} cart adds after it worked; failed: {failed}")
     assert verdict.outcome == "pass", verdict.checks
     assert not failed
+
+
+def test_a_pg_failover_left_by_a_killed_load_is_rebuilt_and_failed_back_from_the_journal(ctx, buyers, shop_item,
+                                                                                         tmp_path):
+    """Killed after the promotion and the fence: `lab faults undo` rebuilds the old primary as a standby, switches
+    back and rebuilds the replica, from the journal's data alone; the stack takes orders and cart adds again."""
+    from lab.experiments.smoke import place_one_order
+    from lab.faults.postgres import in_recovery, psql
+
+    schedule = {"faults": [{"at": 2, "target": "postgres-primary", "action": "pg-failover", "duration": 240}],
+                "steady_state": {"throughput": False, "shop": False}}
+    out, took = _killed_in_the_middle_of(schedule, lambda r: "fenced" in (r.state or {}), tmp_path, "journal-pg")
+    primary, replica = (_container(ctx.docker, s) for s in ("postgres-primary", "postgres-replica"))
+    assert not in_recovery(primary), out
+    deadline = time.monotonic() + 120  # the rebuilt replica may still be copying the primary when the undo ends
+    while time.monotonic() < deadline and psql(primary, "select state from pg_stat_replication") != "streaming":
+        time.sleep(1)
+    assert in_recovery(replica) and psql(primary, "select state from pg_stat_replication") == "streaming"
+    assert primary.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    verdict = _steady(ctx, shop_item, ["postgres-primary", "postgres-replica"])
+    print(f"`lab faults undo` rebuilt and failed back in {took:.1f} s; steady state {verdict.outcome} after "
+          f"{verdict.waited:.1f} s: {verdict.checks}")
+    assert verdict.outcome == "pass", verdict.checks
+    assert place_one_order(ctx.access)["status"] == "n"

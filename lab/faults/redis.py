@@ -138,6 +138,22 @@ class RedisFailover(PrimaryFailover):
     def master_addr(self) -> str | None:
         return parse_master_addr(self.sentinel_cli("sentinel", "get-master-addr-by-name", MASTER_NAME))
 
+    def masters_named(self) -> dict[str, str | None]:
+        """Whom each sentinel names as the master (None: it did not answer). A client asks whichever sentinel
+        answered it last, so the roles have switched for every client only once all of them agree."""
+        from lab.stack.containers import container
+
+        named: dict[str, str | None] = {}
+        for service in SENTINEL_SERVICES:
+            try:
+                node = container(self.ctx.docker, service)
+                named[service] = parse_master_addr(self._exec(node, [
+                    "redis-cli", "-h", "127.0.0.1", "-p", str(SENTINEL_PORT), "--raw",
+                    "sentinel", "get-master-addr-by-name", MASTER_NAME]))
+            except Exception:  # noqa: BLE001 - a sentinel that does not answer names nobody
+                named[service] = None
+        return named
+
     def replication(self, node: Any) -> dict[str, str]:
         return parse_info(self.redis_cli(node, "info", "replication"))
 
@@ -254,7 +270,12 @@ class RedisFailover(PrimaryFailover):
                 pass
         wait_for(lambda: follows(self.replication(new), st["old_addr"]), timeout,
                  f"{new.name} to replicate from {old.name}", pause=0.2)
+        # the other sentinels learn of the switch from the one that made it a second or two later; until they do,
+        # a client that asks one of them reconnects to the demoted node and its writes fail (READONLY)
+        wait_for(lambda: set(self.masters_named().values()) == {st["old_addr"]}, timeout,
+                 f"every sentinel to name {old.name}", pause=0.1)
         return {"synced_offset": target, "write_pause_seconds": round(switched, 2),
+                "sentinels_agree_after_seconds": round(time.monotonic() - paused_at, 2),
                 "seconds": round(time.monotonic() - began, 2)}
 
     def health_services(self) -> list[str]:

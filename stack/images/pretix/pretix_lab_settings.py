@@ -26,3 +26,42 @@ if _redis_timeout > 0:
                                  "SOCKET_CONNECT_TIMEOUT": min(_redis_timeout, 1.0)}
     CELERY_REDIS_SOCKET_TIMEOUT = _redis_timeout
     CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = min(_redis_timeout, 1.0)
+
+# redis through sentinels, when the master moves (a failover, or the lab's failback): a pooled connection still
+# open to the old master, now a replica, fails its next write, and pretix does not retry. Found in the worker's log
+# after the lab's failback: the first task each celery process ran on such a connection failed, in pretix's quota
+# cache or, after its body had run, in its own task-duration metric (pretix.base.metrics; the lab enables the
+# metrics), so the shop's cart add answered "unexpected error" (`task_failed:cart_poll`), and the web processes'
+# session and cache writes answered 500. Retrying alone does not help: redis-py (7.4) reconnects a dropped
+# sentinel-managed connection inside a command's retries to the address it had, the demoted node, instead of
+# asking the sentinels (redis/redis-py#3874, open). _SentinelReconnect asks them at every (re)connect; with retries
+# on ConnectionError the failed command is sent again to the current master. The retries back off for about 3 s in
+# all: a sentinel other than the one that made the switch names the old master for a second or two more. Only
+# ConnectionError is retried (redis-py turns a READONLY reply into one, and a refused write or connect was not
+# applied); a socket timeout may have been applied, so it is not retried.
+# PRETIX_LAB_REDIS_RETRIES (default 5; 0 = none, pretix's own behaviour).
+_redis_retries = int(os.environ.get("PRETIX_LAB_REDIS_RETRIES", "5") or 0)
+if _redis_retries > 0:
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.retry import Retry
+    from redis.sentinel import SentinelManagedConnection
+
+    class _SentinelReconnect(SentinelManagedConnection):
+        """A sentinel-managed connection that asks the sentinels for the master whenever it (re)connects."""
+
+        def connect_check_health(self, check_health=True, retry_socket_connect=True):
+            if not self._sock and self.connection_pool.is_master:
+                self.host, self.port = self.connection_pool.get_master_address()
+            return super().connect_check_health(check_health=check_health, retry_socket_connect=retry_socket_connect)
+
+    for _cache in CACHES.values():  # noqa: F405 - from pretix.settings
+        if _cache.get("BACKEND") == "django_redis.cache.RedisCache" and _cache.get("OPTIONS", {}).get("SENTINELS"):
+            _options = dict(_cache["OPTIONS"])
+            _options["CONNECTION_POOL_KWARGS"] = {
+                **_options.get("CONNECTION_POOL_KWARGS", {}),
+                "connection_class": _SentinelReconnect,
+                "retry": Retry(ExponentialBackoff(cap=1.0, base=0.1), _redis_retries),
+                "retry_on_error": [RedisConnectionError],
+            }
+            _cache["OPTIONS"] = _options
