@@ -24,7 +24,7 @@ from lab.faults.journal import FaultJournal
 from lab.faults.probes import ShopTarget, SteadyStateProbe
 from lab.faults.schedule import SteadyState
 from lab.pretix.seed import Catalogue
-from lab.stack.containers import project_containers
+from lab.stack.containers import LABEL_FAULT_HELPER, LABEL_PROJECT, project_containers
 
 pytestmark = pytest.mark.stack
 
@@ -271,7 +271,11 @@ def test_a_pg_failover_left_by_a_killed_load_is_rebuilt_and_failed_back_from_the
 
     schedule = {"faults": [{"at": 2, "target": "postgres-primary", "action": "pg-failover", "duration": 240}],
                 "steady_state": {"throughput": False, "shop": False}}
+    # `fenced` is journaled just before the fence's helper container starts: the kill may land while it runs
     out, took = _killed_in_the_middle_of(schedule, lambda r: "fenced" in (r.state or {}), tmp_path, "journal-pg")
+    helpers = ctx.docker.containers.list(all=True, filters={"label": [f"{LABEL_PROJECT}={project()}",
+                                                                      LABEL_FAULT_HELPER]})
+    assert helpers == [], [h.name for h in helpers]  # the replay removed a helper the killed run left
     primary, replica = (_container(ctx.docker, s) for s in ("postgres-primary", "postgres-replica"))
     assert not in_recovery(primary), out
     deadline = time.monotonic() + 120  # the rebuilt replica may still be copying the primary when the undo ends

@@ -80,9 +80,10 @@ class PrimaryFailover(Fault):
     @classmethod
     def replay(cls, docker: Any, record: fault_journal.UndoRecord) -> dict[str, Any]:
         """The same undo as in the process that injected the fault, from the journaled state."""
-        from lab.stack.containers import project_containers
+        from lab.stack.containers import project_containers, remove_fault_helpers
 
         old = fault_journal.find_container(docker, record.container_id)
+        left = remove_fault_helpers(docker, record.fault_id)  # the killed run's helper, had it been running
         rows: list = []
         fault = cls.from_record(docker, record, rows)
         other = fault._other_service()
@@ -92,7 +93,8 @@ class PrimaryFailover(Fault):
         fault.state = {**(record.state or {}), "old": old, "new": found[0]}
         fault.injected = True
         fault.undo("journal")
-        return {"steps": [json.loads(row.detail) if row.detail else {} for row in rows]}
+        steps = [json.loads(row.detail) if row.detail else {} for row in rows]
+        return {"steps": steps, **({"helpers_removed": left} if left else {})}
 
     def _other_service(self) -> str:
         others = [s for s in self.allowed_targets(self.ctx.topology) if s != self.instance.target]

@@ -35,13 +35,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lab.faults.catalogue import faults, image_role, long_running_specs
 from lab.faults.failover import PrimaryFailover, wait_for
-from lab.stack.containers import LABEL_PROJECT
+from lab.stack.containers import LABEL_FAULT_HELPER, LABEL_PROJECT
 from lab.stack.sql import SOCKET, psql  # noqa: F401 - psql is part of this module's API
 from lab.stack.topology import project
 
 PGDATA = "/var/lib/postgresql/data"
 PG_HOME = "/var/lib/postgresql"
-HELPER_LABEL = "pretix-lab.fault-helper"
 
 FENCE_SCRIPT = r"""
 set -euo pipefail
@@ -166,7 +165,7 @@ class PgFailover(PrimaryFailover):
             image, ["bash", "-c", script], name=f"{project()}-fault-helper-{uuid.uuid4().hex[:8]}", detach=True,
             environment=environment or {}, volumes={volume: {"bind": PGDATA, "mode": "rw"}},
             network=network, network_mode=None if network else "none",
-            labels={LABEL_PROJECT: project(), HELPER_LABEL: self.instance.fault_id})
+            labels={LABEL_PROJECT: project(), LABEL_FAULT_HELPER: self.instance.fault_id})
         try:
             status = helper.wait(timeout=timeout)
             output = helper.logs().decode(errors="replace")

@@ -10,6 +10,7 @@ from lab.stack.topology import project
 
 LABEL_PROJECT = "com.docker.compose.project"
 LABEL_SERVICE = "com.docker.compose.service"
+LABEL_FAULT_HELPER = "pretix-lab.fault-helper"  # a fault's throw-away container (value: the fault's id)
 
 
 class DeployError(LabError, RuntimeError):
@@ -36,3 +37,13 @@ def container(client: docker.DockerClient, service: str):
 
 def service_of(c) -> str:
     return c.labels.get(LABEL_SERVICE, c.name)
+
+
+def remove_fault_helpers(client: docker.DockerClient, fault_id: str | None = None) -> list[str]:
+    """Remove the project's fault helper containers (of one fault, or all): a run killed while a helper ran leaves
+    it behind, holding the data volume it mounts. Returns the names removed."""
+    label = f"{LABEL_FAULT_HELPER}={fault_id}" if fault_id else LABEL_FAULT_HELPER
+    found = client.containers.list(all=True, filters={"label": [f"{LABEL_PROJECT}={project()}", label]})
+    for helper in found:
+        helper.remove(force=True)
+    return [helper.name for helper in found]

@@ -21,7 +21,14 @@ from lab.common.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
 from lab.stack import admission, alone, secrets
 from lab.stack.compose import Compose
-from lab.stack.containers import LABEL_PROJECT, LABEL_SERVICE, DeployError, container, project_containers
+from lab.stack.containers import (
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    DeployError,
+    container,
+    project_containers,
+    remove_fault_helpers,
+)
 from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
 from lab.stack.params import StackParams, parse_memory
@@ -277,6 +284,7 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
         directory = scratch
     compose = compose_for(params, directory)
     alone.remove(client)  # a bench's pretix-alone containers, had one been killed before its own cleanup
+    remove_fault_helpers(client)  # a fault's helper, had its run been killed while it ran (holds a volume)
     args = ["down", "--remove-orphans", "--timeout", "20"] + (["--volumes"] if volumes else [])
     compose.run("--profile", "jobs", *args)
     not_removed = secrets.remove_secrets(scratch) if scratch is not None else []
