@@ -88,6 +88,16 @@ def _lab(*args: str, env: dict[str, str], output) -> subprocess.Popen:
                             stdout=output, stderr=subprocess.STDOUT)
 
 
+def _start_load(name: str, schedule: dict, tmp_path: Path) -> tuple[subprocess.Popen, Path, dict[str, str]]:
+    """`lab load` (api, 1/s for 300 s) with `schedule` in a fresh process: (the process, its log, its env)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
+    load_log = tmp_path / "load.log"
+    load = _lab("load", "--journey", "api", "--name", name,
+                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
+                "--faults", json.dumps(schedule), env=env, output=load_log.open("w"))
+    return load, load_log, env
+
+
 def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_restores_them(ctx, buyers, shop_item,
                                                                                            tmp_path):
     client = ctx.docker
@@ -95,12 +105,8 @@ def test_a_killed_load_leaves_its_faults_in_the_journal_and_lab_faults_undo_rest
     assert journal.entries() == ([], []), "the fault journal must start empty"
     before = _looks(client)
     print("before:", before)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
     began = time.monotonic()
-    load_log = tmp_path / "load.log"
-    load = _lab("load", "--journey", "api", "--name", "journal-kill",
-                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
-                "--faults", json.dumps(SCHEDULE), env=env, output=load_log.open("w"))
+    load, load_log, env = _start_load("journal-kill", SCHEDULE, tmp_path)
     try:
         deadline = time.monotonic() + INJECTED_WITHIN
         applied: list = []
@@ -150,13 +156,9 @@ def test_sigterm_stops_lab_load_and_its_handler_undoes_the_active_fault(ctx, buy
     ready = _steady(ctx, shop_item, ["pretix-worker-2"])  # a slow recovery from an earlier test is not this one's
     assert ready.outcome == "pass", ready.checks
     journal = FaultJournal()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
-    load_log = tmp_path / "load.log"
     schedule = {"faults": [{"at": 2, "target": "pretix-worker-2", "action": "pause", "duration": 240}],
                 "steady_state": {"throughput": False, "shop": False}}
-    load = _lab("load", "--journey", "api", "--name", "journal-term",
-                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
-                "--faults", json.dumps(schedule), env=env, output=load_log.open("w"))
+    load, load_log, _ = _start_load("journal-term", schedule, tmp_path)
     try:
         deadline = time.monotonic() + INJECTED_WITHIN
         while time.monotonic() < deadline and load.poll() is None and not [
@@ -186,11 +188,7 @@ def _killed_in_the_middle_of(schedule: dict, ready, tmp_path: Path, name: str,
     `meanwhile()` has run, then `lab faults undo` in a fresh process; returns the undo's output and its seconds."""
     journal = FaultJournal()
     assert journal.entries() == ([], []), "the fault journal must start empty"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PRETIX_LAB_DATA": str(tmp_path / "data")}
-    load_log = tmp_path / "load.log"
-    load = _lab("load", "--journey", "api", "--name", name,
-                "--workload", json.dumps({"model": "constant", "rate": 1, "duration": 300}),
-                "--faults", json.dumps(schedule), env=env, output=load_log.open("w"))
+    load, load_log, env = _start_load(name, schedule, tmp_path)
     try:
         deadline = time.monotonic() + INJECTED_WITHIN
         records: list = []

@@ -122,15 +122,18 @@ class RedisFailover(PrimaryFailover):
     def redis_cli(self, node: Any, *args: str) -> str:
         return self._exec(node, ["bash", "-c", AUTH_CLI, "redis-cli", *args])
 
-    def sentinel_cli(self, *args: str) -> str:
-        """Ask the first sentinel that answers."""
+    def _ask_sentinel(self, service: str, *args: str) -> str:
         from lab.stack.containers import container
 
+        node = container(self.ctx.docker, service)
+        return self._exec(node, ["redis-cli", "-h", "127.0.0.1", "-p", str(SENTINEL_PORT), "--raw", *args])
+
+    def sentinel_cli(self, *args: str) -> str:
+        """Ask the first sentinel that answers."""
         errors = []
         for service in SENTINEL_SERVICES:
             try:
-                node = container(self.ctx.docker, service)
-                return self._exec(node, ["redis-cli", "-h", "127.0.0.1", "-p", str(SENTINEL_PORT), "--raw", *args])
+                return self._ask_sentinel(service, *args)
             except Exception as error:  # noqa: BLE001 - try the next sentinel
                 errors.append(f"{service}: {error}")
         raise RuntimeError("no sentinel answered: " + "; ".join(errors))
@@ -141,15 +144,11 @@ class RedisFailover(PrimaryFailover):
     def masters_named(self) -> dict[str, str | None]:
         """Whom each sentinel names as the master (None: it did not answer). A client asks whichever sentinel
         answered it last, so the roles have switched for every client only once all of them agree."""
-        from lab.stack.containers import container
-
         named: dict[str, str | None] = {}
         for service in SENTINEL_SERVICES:
             try:
-                node = container(self.ctx.docker, service)
-                named[service] = parse_master_addr(self._exec(node, [
-                    "redis-cli", "-h", "127.0.0.1", "-p", str(SENTINEL_PORT), "--raw",
-                    "sentinel", "get-master-addr-by-name", MASTER_NAME]))
+                named[service] = parse_master_addr(self._ask_sentinel(service, "sentinel", "get-master-addr-by-name",
+                                                                      MASTER_NAME))
             except Exception:  # noqa: BLE001 - a sentinel that does not answer names nobody
                 named[service] = None
         return named
