@@ -53,6 +53,9 @@ def test_pretix_and_celery_are_configured_through_the_sentinels():
     assert json.loads(env["PRETIX_CELERY_BACKEND_TRANSPORT_OPTIONS"]) == {"master_name": MASTER_NAME}
     assert 0 < float(env["PRETIX_LAB_REDIS_TIMEOUT"]) <= 5  # django-redis and the result backend (settings)
     assert env["PRETIX_REDIS_SESSIONS"] == "true"
+    assert env["PRETIX_LAB_REDIS_READS"] == "primary"  # read-your-writes: the image's settings read from the master
+    replica_reads = RedisTopology.of(params.StackParams(redis_reads="replica")).pretix_env("p")
+    assert replica_reads["PRETIX_LAB_REDIS_READS"] == "replica"
 
 
 def test_env_files_carry_the_sentinel_settings_and_nothing_by_name(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -131,8 +132,6 @@ CART_PAGE = """<form method="post" data-asynctask action="/o/e/cart/add">
 
 def _scripted_cart_add(poll_answers: list[dict], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CartAdd:
     """One cart add of the real ShopJourney against scripted pretix answers (the seam: lab.load.shop.new_client)."""
-    import ssl
-
     from lab.load import shop as shop_module
 
     polls = iter(poll_answers)
@@ -170,6 +169,42 @@ def test_a_failed_cart_task_says_what_pretix_said(monkeypatch: pytest.MonkeyPatc
     assert sold == CartAdd(False, "sold_out", None)
     good = _scripted_cart_add([{"ready": True, "success": True, "redirect": "/o/e/cart/"}], monkeypatch, tmp_path)
     assert good == CartAdd(True)
+
+
+def test_a_page_that_sends_the_buyer_back_names_the_step_it_sends_to(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """pretix redirects a checkout page to the first step it finds incomplete (a session read that missed the write
+    before it did so): the error kind names both pages, so a report tells it from a page the lab cannot read."""
+    from lab.load import shop as shop_module
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/o/e/checkout/questions/":
+            return httpx.Response(302, headers={"Location": "/o/e/checkout/customer/"})
+        return httpx.Response(200, text="<html></html>")
+
+    monkeypatch.setattr(shop_module, "new_client", lambda base_url, tls, **kw: httpx.AsyncClient(
+        base_url=base_url, transport=httpx.MockTransport(handle), **kw))
+    requests = Recorder.requests(tmp_path / "run", "t")
+    journey = ShopJourney("https://127.0.0.1:8443", ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "o", "e",
+                          Stepper(requests, "shop"), [Buyer(identifier="g", email="g@pretix-lab.invalid", name="G",
+                                                                has_password=False)],
+                          item_weights={1: 1.0}, login_share=0.0, password=lambda b: "", poll_interval=0)
+    attempt = Attempt(str(uuid.UUID(int=2)), 0, 0.0)
+
+    async def visit() -> None:
+        client = shop_module.new_client(journey.base_url, journey.tls)
+        v = shop_module._Visit(client, attempt, journey.buyers[0], False, 1, "g@pretix-lab.invalid")
+        try:
+            await journey._get(v, "checkout_questions_page", "/o/e/checkout/questions/")
+        finally:
+            await client.aclose()
+
+    try:
+        with pytest.raises(shop_module.ShopStop) as stop:
+            asyncio.run(visit())
+    finally:
+        requests.close()
+    assert stop.value.error_kind == "sent_back:checkout_questions_page>customer"
+    assert stop.value.detail == "/o/e/checkout/customer/"
 
 
 # ----------------------------------------------------------------------------------------------- the real stack

@@ -323,6 +323,9 @@ class ShopJourney(Journey):
 
     async def _get(self, v: _Visit, step: str, url: str) -> httpx.Response:
         response = await self._request(v, step, "GET", url)
+        if response.status_code in (301, 302, 303):  # pretix sends a buyer back to a step it finds incomplete
+            where = self._local(urljoin(url, response.headers.get("location", "")))
+            raise ShopStop("failed", f"sent_back:{step}>{checkout_step(where) or 'shop'}", detail=where)
         if response.status_code != 200:
             raise ShopStop("failed", f"unexpected_page:{step}")
         return response

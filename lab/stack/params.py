@@ -86,6 +86,10 @@ class StackParams(BaseModel):
         "docker hands out the upper half"))
     redis_down_after_ms: int = Field(default=1500, ge=200, le=60000, description=(
         "milliseconds without an answer before a sentinel calls the redis master down (failover starts then)"))
+    redis_reads: Literal["primary", "replica"] = Field(default="primary", description=(
+        "where pretix reads its cache and sessions: primary (read-your-writes), or replica (pretix's own sentinel "
+        "set-up: a request right after a write can read the session from before it, and bounce a buyer back a "
+        "checkout step)"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
 
     @field_validator("edge_subnet")

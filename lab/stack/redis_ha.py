@@ -44,13 +44,14 @@ class RedisTopology:
     replica: str
     sentinels: tuple[str, ...]
     down_after_ms: int = 1500
+    reads: str = "primary"  # where pretix reads its cache and sessions: "primary" or "replica" (pretix's own)
 
     @classmethod
     def of(cls, params) -> RedisTopology:
-        """From StackParams (backend_subnet, redis_down_after_ms)."""
+        """From StackParams (backend_subnet, redis_down_after_ms, redis_reads)."""
         return cls(primary=params.backend_address(PRIMARY_HOST), replica=params.backend_address(REPLICA_HOST),
                    sentinels=tuple(params.backend_address(h) for h in SENTINEL_HOSTS),
-                   down_after_ms=params.redis_down_after_ms)
+                   down_after_ms=params.redis_down_after_ms, reads=params.redis_reads)
 
     def sentinel_list(self) -> str:
         """"ip:port ip:port ..." (what a restarting data node asks before it decides whom to follow)."""
@@ -85,6 +86,7 @@ class RedisTopology:
             "PRETIX_CELERY_BROKER_TRANSPORT_OPTIONS": broker_options,
             "PRETIX_CELERY_BACKEND_TRANSPORT_OPTIONS": backend_options,
             "PRETIX_LAB_REDIS_TIMEOUT": str(SOCKET_TIMEOUT),
+            "PRETIX_LAB_REDIS_READS": self.reads,
         }
 
 

@@ -65,3 +65,15 @@ if _redis_retries > 0:
                 "retry_on_error": [RedisConnectionError],
             }
             _cache["OPTIONS"] = _options
+
+# redis reads through sentinels: pretix's sentinel set-up (django-redis' SentinelClient, given one LOCATION) makes two
+# pools, writes to the master and every cache and session READ from a replica. Replication is asynchronous, so a
+# request right after a write can read the session as it was before it: found by the lab's shop journey, a buyer whose
+# customer step had just been saved was sent back to it by the next page.
+# PRETIX_LAB_REDIS_READS=primary (default) gives the client the master's URL only (a list: not split into two pools),
+# so every read sees the writes before it; "replica" keeps pretix's own behaviour.
+if os.environ.get("PRETIX_LAB_REDIS_READS", "primary") == "primary":
+    for _cache in CACHES.values():  # noqa: F405 - from pretix.settings
+        if _cache.get("BACKEND") == "django_redis.cache.RedisCache" and _cache.get("OPTIONS", {}).get("SENTINELS") \
+                and isinstance(_cache.get("LOCATION"), str):
+            _cache["LOCATION"] = [_cache["LOCATION"]]
