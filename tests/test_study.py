@@ -19,8 +19,9 @@ from lab.study import params as studies
 
 def test_presets_are_valid_and_fit_their_budgets():
     default, quick = studies.load(preset="default"), studies.load(preset="quick")
-    assert default.max_minutes <= 22 and quick.max_minutes <= 5
-    assert studies.estimate(default).total <= 22 * 60 and studies.estimate(quick).total <= 5 * 60
+    assert default.max_minutes <= 24 and quick.max_minutes <= 6
+    assert studies.estimate(default).total <= 24 * 60 and studies.estimate(quick).total <= 6 * 60
+    assert default.efficiency.enabled and quick.efficiency.enabled  # every study says who pays for an order
     assert default.capacity_api.repeats >= 3 and quick.capacity_api.repeats >= 2  # a capacity with its interval
     kinds = {(r.kind, r.journey) for r in studies.plan_runs(default)}
     assert kinds == {("capacity", "api"), ("capacity", "shop"), ("spike", "api"), ("spike", "shop"),
@@ -324,6 +325,11 @@ def test_the_quick_study_records_every_step_and_publishes_html_and_pdf(quick_stu
     assert result.html == reports / result.folder.study_id / "index.html" and result.html.exists()
     assert result.pdf is not None and result.pdf.read_bytes().startswith(b"%PDF")
     assert result.folder.study_id in (reports / "index.html").read_text()
+    comparison = json.loads((result.folder.path / "efficiency.json").read_text())  # pretix alone, same run
+    assert "error" not in comparison, comparison
+    assert {s["side"] for s in comparison["steps"]} == {"stack", "alone"}
+    assert all(s["purchased"] > 0 for s in comparison["steps"]), comparison["steps"]
+    assert "pretix's own cost" in result.html.read_text()
 
 
 @pytest.mark.stack

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.analysis import capacity, planning, verdicts
+from lab.analysis import capacity, planning, verdicts, who_pays
 from lab.analysis.sellout import read_catalogue, sellout_headline, sellout_table
 from lab.analysis.study import StudyRun, load_runs, run_table
 from lab.analysis.verdicts import Targets
@@ -88,6 +88,7 @@ class StudySummary:
     sellout: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per sold-out quota (lab.analysis.sellout)
     capacity_rounds: pd.DataFrame = field(default_factory=pd.DataFrame)  # api: each round's capacity within SLO
     capacity: dict = field(default_factory=dict)  # journey -> {per_min, ci_low, ci_high, repeats}
+    efficiency: dict | None = None  # pretix alone against the deployment, same run (lab.analysis.who_pays), or None
 
     @property
     def study_id(self) -> str:
@@ -234,6 +235,7 @@ def summarise(folder: Path, targets: Targets | None = None, utilisation: float =
         audit_faults=pd.concat(audits, ignore_index=True) if audits else pd.DataFrame(),
         extra_targets=list(extra_targets or []), warmup_seconds=warmup_seconds,
         sellout=sellout_table(runs, read_catalogue(Path(folder))),
+        efficiency=who_pays.read(Path(folder)),
     )
 
 

@@ -6,16 +6,19 @@ The notebook only shows the plan, calls run_load and shows what was run; the siz
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from lab.analysis.who_pays import EFFICIENCY_FILE  # in the study folder, beside study.json
 from lab.study.folder import StudyFolder, step_figures
 from lab.study.params import Overload, kept_up_from, overload_available
 
 NOTEBOOK = "02-load"
+EFFICIENCY_DIR = "efficiency"  # its steps' run folders
 Log = Callable[[str], None]
 
 
@@ -77,12 +80,36 @@ def plan_intro(study: StudyFolder) -> str:
 class LoadOutcome:
     entries: list[dict[str, Any]] = field(default_factory=list)  # study.json entries of every run made
     overload: OverloadPlan | None = None
+    efficiency: dict[str, Any] | None = None  # pretix alone against the stack (efficiency.json), None when disabled
+
+
+def run_efficiency(study: StudyFolder, ctx, log: Log = print) -> dict[str, Any] | None:
+    """pretix alone against the stack at a share of the api capacity just measured (lab.experiments.who_pays),
+    kept in <study>/efficiency.json; a failure is recorded there with its reason and the study goes on."""
+    settings = study.params.efficiency
+    if not settings.enabled:
+        return None
+    from lab.experiments.who_pays import choose_rate, measure
+
+    rate, source = choose_rate(study.api_capacity(), settings.share, settings.fallback_rate)
+    log(f"pretix alone against this deployment at {rate:g}/s ({source}), {settings.repeats} x {settings.seconds:g}s "
+        "per side, interleaved")
+    try:
+        record: dict[str, Any] = measure(ctx, rate, settings.seconds, settings.repeats,
+                                         study.path / EFFICIENCY_DIR, log=log)
+    except Exception as error:  # noqa: BLE001 - the runs before it stand; the report says why this part is missing
+        record = {"error": f"{type(error).__name__}: {error}"}
+        log(f"the comparison with pretix alone failed: {record['error']}")
+    record["rate_source"] = source
+    (study.path / EFFICIENCY_FILE).write_text(json.dumps(record, indent=1, default=str))
+    return record
 
 
 def run_load(study: StudyFolder, ctx, log: Log = print) -> LoadOutcome:
     """Execute 02-load's planned runs, then the overload scenario sized from them; each run is recorded in
     study.json as it ends (a failed run too: the study goes on unless the stack is gone)."""
     outcome = LoadOutcome([study.execute(ctx, run, log=log) for run in study.planned(NOTEBOOK)])
+    outcome.efficiency = run_efficiency(study, ctx, log)
     plan = outcome.overload = plan_overload(study)
     log(plan.describe())
     if plan.skipped:
@@ -101,4 +128,5 @@ def run_load(study: StudyFolder, ctx, log: Log = print) -> LoadOutcome:
     return outcome
 
 
-__all__ = ["LoadOutcome", "OverloadPlan", "plan_intro", "plan_overload", "plan_table", "run_load", "size_overload"]
+__all__ = ["EFFICIENCY_FILE", "LoadOutcome", "OverloadPlan", "plan_intro", "plan_overload", "plan_table",
+           "run_efficiency", "run_load", "size_overload"]

@@ -130,6 +130,20 @@ class Overload(_Section):
                     "queue (tickets, first come first served)")
 
 
+class Efficiency(_Section):
+    """pretix alone against the deployed stack at one rate, in the study's own run (lab.experiments.who_pays): what
+    an order costs pretix itself and what the HA parts and the lab add, the base of the capacity plan."""
+
+    enabled: bool = True
+    share: float = Field(default=0.5, gt=0, le=1, description="the arrival rate as a share of the api capacity the "
+                                                              "study's ramp measured (both sides comfortable)")
+    fallback_rate: float = Field(default=3.0, gt=0, le=200, description="arrivals per second when no api capacity "
+                                                                        "was measured")
+    seconds: float = Field(default=15, ge=3, le=600, description="seconds each side is measured per repeat")
+    repeats: int = Field(default=3, ge=1, le=10, description="rounds, alternating which side goes first: each "
+                                                             "figure is their median with its min-max")
+
+
 class Analysis(_Section):
     target_per_min: float = Field(default=800.0, gt=0)
     slo_p95_seconds: float = Field(default=1.0, gt=0)
@@ -146,7 +160,7 @@ class StudyParams(_Section):
     preset: str = Field(default="custom", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
                         description="a short name, part of the study id")
     description: str = ""
-    max_minutes: float = Field(default=22, gt=0, le=600, description="refuse a study estimated to take longer")
+    max_minutes: float = Field(default=24, gt=0, le=600, description="refuse a study estimated to take longer")
     stack: StackParams = Field(default_factory=StackParams)
     seed: SeedParams = Field(default_factory=SeedParams)
     product_mix: dict[str, float] = Field(default_factory=lambda: {"Bilhete Geral": 0.8, "Estudante": 0.15,
@@ -156,6 +170,7 @@ class StudyParams(_Section):
     spike: Spike = Field(default_factory=Spike)
     faults: FaultSteps = Field(default_factory=FaultSteps)
     overload: Overload = Field(default_factory=Overload)
+    efficiency: Efficiency = Field(default_factory=Efficiency)
     analysis: Analysis = Field(default_factory=Analysis)
 
     @model_validator(mode="after")
@@ -287,6 +302,8 @@ PG_FAILOVER_EXTRA_SECONDS = 20.0  # the undo's rebuild and failback (measured: d
 NOTEBOOK_SECONDS = 4.0  # a kernel start and the imports (measured 2-4 s)
 REPORT_SECONDS = 30.0  # 04-analysis over every run, HTML, Chromium's PDF (quick study: 6 s)
 TEARDOWN_SECONDS = 15.0  # lab down --volumes (measured about 10 s)
+ALONE_START_SECONDS = 30.0  # pretix alone: copy the stack's database, start four containers, wait for gunicorn
+EFFICIENCY_STEP_OVERHEAD = 4.0  # a step's grace for its last attempts, then the side drains
 
 
 def deploy_seconds() -> float:
@@ -329,6 +346,10 @@ def estimate(params: StudyParams, runs: list[PlannedRun] | None = None, deploy: 
         overload_runs = 1 + len(over.controls)  # the uncontrolled run, then one per control
         budget.phases["overload"] = overload_runs * (over.seconds + RUN_OVERHEAD_SECONDS + over.queue_max_wait
                                                      + overload_drain_seconds(over.seconds))
+    if params.efficiency.enabled:
+        eff = params.efficiency  # the alone side's start, a warm-up per side, then both sides per repeat
+        budget.phases["efficiency"] = ALONE_START_SECONDS + 2 * min(eff.seconds, 5.0) + eff.repeats * 2 * (
+            eff.seconds + EFFICIENCY_STEP_OVERHEAD)
     budget.phases["report"] = REPORT_SECONDS + NOTEBOOK_SECONDS
     budget.phases["teardown"] = TEARDOWN_SECONDS
     return budget

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from lab.study.params import Budget
 
 # the estimate's phases that each notebook runs; phases of no notebook (teardown) come after the last one
-PHASES = {"00-deploy": ("deploy",), "01-seed": ("seed",), "02-load": ("load", "overload"), "03-faults": ("faults",),
-          "04-analysis": ("report",)}
+PHASES = {"00-deploy": ("deploy",), "01-seed": ("seed",), "02-load": ("load", "efficiency", "overload"),
+          "03-faults": ("faults",), "04-analysis": ("report",)}
 
 
 def notebook_seconds(budget: Budget, notebooks: list[str]) -> dict[str, float]:

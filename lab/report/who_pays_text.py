@@ -1,0 +1,71 @@
+"""The report's words for "who pays for an order": pretix's own CPU against what the HA parts and the lab add."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from lab.analysis import who_pays
+from lab.analysis.summary import StudySummary
+
+NO_COMPARISON = ("This study did not measure pretix alone (`efficiency.enabled: false`, or a study made before the "
+                 "lab could): the plan above charges every module's CPU to the deployment as measured, and holds only "
+                 "on a machine as fast as this one was that day.")
+SPLIT_TITLE = "CPU per order: this deployment against pretix alone (ms)"
+PLAN_TITLE = "Cores per module, as multiples of pretix's own cost"
+ALONE_IS = ("pretix alone is the same image and pretix.cfg without the HA parts: one gunicorn with the same workers, "
+            "one celery worker, one PostgreSQL without a replica, one redis without sentinels, no proxy, no limits, "
+            "reached directly on the host's loopback")
+
+
+def _range(row: pd.Series, key: str, low: str, high: str) -> str:
+    return f"{row[key]:.0f} ({row[low]:.0f}-{row[high]:.0f})"
+
+
+def split_view(split: pd.DataFrame) -> pd.DataFrame:
+    """The split as the report shows it: median (min-max) per side, what the deployment adds."""
+    rows = []
+    for _, row in split.iterrows():
+        rows.append({"module": row["module"] + ("" if row["counted"] else " (not counted)"),
+                     "this deployment": _range(row, "deployment (ms)", "deployment min", "deployment max"),
+                     "pretix alone": _range(row, "pretix alone (ms)", "alone min", "alone max"),
+                     "added": f"{row['added (ms)']:+.0f}"})
+    return pd.DataFrame(rows)
+
+
+def sentences(s: StudySummary) -> list[str]:
+    """What the comparison says, in the report's order: the setting, pretix's own cost, the deployment's ratio and
+    where the difference goes, then the cores at the target. Empty record -> why there is none."""
+    record = s.efficiency
+    if record is None:
+        return [NO_COMPARISON]
+    if record.get("error"):
+        return [f"The comparison with pretix alone failed ({record['error']}): the plan above charges every "
+                "module's CPU to the deployment as measured."]
+    split = who_pays.cost_split(record)
+    total = who_pays.totals(split)
+    if math.isnan(total["alone"]) or total["alone"] <= 0:
+        return ["The comparison with pretix alone measured no orders on one side: no split of the cost."]
+    when = str(record.get("measured_at", ""))[:16].replace("T", " ")
+    added = split[split["counted"]].sort_values("added (ms)", ascending=False)
+    top = ", ".join(f"{r['module']} {r['added (ms)']:+.0f} ms" for _, r in added.head(3).iterrows()
+                    if r["added (ms)"] > 0)
+    target, util = s.targets.target_per_min, s.utilisation
+    return [
+        f"Who pays for an order, measured in this study's own run ({when} UTC): {ALONE_IS}. Both took "
+        f"{record['rate']:g} api orders/s ({record.get('rate_source', 'the study rate')}) for "
+        f"{record['seconds']:g} s, {record['repeats']} times, alternating which went first; figures are medians with "
+        "their min-max.",
+        f"**pretix's own cost: {total['alone']:.0f} ms of CPU per order. This deployment: "
+        f"{total['deployment']:.0f} ms, {total['ratio']:.2f}x pretix's own.** The HA parts and the lab add "
+        f"{total['added']:.0f} ms per order"
+        + (f", the most in {top}." if top else "."),
+        f"At {target:.0f} purchases/min and {util:.0%} utilisation, pretix's own cost needs "
+        f"{who_pays.cores_for(total['alone'], target, util):.1f} cores and this deployment "
+        f"{who_pays.cores_for(total['deployment'], target, util):.1f}. The multiples below travel to another "
+        "machine, the milliseconds do not: measure pretix alone there (`lab bench efficiency`) and multiply.",
+    ]
+
+
+__all__ = ["NO_COMPARISON", "PLAN_TITLE", "SPLIT_TITLE", "sentences", "split_view"]
