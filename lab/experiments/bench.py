@@ -244,7 +244,7 @@ def capacity_search(journey_factory, docker_client, rates: list[float], seconds:
     return steps, best
 
 
-def bare_web_container(docker_client, port: int = 18000):
+def bare_web_container(docker_client, port: int):
     """One pretix web container alone (same image, env and limits as a web instance) on 127.0.0.1:port.
 
     It talks to the same database and redis, so the comparison isolates what the HA front costs.

@@ -16,7 +16,6 @@ from lab.experiments.capacity import journey_builder
 
 DEFAULT_RATES = {"api": (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0), "shop": (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)}
 DEFAULT_P95 = {"api": 1.0, "shop": 10.0}  # a whole 16-request shop checkout cannot finish in 1 s
-BARE_PORT = 18000
 
 
 @dataclass
@@ -48,7 +47,8 @@ class CapacityBench:
 def bench_capacity(ctx, journey: str, rates: tuple[float, ...] | None = None, seconds: float = 20.0, *,
                    bare: bool = True, login_share: float = 0.2, p95_limit: float | None = None,
                    log=print) -> CapacityBench:
-    """Full stack, then (with `bare`) one bare web container on 127.0.0.1:18000 with a web instance's limits."""
+    """Full stack, then (with `bare`) one bare web container on a free 127.0.0.1 port with a web instance's limits
+    (a fixed port could be another world's, e.g. the test suite's)."""
     steps = list(rates or DEFAULT_RATES[journey])
     p95_limit = p95_limit if p95_limit is not None else DEFAULT_P95[journey]
     build = journey_builder(ctx, journey, login_share=login_share)
@@ -64,13 +64,16 @@ def bench_capacity(ctx, journey: str, rates: tuple[float, ...] | None = None, se
                                          seconds, p95_limit=p95_limit, journey=journey, log=log)
     result = CapacityBench(journey, full, None, bare, payload={"journey": journey, "full": full_steps})
     if bare:
-        container = b.bare_web_container(ctx.docker, port=BARE_PORT)
+        from lab.stack.alone import free_port
+
+        port = free_port()
+        container = b.bare_web_container(ctx.docker, port=port)
         try:
             headers = {"Host": ctx.access.base_url.split("//")[1], "X-Forwarded-Proto": "https"}
-            b.wait_http(f"http://127.0.0.1:{BARE_PORT}/healthcheck/", headers)
+            b.wait_http(f"http://127.0.0.1:{port}/healthcheck/", headers)
             log("one bare pretix web container (no proxy, same limits as one web instance):")
             bare_steps, result.bare = b.capacity_search(
-                factory(f"http://127.0.0.1:{BARE_PORT}", ctx.access.tls(), headers), ctx.docker, steps, seconds,
+                factory(f"http://127.0.0.1:{port}", ctx.access.tls(), headers), ctx.docker, steps, seconds,
                 p95_limit=p95_limit, journey=journey, log=log)
             result.payload["bare"] = bare_steps
         finally:
