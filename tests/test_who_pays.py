@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from dataclasses import asdict
@@ -128,7 +129,17 @@ def test_a_failed_comparison_is_recorded_and_the_study_goes_on(tmp_path: Path, m
     assert saved["rate_source"] == "50% of the api capacity (6/s)"
     assert any("3/s" in line for line in said) and any("failed" in line for line in said)
     (tmp_path / load_runs.EFFICIENCY_FILE).unlink()
+
+    def steps_with_asyncio_run(*args, **kwargs):  # what measure's steps do: refused inside a running loop
+        return {"ran": asyncio.run(asyncio.sleep(0, result="in a thread without a loop"))}
+
+    async def in_a_notebook_cell():  # a Jupyter kernel runs each cell inside its event loop
+        return load_runs.run_efficiency(Folder(), ctx=None, log=said.append)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(experiment, "measure", steps_with_asyncio_run)
+    assert asyncio.run(in_a_notebook_cell())["ran"] == "in a thread without a loop"
     Folder.params = studies.validate({"efficiency": {"enabled": False}}, check_budget=False)
+    (tmp_path / load_runs.EFFICIENCY_FILE).unlink()
     assert load_runs.run_efficiency(Folder(), ctx=None) is None
     assert not (tmp_path / load_runs.EFFICIENCY_FILE).exists()
 

@@ -94,9 +94,11 @@ def run_efficiency(study: StudyFolder, ctx, log: Log = print) -> dict[str, Any] 
     rate, source = choose_rate(study.api_capacity(), settings.share, settings.fallback_rate)
     log(f"pretix alone against this deployment at {rate:g}/s ({source}), {settings.repeats} x {settings.seconds:g}s "
         "per side, interleaved")
-    try:
-        record: dict[str, Any] = measure(ctx, rate, settings.seconds, settings.repeats,
-                                         study.path / EFFICIENCY_DIR, log=log)
+    from lab.common.blocking import run_blocking
+
+    try:  # its steps use asyncio.run, which a notebook's running loop refuses: a worker thread there
+        record: dict[str, Any] = run_blocking(measure, ctx, rate, settings.seconds, settings.repeats,
+                                              study.path / EFFICIENCY_DIR, log=log)
     except Exception as error:  # noqa: BLE001 - the runs before it stand; the report says why this part is missing
         record = {"error": f"{type(error).__name__}: {error}"}
         log(f"the comparison with pretix alone failed: {record['error']}")
