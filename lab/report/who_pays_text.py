@@ -56,7 +56,8 @@ def sentences(s: StudySummary) -> list[str]:
         f"Who pays for an order, measured in this study's own run ({when} UTC): {ALONE_IS}. Both took "
         f"{record['rate']:g} api orders/s ({record.get('rate_source', 'the study rate')}) for "
         f"{record['seconds']:g} s, {record['repeats']} times, alternating which went first; figures are medians with "
-        "their min-max.",
+        "their min-max. Each module's CPU over a step is charged to that step's orders, idle use included: what "
+        "costs the same at any rate (sentinels, health checks, cron) weighs less per order at a higher rate.",
         f"**pretix's own cost: {total['alone']:.0f} ms of CPU per order. This deployment: "
         f"{total['deployment']:.0f} ms, {total['ratio']:.2f}x pretix's own.** The HA parts and the lab add "
         f"{total['added']:.0f} ms per order"
