@@ -192,3 +192,13 @@ def test_ratios_are_paired_per_repeat_and_summarised_per_rate():
     lines = tun.table(rows)
     assert any(re.match(r"\s+pretix CPU s/order\s+0\.30", line) for line in lines)
     assert not any("generator" in line for line in lines)
+
+
+def test_the_tuned_side_takes_process_counts_only_from_a_file_that_sets_them(tmp_path):
+    from lab.experiments.bench_tuning import counts, tuned_params
+
+    deployed = StackParams(web_workers=3, worker_concurrency=2)
+    assert counts(tuned_params(str(LEAN)), deployed) == (3, 2)
+    single = tuned_params(str(LEAN.with_name("tuning-lean-single.yaml")))
+    assert counts(single, deployed) == (1, 1)
+    assert counts(tuned_params("stock"), deployed) == (3, 2)

@@ -77,19 +77,20 @@ def summarise(points: list[TuningPoint]) -> list[RateSummary]:
 
 def table(rows: list[RateSummary]) -> list[str]:
     """Per offered rate: each side's purchases/min, p95, CPU per order per module and in all; then the ratio."""
-    w = 22
+    w, label = 22, 24
     lines = []
     for row in rows:
-        lines.append(f"offered {row.rate:g}/s {'stock':>{w}} {'tuned':>{w}}")
-        lines.append(f"{'  purchases/min':18} {row.per_min['stock'].text():>{w}} {row.per_min['tuned'].text():>{w}}")
-        lines.append(f"{'  p95 s':18} {row.p95['stock'].text(2):>{w}} {row.p95['tuned'].text(2):>{w}}")
+        lines.append(f"{'offered ' + format(row.rate, 'g') + '/s':{label}} {'stock':>{w}} {'tuned':>{w}}")
+        lines.append(f"{'  purchases/min':{label}} {row.per_min['stock'].text():>{w}} "
+                     f"{row.per_min['tuned'].text():>{w}}")
+        lines.append(f"{'  p95 s':{label}} {row.p95['stock'].text(2):>{w}} {row.p95['tuned'].text(2):>{w}}")
         for m in PRETIX_MODULES:
             a, b = row.modules["stock"][m], row.modules["tuned"][m]
             if all(s.n == 0 or s.high == 0 for s in (a, b)):
                 continue
-            lines.append(f"{'  CPU s/order ' + m:18} {a.text(4):>{w}} {b.text(4):>{w}}")
+            lines.append(f"{'  CPU s/order ' + m:{label}} {a.text(4):>{w}} {b.text(4):>{w}}")
         pretix = row.pretix
-        lines.append(f"{'  pretix CPU s/order':18} {pretix['stock'].text(4):>{w}} {pretix['tuned'].text(4):>{w}}")
+        lines.append(f"{'  pretix CPU s/order':{label}} {pretix['stock'].text(4):>{w}} {pretix['tuned'].text(4):>{w}}")
         lines.append(f"  tuned/stock (paired per repeat): {row.ratio.text(2)}")
     return lines
 

@@ -56,6 +56,13 @@ def tuned_params(spec: str) -> StackParams:
     return stack_params.load(path)
 
 
+def counts(params: StackParams, deployed: StackParams) -> tuple[int, int]:
+    """gunicorn workers and celery processes of a side: the file's when it sets them, else the deployed stack's."""
+    given = params.model_fields_set
+    return (params.web_workers if "web_workers" in given else deployed.web_workers,
+            params.worker_concurrency if "worker_concurrency" in given else deployed.worker_concurrency)
+
+
 def side_env(params: StackParams) -> dict[str, str]:
     """The tuning env of one alone side, with pretix's metrics on as in the stack when the knob says so (they need
     the deployment's metrics credentials; pretix alone otherwise runs without metrics)."""
@@ -74,9 +81,11 @@ class TuningResult:
     rows: list[tun.RateSummary]
     figures: Path | None = None
     payload: dict = field(default_factory=dict)
+    counts: tuple[int, int] | None = None  # the tuned side's gunicorn workers and celery processes
 
     def lines(self) -> list[str]:
-        out = [f"tuned knobs: {tuning.describe(self.tuned)}"]
+        out = [f"tuned knobs: {tuning.describe(self.tuned)}"
+               + (f"; gunicorn {self.counts[0]} workers, celery concurrency {self.counts[1]}" if self.counts else "")]
         out += tun.table(self.rows)
         out.append("(median over the repeats, min-max in brackets; pretix CPU = every container of the alone side, "
                    "the generator left out)")
@@ -87,16 +96,18 @@ class TuningResult:
 
 
 @contextmanager
-def two_sides(ctx, deployed: StackParams, sides: dict[str, StackParams], log=print) -> Iterator[dict[str, object]]:
+def two_sides(ctx, deployed: StackParams, sides: dict[str, StackParams],
+              log=print) -> Iterator[dict[str, alone.AloneSide]]:
     """Both alone sides for the block, always removed afterwards."""
-    started: dict[str, object] = {}
+    started: dict[str, alone.AloneSide] = {}
     try:
         for which, params in sides.items():
             t0 = time.monotonic()
-            started[which] = alone.start(ctx.docker, deployed.web_workers, deployed.worker_concurrency, log=log,
-                                         tuning_env=side_env(params), variant=which)
-            log(f"pretix alone ({which}: {tuning.describe(tuning.knobs(params))}) up at "
-                f"{started[which].base_url} in {time.monotonic() - t0:.0f}s")  # type: ignore[attr-defined]
+            web, worker = counts(params, deployed)
+            started[which] = alone.start(ctx.docker, web, worker, log=log, tuning_env=side_env(params),
+                                         variant=which)
+            log(f"pretix alone ({which}: {tuning.describe(tuning.knobs(params))}; gunicorn {web} workers, celery "
+                f"concurrency {worker}) up at {started[which].base_url} in {time.monotonic() - t0:.0f}s")
         yield started
     finally:
         for which in sides:
@@ -126,7 +137,7 @@ def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates
         for which, side in sides.items():  # a fresh gunicorn's first requests load code
             asyncio.run(b.constant_step(lambda side=side, which=which: build(
                 folder / f"warmup-{which}", side.base_url, tls, None), min(steps), WARMUP_SECONDS))
-            settle(side.cpu_seconds, log=log)  # type: ignore[attr-defined]
+            settle(side.cpu_seconds, log=log)
         log(f"{journey} journey, rates {'/'.join(f'{r:g}' for r in steps)} per s of {seconds:g}s each, both sides "
             f"warmed up; {repeats} repeats")
         for repeat in range(1, repeats + 1):
@@ -140,21 +151,21 @@ def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates
                         return build(folder / f"r{repeat}-{which}-{next(counter):02d}", side.base_url, tls, None)
 
                     found, _ = b.capacity_search(make, ctx.docker, [rate], seconds, p95_limit=p95_limit,
-                                                 journey=journey, log=log, cpu=side.cpu_seconds)  # type: ignore
+                                                 journey=journey, log=log, cpu=side.cpu_seconds)
                     step = found[0]
                     modules = eff.by_module(step.stack_cpu)
                     points.append(tun.TuningPoint(which, repeat, rate, step.purchased, step.achieved_per_min,
                                                   step.p95, step.meets(p95_limit, 0.01),
                                                   eff.per_order(modules, step.purchased)))
                     raw.append({"side": which, "repeat": repeat, "step": step})
-                    settle(side.cpu_seconds, log=log)  # type: ignore[attr-defined]
+                    settle(side.cpu_seconds, log=log)
     rows = tun.summarise(points)
     payload = {"journey": journey, "rates": steps, "seconds": seconds, "repeats": repeats, "p95_limit": p95_limit,
                "cores": os.cpu_count(), "spec": spec, "tuned": tuning.knobs(tuned), "stock": tuning.stock(),
-               "on": tuning.changed(tuning.knobs(tuned)), "web_workers": deployed.web_workers,
-               "worker_concurrency": deployed.worker_concurrency, "points": points, "steps": raw, "summary": rows,
-               "verdict": tun.verdict_line(rows)}
-    result = TuningResult(journey, tuning.knobs(tuned), rows, payload=payload)
+               "on": tuning.changed(tuning.knobs(tuned)),
+               "counts": {"stock": counts(StackParams(), deployed), "tuned": counts(tuned, deployed)},
+               "points": points, "steps": raw, "summary": rows, "verdict": tun.verdict_line(rows)}
+    result = TuningResult(journey, tuning.knobs(tuned), rows, payload=payload, counts=counts(tuned, deployed))
     result.figures = b.save(name, payload)
     return result
 
