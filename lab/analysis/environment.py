@@ -80,5 +80,27 @@ def stack_params_table(env: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({"value": [str(v) for v in params.values()]}, index=pd.Index(list(params), name="stack"))
 
 
+def tuning_table(env: dict[str, Any]) -> pd.DataFrame:
+    """pretix's tuning knobs (lab/stack/tuning.py): the value the run had, the stock value and whether the knob was
+    on (away from stock). A run recorded before a knob existed ran it stock."""
+    from lab.stack import tuning
+
+    recorded = env.get("stack_params") or {}
+    stock, on = tuning.stock(), tuning.changed(recorded)
+    rows = {k: {"value": str(recorded.get(k, stock[k])), "stock": str(stock[k]), "on": "yes" if k in on else "no"}
+            for k in tuning.KNOBS}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pretix tuning")
+
+
+def tuning_sentence(env: dict[str, Any]) -> str:
+    """One sentence for the report: pretix ran stock, or which knobs were on."""
+    from lab.stack import tuning
+
+    on = tuning.changed(env.get("stack_params") or {})
+    if not on:
+        return "pretix ran with its stock settings (no tuning knob on)."
+    return f"pretix tuning on: {tuning.describe(on)} (everything else stock)."
+
+
 __all__ = ["hardware_table", "images_table", "limits_table", "read_environment", "stack_params_table",
-           "versions_table"]
+           "tuning_sentence", "tuning_table", "versions_table"]

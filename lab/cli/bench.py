@@ -135,12 +135,24 @@ def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share:
               help="interleaved repeats (odd: stack first, even: alone first); figures are medians over them")
 @click.option("--profile", is_flag=True, help="then one more step per side at its top sustained rate with py-spy "
               "on the gunicorn workers; print the top frames (py-spy is installed on first use)")
-def bench_efficiency(journey: str, rates, seconds: float | None, repeats: int, profile: bool) -> None:
+@click.option("--compare-tuning", "tuning_spec", default=None, metavar="FILE|deployed|stock",
+              help="instead: pretix alone stock against pretix alone with the tuning knobs of FILE's stack section "
+              "(or the deployed stack's; `stock`: an A/A run), at fixed rates (default api 3,5; shop 0.5,1): "
+              "pretix's CPU per order per side and the tuned/stock ratio")
+def bench_efficiency(journey: str, rates, seconds: float | None, repeats: int, profile: bool,
+                     tuning_spec: str | None) -> None:
     """The deployed stack against pretix alone (same image and pretix.cfg minus the HA parts, a copy of the stack's
     database), in one run, interleaved: sustained purchases/min under the SLO, CPU per order per module and idle
     cores, each a median over the repeats. The last line is the ratio of the sustained rates."""
     from lab.experiments.bench_efficiency import bench_efficiency as run_bench
 
+    if tuning_spec is not None:
+        from lab.experiments.bench_tuning import bench_tuning, tuned_params
+
+        tuned = tuned_params(tuning_spec)  # a bad FILE stops here, before anything starts
+        result_t = bench_tuning(context(), tuned, tuning_spec, journey, rates, seconds, repeats, log=click.echo)
+        click.echo("\n".join(result_t.lines()))
+        return
     result = run_bench(context(), journey, rates, seconds, repeats, profile=profile, log=click.echo)
     click.echo("\n".join(result.lines()))
 

@@ -26,7 +26,7 @@ from lab.experiments import bench as b
 from lab.experiments.bench_capacity import DEFAULT_P95
 from lab.experiments.bench_profile import ProfileError, profiled_step
 from lab.experiments.capacity import journey_builder
-from lab.stack import alone
+from lab.stack import alone, tuning
 from lab.stack.containers import project_containers, service_of
 from lab.stack.cpu import stack_seconds
 
@@ -104,7 +104,8 @@ def alone_side(ctx, log=print) -> Iterator[object]:
     params = saved_params() or StackParams()
     started = time.monotonic()
     try:
-        side = alone.start(ctx.docker, params.web_workers, params.worker_concurrency, log=log)
+        side = alone.start(ctx.docker, params.web_workers, params.worker_concurrency, log=log,
+                           tuning_env=tuning.pretix_env(params))  # the deployed stack's tuning knobs, alike
         log(f"pretix alone up at {side.base_url} in {time.monotonic() - started:.0f}s (gunicorn "
             f"{params.web_workers} workers, celery concurrency {params.worker_concurrency}, no limits)")
         yield side

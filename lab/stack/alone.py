@@ -28,6 +28,7 @@ from lab.stack.topology import project
 
 ALONE_LABEL = "org.pretix-lab.alone"  # value: the project the alone side belongs to
 SERVICE_LABEL = "org.pretix-lab.alone.service"
+VARIANT_LABEL = "org.pretix-lab.alone.variant"  # two alone sides at once (stock and tuned) differ by it
 # the alone side's services, named like the stack's so lab.analysis.efficiency.module_of maps both
 WEB, WORKER, POSTGRES, REDIS = "pretix-web", "pretix-worker", "postgres-primary", "redis"
 IMAGES = {WEB: "pretix-lab/pretix:local", WORKER: "pretix-lab/pretix:local", POSTGRES: "pretix-lab/postgres:local",
@@ -35,13 +36,13 @@ IMAGES = {WEB: "pretix-lab/pretix:local", WORKER: "pretix-lab/pretix:local", POS
 NO_HEALTHCHECK = {"test": ["NONE"]}  # the images' own checks would be CPU the alone side does not pay for
 
 
-def name(part: str) -> str:
-    """Container, network and volume names: <project>-alone-<part>."""
-    return f"{project()}-alone-{part}"
+def name(part: str, variant: str = "") -> str:
+    """Container, network and volume names: <project>-alone[-<variant>]-<part>."""
+    return f"{project()}-alone{'-' + variant if variant else ''}-{part}"
 
 
-def labels(service: str | None = None) -> dict[str, str]:
-    out = {ALONE_LABEL: project()}
+def labels(service: str | None = None, variant: str = "") -> dict[str, str]:
+    out = {ALONE_LABEL: project(), **({VARIANT_LABEL: variant} if variant else {})}
     if service:
         out[SERVICE_LABEL] = service
     return out
@@ -91,34 +92,39 @@ def _wait(check, what: str, timeout: float) -> None:
     raise DeployError(f"pretix alone: {what} was not ready within {timeout:.0f}s")
 
 
-def _run(client: docker.DockerClient, service: str, command: list[str] | None, env: dict[str, str], **extra):
+def _run(client: docker.DockerClient, service: str, command: list[str] | None, env: dict[str, str], variant: str,
+         **extra):
     volumes = extra.pop("volumes", None)
     return client.containers.run(
-        IMAGES[service], command, name=name(service), detach=True, environment=env, labels=labels(service),
-        network=name("net"), healthcheck=NO_HEALTHCHECK, volumes=volumes, **extra)
+        IMAGES[service], command, name=name(service, variant), detach=True, environment=env,
+        labels=labels(service, variant), network=name("net", variant), healthcheck=NO_HEALTHCHECK, volumes=volumes,
+        **extra)
 
 
-def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int, log=print) -> AloneSide:
+def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int, log=print, *,
+          tuning_env: dict[str, str] | None = None, variant: str = "") -> AloneSide:
     """Start the alone side from a copy of the stack's database and wait until gunicorn answers /healthcheck/.
 
-    Leftovers of an earlier alone side of this project are removed first. On failure what was started stays for
-    the caller's `remove` (call it in a finally).
+    `tuning_env`: the pretix containers' tuning knobs (lab.stack.tuning.pretix_env; none: the image's stock
+    command). `variant` names a second alone side beside the first (stock and tuned at once). Leftovers of an
+    earlier alone side of this project and variant are removed first. On failure what was started stays for the
+    caller's `remove` (call it in a finally).
     """
-    remove(client)
+    remove(client, variant or None)
     s = _secrets()
     primary = container(client, "postgres-primary")  # the stack must be up: its database is the copy's source
-    client.networks.create(name("net"), driver="bridge", labels=labels())
+    client.networks.create(name("net", variant), driver="bridge", labels=labels(variant=variant))
     for volume in ("pgdata", "data"):
-        client.volumes.create(name(volume), labels=labels())
+        client.volumes.create(name(volume, variant), labels=labels(variant=variant))
     side = AloneSide(base_url="")
     pg = _run(client, POSTGRES, None, {
         "PG_ROLE": "primary", "PG_REPLICATION_MODE": "async", "POSTGRES_PASSWORD": s["postgres_password"],
         "PRETIX_DB_NAME": "pretix", "PRETIX_DB_USER": "pretix", "PRETIX_DB_PASSWORD": s["pretix_db_password"],
-        "REPLICATION_PASSWORD": s["replication_password"]}, shm_size="256m",
-        volumes={name("pgdata"): {"bind": "/var/lib/postgresql/data", "mode": "rw"}})
+        "REPLICATION_PASSWORD": s["replication_password"]}, variant, shm_size="256m",
+        volumes={name("pgdata", variant): {"bind": "/var/lib/postgresql/data", "mode": "rw"}})
     side.containers[POSTGRES] = pg
     redis = _run(client, REDIS, None, {"REDIS_ROLE": "primary", "REDIS_PASSWORD": s["redis_password"],
-                                        "REDIS_MAXMEMORY": "160mb"})
+                                        "REDIS_MAXMEMORY": "160mb"}, variant)
     side.containers[REDIS] = redis
     # initdb runs a socket-only server first: ready means the final server was started and answers
     _wait(lambda: b"starting postgres" in pg.logs() and _exec_ok(pg, ["pg-health"]), "PostgreSQL", 180)
@@ -129,17 +135,18 @@ def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int
     port = free_port()
     side.base_url = f"http://127.0.0.1:{port}"
     secret = s["redis_password"]
-    redis_url = f"redis://:{secret}@{name(REDIS)}:6379"
+    redis_url = f"redis://:{secret}@{name(REDIS, variant)}:6379"
     env = {"PRETIX_DJANGO_SECRET": s["django_secret"], "PRETIX_PRETIX_URL": side.base_url,
            "PRETIX_DATABASE_BACKEND": "postgresql", "PRETIX_DATABASE_NAME": "pretix",
            "PRETIX_DATABASE_USER": "pretix", "PRETIX_DATABASE_PASSWORD": s["pretix_db_password"],
-           "PRETIX_DATABASE_HOST": name(POSTGRES), "PRETIX_REDIS_LOCATION": f"{redis_url}/0",
+           "PRETIX_DATABASE_HOST": name(POSTGRES, variant), "PRETIX_REDIS_LOCATION": f"{redis_url}/0",
            "PRETIX_REDIS_SESSIONS": "true", "PRETIX_CELERY_BROKER": f"{redis_url}/1",
            "PRETIX_CELERY_BACKEND": f"{redis_url}/2", "PRETIX_LAB_REDIS_TIMEOUT": "0",
-           "WEB_WORKERS": str(web_workers), "WORKER_CONCURRENCY": str(worker_concurrency)}
-    data = {name("data"): {"bind": "/data", "mode": "rw"}}
-    side.containers[WEB] = _run(client, WEB, ["web"], env, volumes=data, ports={"8000/tcp": ("127.0.0.1", port)})
-    side.containers[WORKER] = _run(client, WORKER, ["worker"], env, volumes=data)
+           "WEB_WORKERS": str(web_workers), "WORKER_CONCURRENCY": str(worker_concurrency), **(tuning_env or {})}
+    data = {name("data", variant): {"bind": "/data", "mode": "rw"}}
+    side.containers[WEB] = _run(client, WEB, ["web"], env, variant, volumes=data,
+                                ports={"8000/tcp": ("127.0.0.1", port)})
+    side.containers[WORKER] = _run(client, WORKER, ["worker"], env, variant, volumes=data)
     _wait(lambda: _answers(f"{side.base_url}/healthcheck/"), "gunicorn /healthcheck/", 120)
     _wait(lambda: _exec_ok(side.containers[WORKER], ["pretix-lab-health", "worker"]), "celery", 60)
     return side
@@ -172,18 +179,20 @@ def copy_database(source_id: str, target_id: str) -> None:
         raise DeployError(f"pretix alone: ANALYZE failed: {analyze.stderr.decode(errors='replace').strip()}")
 
 
-def found(client: docker.DockerClient) -> list[str]:
-    """What of this project's alone side exists (containers, networks, volumes), as 'kind name'."""
-    label = {"label": f"{ALONE_LABEL}={project()}"}
+def found(client: docker.DockerClient, variant: str | None = None) -> list[str]:
+    """What of this project's alone sides (`variant`: that one) exists (containers, networks, volumes), as
+    'kind name'."""
+    label = {"label": [f"{ALONE_LABEL}={project()}"] + ([] if variant is None else [f"{VARIANT_LABEL}={variant}"])}
     left = [f"container {c.name}" for c in client.containers.list(all=True, filters=label)]
     left += [f"network {n.name}" for n in client.networks.list(filters=label)]
     left += [f"volume {v.name}" for v in client.volumes.list(filters=label)]
     return left
 
 
-def remove(client: docker.DockerClient) -> list[str]:
-    """Remove this project's alone side (only what carries its label); returns what is still left."""
-    label = {"label": f"{ALONE_LABEL}={project()}"}
+def remove(client: docker.DockerClient, variant: str | None = None) -> list[str]:
+    """Remove this project's alone sides (only what carries its label; `variant`: only that one); returns what of
+    them is still left."""
+    label = {"label": [f"{ALONE_LABEL}={project()}"] + ([] if variant is None else [f"{VARIANT_LABEL}={variant}"])}
     for c in client.containers.list(all=True, filters=label):
         try:
             c.remove(force=True, v=True)
@@ -199,7 +208,7 @@ def remove(client: docker.DockerClient) -> list[str]:
             v.remove(force=True)
         except docker.errors.NotFound:
             pass
-    return found(client)
+    return found(client, variant)
 
 
 __all__ = ["ALONE_LABEL", "AloneSide", "copy_database", "found", "free_port", "remove", "start"]

@@ -19,7 +19,7 @@ import yaml
 
 from lab.common.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
-from lab.stack import admission, alone, secrets
+from lab.stack import admission, alone, secrets, tuning
 from lab.stack.compose import Compose
 from lab.stack.containers import (
     LABEL_PROJECT,
@@ -228,6 +228,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         tls = secrets.ensure_tls(directory)
         secrets.write_private(directory / "params.json", params.model_dump_json(indent=2))
         _write_limits(params, directory / "compose.limits.yaml")
+        secrets.write_private(directory / "pretix-tuning.env", tuning.env_file_text(params))  # no secret in it
         admission.ensure(directory)  # the proxy mounts it; off unless a configuration is already there
         pretix_id = image_ids["pretix-lab/pretix:local"].split(":")[-1][:16]
         template = template_dir() / f"pretix-{pretix_id}.dump"

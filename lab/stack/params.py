@@ -90,6 +90,30 @@ class StackParams(BaseModel):
         "where pretix reads its cache and sessions: primary (read-your-writes), or replica (pretix's own sentinel "
         "set-up: a request right after a write can read the session from before it, and bounce a buyer back a "
         "checkout step)"))
+    # pretix tuning without patching pretix (lab/stack/tuning.py turns them into the pretix containers' env); the
+    # defaults are the stock settings: the image's own command and pretix's own settings
+    web_worker_class: Literal["sync", "gthread"] = Field(default="sync", description=(
+        "gunicorn worker class: sync (one request per process) or gthread (threads per process)"))
+    web_threads: int = Field(default=1, ge=1, le=16, description="gunicorn threads per worker (above 1: gthread only)")
+    web_max_requests: int = Field(default=1200, ge=0, le=1_000_000, description=(
+        "requests after which gunicorn restarts a worker (0: never); each restart loads pretix again"))
+    web_access_log: bool = Field(default=True, description="gunicorn writes one access-log line per request")
+    pretix_loglevel: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description=(
+        "pretix.cfg [pretix] loglevel: pretix's and Django's log level (console and /data/logs/pretix.log)"))
+    pretix_metrics: bool = Field(default=True, description=(
+        "pretix's own Prometheus metrics (a redis write per request and task); the monitor samples them"))
+    worker_loglevel: Literal["debug", "info", "warning", "error"] = Field(default="info", description=(
+        "celery worker log level (info logs every task received and done)"))
+    worker_prefetch_multiplier: int = Field(default=4, ge=1, le=64, description=(
+        "celery tasks each worker process reserves ahead (celery's default 4)"))
+    db_conn_health_checks: bool = Field(default=True, description=(
+        "Django pings a persistent database connection before each request reuses it (pretix: on)"))
+    db_conn_max_age: int = Field(default=120, ge=0, le=3600, description=(
+        "seconds Django keeps a database connection (pretix: 120; 0: a new one per request)"))
+    postgres_jit: bool = Field(default=True, description=(
+        "PostgreSQL's JIT compilation for pretix's sessions (libpq PGOPTIONS; PostgreSQL's default on)"))
+    python_optimize: bool = Field(default=False, description=(
+        "PYTHONOPTIMIZE=1 in the pretix containers: asserts skipped (bytecode compiled at each start)"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
 
     @field_validator("edge_subnet")
@@ -118,6 +142,10 @@ class StackParams(BaseModel):
         if ipaddress.ip_network(self.edge_subnet).overlaps(ipaddress.ip_network(self.backend_subnet)):
             raise field_error("backend_subnet", f"edge_subnet {self.edge_subnet} and backend_subnet "
                               f"{self.backend_subnet} overlap")
+        if self.web_threads > 1 and self.web_worker_class != "gthread":
+            raise field_error("web_threads", f"{self.web_threads} threads need web_worker_class gthread "
+                              f"(got {self.web_worker_class}); allowed: 1 with sync, 1-16 with gthread",
+                              ("1 with sync", "1-16 with gthread"))
         cores = os.cpu_count() or 1
         for name, spec in services().items():
             limits = self.effective_limits(name)

@@ -77,3 +77,13 @@ if os.environ.get("PRETIX_LAB_REDIS_READS", "primary") == "primary":
         if _cache.get("BACKEND") == "django_redis.cache.RedisCache" and _cache.get("OPTIONS", {}).get("SENTINELS") \
                 and isinstance(_cache.get("LOCATION"), str):
             _cache["LOCATION"] = [_cache["LOCATION"]]
+
+# The lab's tuning knobs for Django's database connections (lab/stack/tuning.py; unset = pretix's own values).
+# PRETIX_LAB_DB_CONN_HEALTH_CHECKS off skips Django's per-request ping of a persistent connection (pretix: on);
+# a connection a failover broke then fails one request per process instead of being replaced before it.
+# PRETIX_LAB_DB_CONN_MAX_AGE: seconds a connection is kept (pretix: 120; 0 = one per request).
+for _db in DATABASES.values():  # noqa: F405 - from pretix.settings
+    if os.environ.get("PRETIX_LAB_DB_CONN_HEALTH_CHECKS") in ("on", "off"):
+        _db["CONN_HEALTH_CHECKS"] = os.environ["PRETIX_LAB_DB_CONN_HEALTH_CHECKS"] == "on"
+    if os.environ.get("PRETIX_LAB_DB_CONN_MAX_AGE") and _db.get("CONN_MAX_AGE"):
+        _db["CONN_MAX_AGE"] = int(os.environ["PRETIX_LAB_DB_CONN_MAX_AGE"])

@@ -1,0 +1,110 @@
+"""The arithmetic of `lab bench efficiency --compare-tuning`: pretix alone with the stock settings against pretix
+alone with the tuning knobs, at the same offered rates, in one run.
+
+CPU per order is compared at equal offered rates (not at each side's own top rate), so a cut is not confused with a
+side that simply ran at a different load. Each repeat pairs the two sides at one rate (same repeat, same rate,
+measured back to back), so the ratio is taken per pair and then its median and min-max over the repeats.
+Pure and typed: the bench only feeds it counters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from lab.analysis.efficiency import MODULES, Spread, spread
+
+SIDES = ("stock", "tuned")
+GOAL_CUT = 0.30  # issue 12: pretix's own CPU per API order cut by at least this share against stock, same run
+PRETIX_MODULES = tuple(m for m in MODULES if m != "generator")  # what pretix alone runs: its own CPU
+
+
+@dataclass
+class TuningPoint:
+    """One side at one offered rate in one repeat."""
+
+    side: str
+    repeat: int
+    rate: float
+    purchased: int
+    per_min: float
+    p95: float
+    meets_slo: bool
+    cpu_per_order: dict[str, float] = field(default_factory=dict)  # module -> CPU seconds per order
+
+    def pretix_per_order(self) -> float:
+        """pretix's own CPU seconds per order (every module of the alone side; the generator left out)."""
+        if not self.cpu_per_order:
+            return math.nan
+        return sum(v for m, v in self.cpu_per_order.items() if m in PRETIX_MODULES)
+
+
+@dataclass
+class RateSummary:
+    rate: float
+    pretix: dict[str, Spread]  # side -> pretix CPU s/order
+    modules: dict[str, dict[str, Spread]]  # side -> module -> CPU s/order
+    per_min: dict[str, Spread]
+    p95: dict[str, Spread]
+    ratio: Spread  # tuned / stock, per repeat
+
+
+def paired_ratios(points: list[TuningPoint], rate: float) -> list[float]:
+    """tuned/stock pretix CPU per order for each repeat that measured both sides at `rate`."""
+    by = {(p.side, p.repeat): p.pretix_per_order() for p in points if p.rate == rate}
+    out = []
+    for repeat in sorted({r for _, r in by}):
+        stock, tuned = by.get(("stock", repeat), math.nan), by.get(("tuned", repeat), math.nan)
+        if stock > 0 and not math.isnan(tuned):
+            out.append(tuned / stock)
+    return out
+
+
+def summarise(points: list[TuningPoint]) -> list[RateSummary]:
+    out = []
+    for rate in sorted({p.rate for p in points}):
+        mine = {s: [p for p in points if p.rate == rate and p.side == s] for s in SIDES}
+        out.append(RateSummary(
+            rate,
+            {s: spread(p.pretix_per_order() for p in ps) for s, ps in mine.items()},
+            {s: {m: spread(p.cpu_per_order.get(m, math.nan) for p in ps) for m in PRETIX_MODULES}
+             for s, ps in mine.items()},
+            {s: spread(p.per_min for p in ps) for s, ps in mine.items()},
+            {s: spread(p.p95 for p in ps) for s, ps in mine.items()},
+            spread(paired_ratios(points, rate))))
+    return out
+
+
+def table(rows: list[RateSummary]) -> list[str]:
+    """Per offered rate: each side's purchases/min, p95, CPU per order per module and in all; then the ratio."""
+    w, label = 22, 24
+    lines = []
+    for row in rows:
+        lines.append(f"{'offered ' + format(row.rate, 'g') + '/s':{label}} {'stock':>{w}} {'tuned':>{w}}")
+        lines.append(f"{'  purchases/min':{label}} {row.per_min['stock'].text():>{w}} "
+                     f"{row.per_min['tuned'].text():>{w}}")
+        lines.append(f"{'  p95 s':{label}} {row.p95['stock'].text(2):>{w}} {row.p95['tuned'].text(2):>{w}}")
+        for m in PRETIX_MODULES:
+            a, b = row.modules["stock"][m], row.modules["tuned"][m]
+            if all(s.n == 0 or s.high == 0 for s in (a, b)):
+                continue
+            lines.append(f"{'  CPU s/order ' + m:{label}} {a.text(4):>{w}} {b.text(4):>{w}}")
+        pretix = row.pretix
+        lines.append(f"{'  pretix CPU s/order':{label}} {pretix['stock'].text(4):>{w}} {pretix['tuned'].text(4):>{w}}")
+        lines.append(f"  tuned/stock (paired per repeat): {row.ratio.text(2)}")
+    return lines
+
+
+def verdict_line(rows: list[RateSummary]) -> str:
+    """The last line: the median paired ratio at each rate and whether the issue's goal (a cut of GOAL_CUT) was
+    reached at every rate. A figure, never an assertion."""
+    if not rows or all(r.ratio.n == 0 for r in rows):
+        return "tuning: no rate measured both sides"
+    parts = [f"{r.rate:g}/s {r.ratio.median:.2f} (cut {1 - r.ratio.median:.0%})" for r in rows if r.ratio.n]
+    reached = all(r.ratio.n and 1 - r.ratio.median >= GOAL_CUT for r in rows)
+    return (f"tuning: pretix CPU per order tuned/stock = {'; '.join(parts)}; goal cut >= {GOAL_CUT:.0%}: "
+            f"{'reached' if reached else 'not reached'}")
+
+
+__all__ = ["GOAL_CUT", "PRETIX_MODULES", "RateSummary", "SIDES", "TuningPoint", "paired_ratios", "summarise",
+           "table", "verdict_line"]
