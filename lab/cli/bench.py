@@ -134,7 +134,8 @@ def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share:
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 10),
               help="interleaved repeats (odd: stack first, even: alone first); figures are medians over them")
 @click.option("--profile", is_flag=True, help="then one more step per side at its top sustained rate with py-spy "
-              "on the gunicorn workers; print the top frames (py-spy is installed on first use)")
+              "on gunicorn and celery and pg_stat_statements on PostgreSQL; print the top costs per order (py-spy is "
+              "installed on first use; the stack must be up with `lab up --pg-stat-statements`)")
 def bench_efficiency(journey: str, rates, seconds: float | None, repeats: int, profile: bool) -> None:
     """The deployed stack against pretix alone (same image and pretix.cfg minus the HA parts, a copy of the stack's
     database), in one run, interleaved: sustained purchases/min under the SLO, CPU per order per module and idle

@@ -86,6 +86,9 @@ class StackParams(BaseModel):
         "docker hands out the upper half"))
     redis_down_after_ms: int = Field(default=1500, ge=200, le=60000, description=(
         "milliseconds without an answer before a sentinel calls the redis master down (failover starts then)"))
+    pg_stat_statements: bool = Field(default=False, description=(
+        "load pg_stat_statements into PostgreSQL at server start (`lab bench efficiency --profile` needs it); "
+        "off by default, so studies do not pay for the bookkeeping"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
 
     @field_validator("edge_subnet")
