@@ -107,6 +107,8 @@ def profiled_step(journey_factory: Callable[[], object], rate: float, seconds: f
     pyspy = ensure_pyspy()
     out.mkdir(parents=True, exist_ok=True)
     result = ProfiledStep(rate, seconds)
+    if postgres is not None:  # before py-spy starts: a failure here leaves no sampler running
+        pgstat.reset(postgres)
     procs: list[tuple[str, subprocess.Popen, Path]] = []
     for program, containers in targets.items():
         found = [(c, m) for c in containers for m in masters(c, program)]
@@ -117,8 +119,6 @@ def profiled_step(journey_factory: Callable[[], object], rate: float, seconds: f
             procs.append((program, _record(pyspy, master, seconds, target), target))
     if not procs:
         raise ProfileError("; ".join(result.problems))
-    if postgres is not None:
-        pgstat.reset(postgres)
     try:
         _, attempts = asyncio.run(constant_step(journey_factory, rate, seconds))
     finally:

@@ -60,14 +60,17 @@ def prepare(container: Any) -> None:
     """Create the extension (once; in the `postgres` database) and clear what it counted so far."""
     try:
         psql(container, f"CREATE EXTENSION IF NOT EXISTS {PG_STAT_STATEMENTS}")
-        reset(container)
     except RuntimeError as error:
         raise StatementsError(str(error)) from None
+    reset(container)
 
 
 def reset(container: Any) -> None:
     """Forget every statement counted so far, so a read covers only what ran after it."""
-    psql(container, "SELECT pg_stat_statements_reset()")
+    try:
+        psql(container, "SELECT pg_stat_statements_reset()")
+    except RuntimeError as error:
+        raise StatementsError(f"resetting pg_stat_statements on {container.name} failed: {error}") from None
 
 
 def read(container: Any) -> dict:
