@@ -100,7 +100,9 @@ def test_top_costs_joins_both_sides_sources_in_one_table_from_the_bench_record()
     from lab.experiments.bench_profile import ProfiledStep
 
     step = ProfiledStep(rate=6.0, seconds=20.0, orders=40, sample_rate=50,
-                        profiles={"celery": profile(CELERY_RAW, within=TASK)}, statements=PG_READ)
+                        profiles={"celery": profile(CELERY_RAW, within=TASK)}, statements=PG_READ,
+                        cpu_seconds={"pretix-worker-1": 0.6, "pretix-worker-2": 0.4, "postgres-primary": 1.2,
+                                     "pretix-web-1": 3.0})
     record = json.loads(json.dumps({"stack": asdict(step), "alone": asdict(step)}))
     table = costs.top_costs(record, top=2)
     assert list(table.columns) == costs.COLUMNS
@@ -111,10 +113,16 @@ def test_top_costs_joins_both_sides_sources_in_one_table_from_the_bench_record()
     assert celery.loc[costs.ALL_PYTHON, "ms_per_order"] == pytest.approx(50 * 20 / 40)  # 50 samples of 20 ms
     assert celery.loc["(running tasks)", "ms_per_order"] == pytest.approx(40 * 20 / 40)
     assert celery.loc["perform_order (pretix/base/services/orders.py)", "ms_per_order"] == pytest.approx(28 * 20 / 40)
+    # the workers' 1.0 CPU-s over 40 orders is 25 ms per order, split by the samples: 28 of 50 for perform_order
+    assert celery.loc[costs.ALL_PYTHON, "cpu_ms_per_order"] == pytest.approx(25.0)
+    assert celery.loc["perform_order (pretix/base/services/orders.py)", "cpu_ms_per_order"] == pytest.approx(14.0)
+    pg = table[(table.side == "alone") & (table.source == "postgres")].set_index("what")
+    assert pg.loc[costs.ALL_SQL, "cpu_ms_per_order"] == pytest.approx(30.0)
     # 40 orders: the advisory lock's 1800.5 ms in 120 calls is 45 ms and 3 calls per order
     printed = costs.lines(table)
-    assert printed[0].split() == ["side", "source", "ms/order", "calls/order", "mean", "ms", "share", "what"]
-    assert any(line.split()[:5] == ["stack", "postgres", "45.0", "3.0", "15.00"] for line in printed)
+    assert printed[0].split() == ["side", "source", "ms/order", "CPU", "ms", "calls/order", "mean", "ms", "share",
+                                  "what"]
+    assert any(line.split()[:6] == ["stack", "postgres", "45.0", "-", "3.0", "15.00"] for line in printed)
     assert costs.top_costs({}).empty
 
 

@@ -101,8 +101,9 @@ def profile_lines(profiles: dict[str, ProfiledStep]) -> list[str]:
     """The profiled steps' top costs per order (lab.analysis.costs), with what each step was."""
     out = ["top costs per order, one profiled step per side (" + "; ".join(
         f"{which} {s.orders} orders at {s.rate:g}/s in {s.seconds:g}s" for which, s in profiles.items()) +
-        "): gunicorn and celery = ms of GIL-held Python (py-spy), postgres = ms of statement execution in pretix's "
-        "database, lock waits included (pg_stat_statements); share = of the source's serving samples or time:"]
+        "): ms/order: gunicorn and celery = GIL-held Python (py-spy; a process waiting for a core counts too), "
+        "postgres = statement execution in pretix's database, lock waits included (pg_stat_statements); CPU ms = the "
+        "containers' CPU per order (cgroups) split by py-spy's shares; share = of the serving samples or time:"]
     out += costs.lines(costs.top_costs({which: asdict(s) for which, s in profiles.items()}))
     out += [f"  ({which}: {problem})" for which, s in profiles.items() for problem in s.problems]
     return out
@@ -207,7 +208,7 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
                     profiles[which] = profiled_step(
                         lambda base_url=base_url, tls=tls, which=which: build(
                             folder / f"profile-{which}", base_url, tls, None), rate, seconds, targets,
-                        folder / f"profile-{which}-pyspy", postgres=pg)
+                        folder / f"profile-{which}-pyspy", postgres=pg, cpu=read_cpu)
                 except (ProfileError, pgstat.StatementsError, OSError) as error:  # the measurement above stands
                     log(f"  no profile of {which}: {error}")
                 settle(read_cpu, log=log)

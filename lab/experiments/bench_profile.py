@@ -81,6 +81,7 @@ class ProfiledStep:
     sample_rate: int = SAMPLE_RATE
     profiles: dict[str, Profile] = field(default_factory=dict)
     statements: dict | None = None  # lab.stack.pgstat.read's document
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # per service over the step (cgroup counters)
     problems: list[str] = field(default_factory=list)
 
 
@@ -98,11 +99,15 @@ def _why(proc: subprocess.Popen) -> str:
 
 
 def profiled_step(journey_factory: Callable[[], object], rate: float, seconds: float,
-                  targets: dict[str, list], out: Path, postgres=None) -> ProfiledStep:
+                  targets: dict[str, list], out: Path, postgres=None,
+                  cpu: Callable[[], dict[str, float]] | None = None) -> ProfiledStep:
     """One constant-rate step of `seconds` at `rate` with py-spy sampling each program's containers (`targets`:
     'gunicorn' or 'celery' -> containers) and, when `postgres` (a container) is given, pg_stat_statements reset
-    before and read after the step. The raw samples are kept in `out` (a folder)."""
+    before and read after the step; `cpu` reads the side's CPU seconds per service, so the samples' shares can be
+    turned into CPU per order (py-spy's GIL-held time also counts a process that waits for a core). The raw
+    samples are kept in `out` (a folder)."""
     from lab.experiments.bench import constant_step
+    from lab.stack.cpu import delta
 
     pyspy = ensure_pyspy()
     out.mkdir(parents=True, exist_ok=True)
@@ -119,6 +124,7 @@ def profiled_step(journey_factory: Callable[[], object], rate: float, seconds: f
             procs.append((program, _record(pyspy, master, seconds, target), target))
     if not procs:
         raise ProfileError("; ".join(result.problems))
+    cpu0 = cpu() if cpu is not None else None
     try:
         _, attempts = asyncio.run(constant_step(journey_factory, rate, seconds))
     finally:
@@ -128,6 +134,8 @@ def profiled_step(journey_factory: Callable[[], object], rate: float, seconds: f
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    if cpu is not None and cpu0 is not None:
+        result.cpu_seconds = delta(cpu0, cpu())
     result.orders = [a.outcome for a in attempts].count("purchased")  # type: ignore[attr-defined]
     if postgres is not None:
         try:
