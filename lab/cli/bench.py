@@ -134,7 +134,8 @@ def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share:
 @click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 10),
               help="interleaved repeats (odd: stack first, even: alone first); figures are medians over them")
 @click.option("--profile", is_flag=True, help="then one more step per side at its top sustained rate with py-spy "
-              "on the gunicorn workers; print the top frames (py-spy is installed on first use)")
+              "on gunicorn and celery and pg_stat_statements on PostgreSQL; print the top costs per order (py-spy is "
+              "installed on first use; the stack must be up with `lab up --pg-stat-statements`)")
 @click.option("--compare-tuning", "tuning_spec", default=None, metavar="FILE|deployed|stock",
               help="instead: pretix alone stock against pretix alone with the tuning knobs of FILE's stack section "
               "(or the deployed stack's; `stock`: an A/A run), at fixed rates (default api 3,5; shop 0.5,1): "

@@ -15,19 +15,18 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lab.analysis import costs, pyspy
 from lab.analysis import efficiency as eff
-from lab.analysis import pyspy
-from lab.analysis.pyspy import Profile
 from lab.common.paths import bench_path
 from lab.experiments import bench as b
 from lab.experiments.bench_capacity import DEFAULT_P95
-from lab.experiments.bench_profile import ProfileError, profiled_step
+from lab.experiments.bench_profile import ProfiledStep, ProfileError, ensure_pyspy, profiled_step
 from lab.experiments.capacity import journey_builder
-from lab.stack import alone, tuning
-from lab.stack.containers import project_containers, service_of
+from lab.stack import alone, pgstat, tuning
+from lab.stack.containers import container, project_containers, service_of
 from lab.stack.cpu import stack_seconds
 
 # api: from a slow day's edge to past pretix alone's on a fast day (docs/findings.md); a side that still meets the
@@ -48,10 +47,13 @@ class EfficiencyResult:
     alone: eff.SideSummary
     figures: Path | None = None
     payload: dict = field(default_factory=dict)
-    profiles: dict[str, Profile] = field(default_factory=dict)
+    profiles: dict[str, ProfiledStep] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        out = [line for which, p in self.profiles.items() for line in pyspy.lines(which, p)]
+        out = [line for which, step in self.profiles.items() for program, p in step.profiles.items()
+               for line in pyspy.lines(f"{which} {program}", p, pyspy.DOING[program])]
+        if self.profiles:
+            out += profile_lines(self.profiles)
         out += eff.table(self.stack, self.alone)
         out.append("(median over the repeats, min-max in brackets; CPU at the top sustained step of each repeat, "
                    "generator = this process; idle cores = the host's, other work on the machine included)")
@@ -95,8 +97,24 @@ def settle(read_cpu: Callable[[], dict[str, float]], log=print) -> float:
     return waited
 
 
+def profile_lines(profiles: dict[str, ProfiledStep]) -> list[str]:
+    """The profiled steps' top costs per order (lab.analysis.costs), with what each step was."""
+    out = ["top costs per order, one profiled step per side (" + "; ".join(
+        f"{which} {s.orders} orders at {s.rate:g}/s in {s.seconds:g}s" for which, s in profiles.items()) +
+        "): ms/order: gunicorn and celery = GIL-held Python (py-spy; a process waiting for a core counts too), "
+        "postgres = statement execution in pretix's database, lock waits included (pg_stat_statements); CPU ms = the "
+        "containers' CPU per order (cgroups) split by py-spy's shares; share = of the serving samples or time:"]
+    out += costs.lines(costs.top_costs({which: asdict(s) for which, s in profiles.items()}))
+    out += [f"  ({which}: {problem})" for which, s in profiles.items() for problem in s.problems]
+    return out
+
+
+PG_HOW = ("deploy with the stack parameter pg_stat_statements=true (`lab up --pg-stat-statements`, or "
+          "`stack: {pg_stat_statements: true}` in a --params file); --profile reads it")
+
+
 @contextmanager
-def alone_side(ctx, log=print) -> Iterator[object]:
+def alone_side(ctx, log=print, pg_stat_statements: bool = False) -> Iterator[object]:
     """pretix alone for the block: started from a copy of the stack's database, always removed afterwards."""
     from lab.stack.deploy import saved_params
     from lab.stack.params import StackParams
@@ -105,7 +123,8 @@ def alone_side(ctx, log=print) -> Iterator[object]:
     started = time.monotonic()
     try:
         side = alone.start(ctx.docker, params.web_workers, params.worker_concurrency, log=log,
-                           tuning_env=tuning.pretix_env(params))  # the deployed stack's tuning knobs, alike
+                           tuning_env=tuning.pretix_env(params),  # the deployed stack's tuning knobs, alike
+                           pg_stat_statements=pg_stat_statements)
         log(f"pretix alone up at {side.base_url} in {time.monotonic() - started:.0f}s (gunicorn "
             f"{params.web_workers} workers, celery concurrency {params.worker_concurrency}, no limits)")
         yield side
@@ -114,11 +133,24 @@ def alone_side(ctx, log=print) -> Iterator[object]:
         log("pretix alone removed" if not left else f"pretix alone: left behind: {', '.join(left)}")
 
 
+def profile_targets(ctx, which: str, side) -> tuple[dict[str, list], object]:
+    """A side's containers to profile: gunicorn's and celery's (py-spy), and its read-write PostgreSQL."""
+    if which == "alone":
+        return ({"gunicorn": [side.containers[alone.WEB]], "celery": [side.containers[alone.WORKER]]},
+                side.containers[alone.POSTGRES])
+    running = project_containers(ctx.docker)
+    return ({"gunicorn": [c for c in running if service_of(c).startswith("pretix-web")],
+             "celery": [c for c in running if service_of(c).startswith("pretix-worker")]},
+            container(ctx.docker, "postgres-primary"))
+
+
 def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None = None,
                      seconds: float | None = None, repeats: int = 3, *, p95_limit: float | None = None,
                      profile: bool = False, log=print) -> EfficiencyResult:
     """Step both sides up to saturation `repeats` times, alternating which goes first; medians per side. With
-    `profile`, one more step per side at its top sustained rate runs under py-spy (its figures are not used)."""
+    `profile`, one more step per side at its top sustained rate runs under py-spy (gunicorn and celery) and
+    pg_stat_statements (its figures are not used for the efficiency); the stack must have been deployed with the
+    parameter pg_stat_statements, checked before anything is measured."""
     from lab.stack import admission
 
     steps = list(rates or DEFAULT_RATES[journey])
@@ -131,9 +163,12 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
     counter = itertools.count()
     results: list[eff.SideRepeat] = []
     raw: list[dict] = []
-    profiles: dict[str, Profile] = {}
+    profiles: dict[str, ProfiledStep] = {}
+    if profile:  # fail before the long search, not after it
+        ensure_pyspy()
+        pgstat.require(container(ctx.docker, "postgres-primary"), PG_HOW)
     with admission.applied(admission.OFF, docker_client=ctx.docker, access=ctx.access, log=log), \
-            alone_side(ctx, log=log) as side:
+            alone_side(ctx, log=log, pg_stat_statements=profile) as side:
         stack_cpu = lambda: stack_seconds(ctx.docker)  # noqa: E731
         where = {"stack": (ctx.access.base_url, ctx.access.tls(), stack_cpu),
                  "alone": (side.base_url, ctx.access.tls(), side.cpu_seconds)}  # type: ignore[attr-defined]
@@ -166,15 +201,16 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
             for which in eff.SIDES:
                 base_url, tls, read_cpu = where[which]
                 rate = top_rate(results, which, steps)
-                log(f"profiling {which}'s gunicorn workers (py-spy) for one {seconds:g}s step at {rate:g}/s:")
-                webs = ([c for c in project_containers(ctx.docker) if service_of(c).startswith("pretix-web")]
-                        if which == "stack" else [side.containers[alone.WEB]])  # type: ignore[attr-defined]
+                log(f"profiling {which}'s gunicorn and celery (py-spy) and PostgreSQL (pg_stat_statements) for one "
+                    f"{seconds:g}s step at {rate:g}/s:")
                 try:
+                    targets, pg = profile_targets(ctx, which, side)
+                    pgstat.prepare(pg)
                     profiles[which] = profiled_step(
                         lambda base_url=base_url, tls=tls, which=which: build(
-                            folder / f"profile-{which}", base_url, tls, None), rate, seconds, webs,
-                        folder / f"profile-{which}-pyspy")
-                except (ProfileError, OSError) as error:  # the measurement above stands without a profile
+                            folder / f"profile-{which}", base_url, tls, None), rate, seconds, targets,
+                        folder / f"profile-{which}-pyspy", postgres=pg, cpu=read_cpu)
+                except (ProfileError, pgstat.StatementsError, OSError) as error:  # the measurement above stands
                     log(f"  no profile of {which}: {error}")
                 settle(read_cpu, log=log)
     stack, alone_summary = eff.summarise("stack", results), eff.summarise("alone", results)
@@ -182,11 +218,11 @@ def bench_efficiency(ctx, journey: str = "api", rates: tuple[float, ...] | None 
                "cores": cores, "searches": raw, "per_repeat": results,
                "summary": {"stack": stack, "alone": alone_summary,
                            "ratio": eff.ratio(stack.sustained.median, alone_summary.sustained.median)}}
-    payload["profiles"] = profiles
+    payload["profile"] = {which: asdict(step) for which, step in profiles.items()}  # lab.analysis.costs reads it
     result = EfficiencyResult(journey, results, stack, alone_summary, payload=payload, profiles=profiles)
     result.figures = b.save(name, payload)
     return result
 
 
 __all__ = ["DEFAULT_RATES", "DEFAULT_SECONDS", "EfficiencyResult", "alone_side", "bench_efficiency",
-           "side_repeat", "settle"]
+           "profile_lines", "profile_targets", "side_repeat", "settle"]

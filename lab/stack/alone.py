@@ -24,6 +24,7 @@ import httpx
 from lab.common.paths import deploy_dir
 from lab.stack.containers import DeployError, container
 from lab.stack.cpu import container_seconds
+from lab.stack.pgstat import PRELOAD_ARGS
 from lab.stack.topology import project
 
 ALONE_LABEL = "org.pretix-lab.alone"  # value: the project the alone side belongs to
@@ -102,8 +103,9 @@ def _run(client: docker.DockerClient, service: str, command: list[str] | None, e
 
 
 def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int, log=print, *,
-          tuning_env: dict[str, str] | None = None, variant: str = "") -> AloneSide:
+          tuning_env: dict[str, str] | None = None, variant: str = "", pg_stat_statements: bool = False) -> AloneSide:
     """Start the alone side from a copy of the stack's database and wait until gunicorn answers /healthcheck/.
+    `pg_stat_statements`: its PostgreSQL preloads the module (a profiled bench reads it; off, nothing pays for it).
 
     `tuning_env`: the pretix containers' tuning knobs (lab.stack.tuning.pretix_env; none: the image's stock
     command). `variant` names a second alone side beside the first (stock and tuned at once). Leftovers of an
@@ -117,7 +119,7 @@ def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int
     for volume in ("pgdata", "data"):
         client.volumes.create(name(volume, variant), labels=labels(variant=variant))
     side = AloneSide(base_url="")
-    pg = _run(client, POSTGRES, None, {
+    pg = _run(client, POSTGRES, PRELOAD_ARGS if pg_stat_statements else None, {
         "PG_ROLE": "primary", "PG_REPLICATION_MODE": "async", "POSTGRES_PASSWORD": s["postgres_password"],
         "PRETIX_DB_NAME": "pretix", "PRETIX_DB_USER": "pretix", "PRETIX_DB_PASSWORD": s["pretix_db_password"],
         "REPLICATION_PASSWORD": s["replication_password"]}, variant, shm_size="256m",

@@ -32,6 +32,7 @@ from lab.stack.containers import (
 from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
 from lab.stack.params import StackParams, parse_memory
+from lab.stack.pgstat import PG_STAT_STATEMENTS
 from lab.stack.redis_ha import PRIMARY_SERVICE, REPLICA_SERVICE, SENTINEL_SERVICES, RedisTopology
 from lab.stack.topology import long_running, project
 
@@ -83,6 +84,7 @@ def compose_for(params: StackParams, directory: Path | None = None, template: st
         "LAB_WEB_WORKERS": str(params.web_workers),
         "LAB_WORKER_CONCURRENCY": str(params.worker_concurrency),
         "LAB_PG_REPLICATION_MODE": params.replication,
+        "LAB_PG_PRELOAD": PG_STAT_STATEMENTS if params.pg_stat_statements else "",
         "LAB_EDGE_SUBNET": params.edge_subnet,
         "LAB_PROXY_ADDR": params.address(10),
         "LAB_WEB_1_ADDR": params.address(11),

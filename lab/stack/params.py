@@ -114,6 +114,9 @@ class StackParams(BaseModel):
         "PostgreSQL's JIT compilation for pretix's sessions (libpq PGOPTIONS; PostgreSQL's default on)"))
     python_optimize: bool = Field(default=False, description=(
         "PYTHONOPTIMIZE=1 in the pretix containers: asserts skipped (bytecode compiled at each start)"))
+    pg_stat_statements: bool = Field(default=False, description=(
+        "load pg_stat_statements into PostgreSQL at server start (`lab bench efficiency --profile` needs it); "
+        "off by default, so studies do not pay for the bookkeeping"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
 
     @field_validator("edge_subnet")
