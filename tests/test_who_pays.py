@@ -151,3 +151,25 @@ def test_bad_efficiency_parameters_name_the_field():
         studies.validate({"efficiency": {"share": 1.5}})
     with pytest.raises(studies.StudyParamsError, match="efficiency.repeats"):
         studies.validate({"efficiency": {"repeats": 0}})
+
+
+def test_the_report_shows_the_newest_profiled_bench_dated_and_skips_unprofiled_ones(tmp_path: Path):
+    """A study does not profile: its report shows the newest `lab bench efficiency --profile` on the machine, with
+    its date, and says how to make one when there is none."""
+    from lab.experiments.bench_profile import ProfiledStep
+    from test_profile_costs import PG_READ
+
+    assert who_pays.latest_profile(tmp_path) is None
+    profiled = {"profile": {"stack": asdict(ProfiledStep(6.0, 20.0, 40, statements=PG_READ,
+                                                         cpu_seconds={"postgres-primary": 1.2}))}}
+    (tmp_path / "20261204T030100Z-efficiency-api.json").write_text(json.dumps(profiled))
+    (tmp_path / "20261204T040000Z-efficiency-api.json").write_text(json.dumps({"journey": "api"}))  # newer, no profile
+    (tmp_path / "20261204T050000Z-efficiency-api.json").write_text("{not json")  # cut short
+    path, table = who_pays.latest_profile(tmp_path)
+    assert path.name == "20261204T030100Z-efficiency-api.json"
+    assert set(table["source"]) == {"postgres"}
+    note = who_pays_text.profile_note(path)
+    assert "2026-12-04 03:01 UTC" in note and "not this study's run" in note
+    view = who_pays_text.profile_view(table, width=30)
+    assert {"ms/order", "CPU ms/order", "calls/order", "mean ms"} <= set(view.columns)
+    assert view["what"].map(len).max() <= 30

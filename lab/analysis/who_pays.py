@@ -85,9 +85,25 @@ def plan(split: pd.DataFrame, per_min: float, utilisation: float) -> pd.DataFram
     return out
 
 
+def latest_profile(bench_dir: Path, journey: str = "api") -> tuple[Path, pd.DataFrame] | None:
+    """The newest profiled `lab bench efficiency` on this machine (data/bench/<stamp>-efficiency-<journey>.json
+    with a profile) and its top costs per order (lab.analysis.costs); None when there is none. A study does not
+    profile (py-spy and pg_stat_statements cost CPU), so its report shows the bench's, dated."""
+    from lab.analysis import costs
+
+    for path in sorted(Path(bench_dir).glob(f"*-efficiency-{journey}.json"), reverse=True):
+        try:
+            table = costs.from_file(path)
+        except (ValueError, KeyError, TypeError):  # an older or cut file: look further back
+            continue
+        if len(table):
+            return path, table
+    return None
+
+
 def cores_for(ms_per_order: float, per_min: float, utilisation: float) -> float:
     """Cores that serve `per_min` orders at `ms_per_order` of CPU each, running at `utilisation`."""
     return ms_per_order / 1000 * per_min / 60 / utilisation
 
 
-__all__ = ["EFFICIENCY_FILE", "cores_for", "cost_split", "plan", "read", "totals"]
+__all__ = ["EFFICIENCY_FILE", "cores_for", "cost_split", "latest_profile", "plan", "read", "totals"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,6 +22,32 @@ ALONE_IS = ("pretix alone is the same image and pretix.cfg without the HA parts:
 
 def _range(row: pd.Series, key: str, low: str, high: str) -> str:
     return f"{row[key]:.0f} ({row[low]:.0f}-{row[high]:.0f})"
+
+
+NO_PROFILE = ("Where pretix's CPU goes inside a module is not measured by a study (profilers cost CPU): no profiled "
+              "bench on this machine yet (`lab up --pg-stat-statements`, then `lab bench efficiency --profile`).")
+
+
+def profile_note(path: Path) -> str:
+    """Where the top-costs table comes from: a bench of another day, whose shape (not its milliseconds) applies."""
+    stamp = path.name.split("-", 1)[0]
+    when = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]} UTC" if len(stamp) >= 13 else stamp
+    return (f"Where pretix's CPU goes inside its modules, from the newest profiled `lab bench efficiency` on this "
+            f"machine ({when}, `{path.name}`; not this study's run, so its milliseconds do not compare with the "
+            "figures above, only its shape does): the top Python frames of gunicorn and celery (py-spy, with the "
+            "containers' measured CPU split by their shares) and PostgreSQL's top statements (pg_stat_statements).")
+
+
+PROFILE_TITLE = "Top costs per order (the newest profiled bench)"
+PROFILE_FORMAT = {"ms/order": "{:.1f}", "CPU ms/order": "{:.1f}", "calls/order": "{:.1f}", "mean ms": "{:.2f}",
+                  "share": "{:.0%}"}
+
+
+def profile_view(table: pd.DataFrame, width: int = 70) -> pd.DataFrame:
+    """lab.analysis.costs' table with the report's column names and long frames or statements cut."""
+    out = table.rename(columns={"ms_per_order": "ms/order", "cpu_ms_per_order": "CPU ms/order",
+                                "calls_per_order": "calls/order", "mean_ms": "mean ms"})
+    return out.assign(what=out["what"].map(lambda w: w if len(w) <= width else w[:width - 3] + "..."))
 
 
 def split_view(split: pd.DataFrame) -> pd.DataFrame:
@@ -69,4 +96,5 @@ def sentences(s: StudySummary) -> list[str]:
     ]
 
 
-__all__ = ["NO_COMPARISON", "PLAN_TITLE", "SPLIT_TITLE", "sentences", "split_view"]
+__all__ = ["NO_COMPARISON", "NO_PROFILE", "PLAN_TITLE", "PROFILE_FORMAT", "PROFILE_TITLE", "SPLIT_TITLE",
+           "profile_note", "profile_view", "sentences", "split_view"]
