@@ -35,6 +35,8 @@ CASES = [
     ("load-admission-shape", ["load", "--admission", "{[1]"], {}, ["--admission", "not JSON"]),
     ("load-admission-name", ["load", "--admission", "moat"], {}, ["admission.mode", "'off'", "(got 'moat')"]),
     ("load-queue", ["load", "--queue-max-wait", "-1"], {}, ["queue.max_wait", ">= 0"]),
+    ("bench-loadgen-generators", ["bench", "loadgen", "--generators", "99"], {},
+     ["--generators", "99 is not between 1 and", "allowed: 1.."]),
     ("load-generators", ["load", "--generators", "0"], {}, ["generators", "not between 1 and", "allowed: 1.."]),
     ("load-generators-closed", ["load", "--generators", "2", "--workload",
                                 '{"model": "closed", "users": 2, "duration": 5}'], {},
