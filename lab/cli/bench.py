@@ -56,13 +56,31 @@ def bench() -> None:
 
 
 @bench.command("loadgen", epilog=exits(FAILED, BAD_INPUT))
-@click.option("--rates", default="200,1000", show_default=True, type=RateList(), help="arrival rates per second")
+@click.option("--rates", type=RateList(), default=None,
+              help="arrival rates per second (default 200,1000; with --generators K > 1 or --target local: 2250)")
 @click.option("--seconds", default=10.0, show_default=True, type=POSITIVE)
-def bench_loadgen(rates: tuple[float, ...], seconds: float) -> None:
-    """The generator's CPU per request and schedule accuracy against the proxy's /lab-ping, beside wrk."""
+@click.option("--generators", default=1, show_default=True, type=int,
+              help="K > 1: one process and K processes sharing one schedule, at the same rates, interleaved")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="with --generators: interleaved repeats (median and min-max printed)")
+@click.option("--target", type=click.Choice(["auto", "proxy", "local"]), default="auto", show_default=True,
+              help="proxy: the deployed stack's /lab-ping; local: a tiny server the bench starts on 127.0.0.1; "
+                   "auto: the proxy with --generators 1, else the proxy when a deployment exists, else local")
+def bench_loadgen(rates: tuple[float, ...] | None, seconds: float, generators: int, repeats: int,
+                  target: str) -> None:
+    """The generator's CPU per request and schedule accuracy against the proxy's /lab-ping, beside wrk; with
+    --generators K, one process against K processes at the same offered rate (the rate held, the lag p99)."""
     from lab.experiments import bench as b
+    from lab.load.fanout import max_generators
 
-    results = b.bench_loadgen(context().access, rates, seconds)
+    top = max_generators()
+    if not 1 <= generators <= top:
+        raise bad_input("--generators", f"{generators} is not between 1 and {top} (one process per core at most); "
+                        f"allowed: 1..{top}", range(1, top + 1))
+    if generators > 1 or target == "local":
+        _bench_generators(rates or (2250.0,), seconds, generators, repeats, target)
+        return
+    results = b.bench_loadgen(context().access, rates or (200.0, 1000.0), seconds)
     click.echo(f"{'tool':40} {'requests':>9} {'rate/s':>9} {'target':>7} {'CPU s/1000 req':>15} "
                f"{'lag p50/p99 ms':>15} {'errors':>6}")
     for r in results:
@@ -73,6 +91,35 @@ def bench_loadgen(rates: tuple[float, ...], seconds: float) -> None:
     for r in (r for r in results if r.target_rate):
         click.echo(f"schedule accuracy at {r.target_rate:.0f}/s: achieved {r.achieved_rate / r.target_rate:.2%}")
     click.echo(f"figures saved: {b.save('loadgen', {'results': results})}")
+
+
+def _bench_generators(rates: tuple[float, ...], seconds: float, generators: int, repeats: int, target: str) -> None:
+    from contextlib import ExitStack
+
+    from lab.experiments import bench as b
+    from lab.experiments.bench_generators import bench_generators
+    from lab.experiments.ping_server import PingServer
+    from lab.pretix.bootstrap import PretixAccess
+
+    with ExitStack() as stack:
+        access = None
+        if target != "local":
+            try:
+                access = PretixAccess.load()
+            except LabError:
+                if target == "proxy":
+                    raise
+        if access is not None:
+            base_url, ca_file = access.base_url, access.ca_file
+        else:
+            server = stack.enter_context(PingServer(lifetime=len(rates) * repeats * 2 * (seconds + 60)))
+            base_url, ca_file = server.base_url, None
+        results = []
+        for rate in rates:
+            result = bench_generators(base_url, rate, seconds, generators, repeats, ca_file=ca_file, log=click.echo)
+            click.echo("\n".join(result.lines()))
+            results.append(result.to_dict())
+    click.echo(f"figures saved: {b.save(f'loadgen-generators-{generators}', {'results': results})}")
 
 
 @bench.command("failover", epilog=exits(FAILED, BAD_INPUT))

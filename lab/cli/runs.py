@@ -45,7 +45,9 @@ def seed(params_file, customers, login_pool) -> None:
               help='admission control during the run (restored after): a mode (off) or JSON, e.g. '
                    '{"mode":"waiting-room","rate":12} or {"mode":"rate","rate":5,"burst":10}')
 @click.option("--queue-max-wait", type=float, help="seconds a refused buyer waits in the queue in all (default 60)")
-def load(params_file, journey, workload_json, name, faults_arg, admission_arg, queue_max_wait) -> None:
+@click.option("--generators", type=int, help="generator processes sharing the open workload's schedule, each "
+              "taking every K-th arrival (default 1; at most one per core)")
+def load(params_file, journey, workload_json, name, faults_arg, admission_arg, queue_max_wait, generators) -> None:
     """Run one workload against the deployed stack; record, monitor, save logs and audit."""
     from lab.evidence.secretscan import check_or_fail
     from lab.experiments.inputs import load_inputs
@@ -54,7 +56,7 @@ def load(params_file, journey, workload_json, name, faults_arg, admission_arg, q
 
     params, cat = load_inputs(params_file, {"journey": journey, "workload": workload_json, "name": name,
                                             "faults": faults_arg, "admission": admission_arg,
-                                            "queue_max_wait": queue_max_wait})
+                                            "queue_max_wait": queue_max_wait, "generators": generators})
     ctx = context()
     run_ctx = ctx.for_run(cat)
     with undo_on_signals(lambda: ctx.docker, log_err, exit_code=INTERRUPTED):  # SIGINT/TERM/HUP: undo, then exit

@@ -85,6 +85,8 @@ def load_inputs(params_file: Path | None, flags: dict[str, Any]):
         raw["faults"] = schedule_arg(flags["faults"])
     if flags.get("admission"):
         raw["admission"] = admission_arg(flags["admission"])
+    if flags.get("generators") is not None:
+        raw["generators"] = flags["generators"]
     if flags.get("queue_max_wait") is not None:
         raw["queue"] = {**(raw.get("queue") or {}), "max_wait": flags["queue_max_wait"]}
     catalogue = _catalogue(seed)

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lab.common.paths import data_dir, utc_stamp
 from lab.common.validation import not_a_mapping, problems
-from lab.errors import InputError, LabError, Problem
+from lab.errors import InputError, LabError, Problem, field_error
 from lab.evidence.runfolder import RunFolder
 from lab.load.queue import QueueSettings
 from lab.load.workload import WorkloadModel, parse_workload
@@ -66,6 +66,27 @@ class LoadParams(BaseModel):
                                   "restored afterwards; None leaves the proxy as it is")
     queue: QueueSettings = Field(default_factory=QueueSettings,
                                  description="how buyers refused by admission control wait and retry")
+    generators: int = Field(default=1, description="generator processes sharing the open workload's arrival "
+                                                   "schedule, each taking every K-th arrival (lab.load.fanout)")
+
+    @field_validator("generators")
+    @classmethod
+    def _generators(cls, value: int) -> int:
+        from lab.load.fanout import max_generators
+
+        top = max_generators()
+        if not 1 <= value <= top:
+            raise field_error("", f"{value} is not between 1 and {top} (one process per core at most; this "
+                              f"machine has {os.cpu_count()}); allowed: 1..{top}", range(1, top + 1))
+        return value
+
+    @model_validator(mode="after")
+    def _fanout_is_open(self) -> LoadParams:
+        if self.generators > 1 and self.parsed_workload().kind != "open":
+            raise field_error("generators", f"{self.generators} generators share an open workload's schedule "
+                              f"(constant, ramp, spike); a {self.parsed_workload().model} workload runs in one "
+                              "process: use generators 1", ("1",))
+        return self
 
     @field_validator("journey")
     @classmethod
@@ -212,6 +233,34 @@ async def _drive(params: LoadParams, journey, attempts_listener, faults: FaultsA
             w, journey, on_event=attempts_listener, progress=True, **({"stop": stop} if stop is not None else {})))
 
 
+def run_recipe(params: LoadParams, ctx: RunContext, weights: dict[int, float]):
+    """The run's journey as data each generator process builds its own copy from; one request-id prefix for all."""
+    from lab.load.http import Stepper
+    from lab.load.recipes import RunJourney
+
+    access = ctx.access
+    return RunJourney(name=params.journey, base_url=access.base_url, ca_file=access.ca_file,
+                      organizer=access.organizer, event=ctx.event, buyers=list(ctx.buyers), item_weights=weights,
+                      id_prefix=Stepper.new_prefix(), api_token=access.api_token, buyer_secret=ctx.buyer_secret,
+                      login_share=params.login_share, queue=params.queue)
+
+
+async def _drive_fanout(params: LoadParams, recipe, folder: RunFolder, faults: FaultsAlongside | None,
+                        log=print) -> Any:
+    """The workload kept by `params.generators` processes, recording into this run's folder; faults as in _drive."""
+    from lab.load.fanout import run_fanout
+
+    async def load(workload, stop):
+        result = await run_fanout(workload, recipe, params.generators, run_dir=folder.path, run_id=folder.run_id,
+                                  stop=stop, log=log)
+        return result.summary
+
+    workload = params.parsed_workload()
+    if faults is None:
+        return await load(workload, None)
+    return await faults.alongside(workload, load)
+
+
 HOLD_MARGIN = 10.0  # seconds of load kept beyond the schedule's longest after-undo check
 
 
@@ -324,15 +373,21 @@ def execute(params: LoadParams, ctx: RunContext, *, root: Path | None = None, lo
 
             admission_set.enter_context(admission.applied(params.admission, docker_client=docker_client,
                                                           access=access, log=log))
-        stepper = None
+        prefix = None  # every request id of this run starts with it
         try:
-            with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
-                stepper = Stepper(requests, params.journey, queue=params.queue)
-                journey = build_journey(params.journey, JourneySetting(
-                    base_url=access.base_url, tls=access.tls(), organizer=access.organizer, event=ctx.event,
-                    stepper=stepper, buyers=ctx.buyers, item_weights=weights, api_token=access.api_token,
-                    buyer_secret=ctx.buyer_secret, login_share=params.login_share))
-                summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
+            if params.generators > 1:  # K processes, one schedule, one run folder (lab.load.fanout)
+                recipe = run_recipe(params, ctx, weights)
+                prefix = recipe.id_prefix
+                summary = asyncio.run(_drive_fanout(params, recipe, folder, faults, log))
+            else:
+                with Recorder.requests(run_dir, run_id) as requests, Recorder.attempts(run_dir, run_id) as attempts:
+                    stepper = Stepper(requests, params.journey, queue=params.queue)
+                    prefix = stepper.id_prefix
+                    journey = build_journey(params.journey, JourneySetting(
+                        base_url=access.base_url, tls=access.tls(), organizer=access.organizer, event=ctx.event,
+                        stepper=stepper, buyers=ctx.buyers, item_weights=weights, api_token=access.api_token,
+                        buyer_secret=ctx.buyer_secret, login_share=params.login_share))
+                    summary = asyncio.run(_drive(params, journey, attempts_to(attempts, params.journey), faults))
         finally:
             ended = time.time()
             try:
@@ -347,7 +402,7 @@ def execute(params: LoadParams, ctx: RunContext, *, root: Path | None = None, lo
                 save_logs(run_dir, docker_client, since=started - 2, until=ended + 2)
             except Exception as error:  # logs are evidence, but their loss must not hide the run's data
                 log(f"warning: saving container logs failed: {error}")
-            agree = client_and_proxy(run_dir, stepper.id_prefix if stepper is not None else None, log)
+            agree = client_and_proxy(run_dir, prefix, log)
             folder.write_meta({
                 "run_id": run_id, "event": ctx.event, "organizer": access.organizer, "started": started,
                 "ended": ended, "journey": params.journey, "workload": params.parsed_workload().describe(),

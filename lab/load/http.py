@@ -61,7 +61,12 @@ class Stepper:
     timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0, connect=5.0))
     queue: QueueSettings = field(default_factory=QueueSettings)
     # every request id of this stepper (one run) starts with this: the proxy's log holds other runs' requests too
-    id_prefix: str = field(default_factory=lambda: f"{REQUEST_ID_PREFIX}{uuid.uuid4().hex[:8]}-")
+    id_prefix: str = field(default_factory=lambda: Stepper.new_prefix())
+
+    @staticmethod
+    def new_prefix() -> str:
+        """A run's own request-id prefix (generator processes of one run share it)."""
+        return f"{REQUEST_ID_PREFIX}{uuid.uuid4().hex[:8]}-"
 
     def new_request_id(self) -> str:
         return f"{self.id_prefix}{uuid.uuid4().hex}"

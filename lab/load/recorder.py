@@ -6,6 +6,8 @@ file `part-NNNNNN.parquet` inside a directory (`requests.parquet/`, `attempts.pa
 that `pandas.read_parquet(dir)` reads whole. Each part is written under a dot-name and renamed into place, so a
 crash mid-flush leaves only a hidden temporary file that readers ignore; every part that exists is complete.
 What a crash can lose is the batch not yet flushed (at most `flush_rows` rows or `flush_seconds` of them).
+Several processes may write one dataset (lab.load.fanout: one recorder per generator process): each names its
+parts `part-<writer>-NNNNNN.parquet`, so they never collide and a reader still finds every `part-*.parquet`.
 """
 
 from __future__ import annotations
@@ -122,9 +124,13 @@ class Recorder(Generic[R]):
     """
 
     def __init__(self, path: Path, run_id: str, flush_rows: int = 2000, flush_seconds: float = 2.0,
-                 table: Table = REQUEST_TABLE):
+                 table: Table = REQUEST_TABLE, writer: str | None = None):
+        """`writer` names this recorder's parts when other processes write the same dataset (then only parts of
+        its own name count as data already there)."""
         if flush_rows < 1 or flush_seconds <= 0:
             raise ValueError("flush_rows must be >= 1 and flush_seconds > 0")
+        if writer is not None and not writer.replace("-", "").isalnum():
+            raise ValueError(f"writer {writer!r}: letters, digits and dashes only")
         self.path = Path(path)
         self.run_id = run_id
         self.table = table
@@ -141,7 +147,9 @@ class Recorder(Generic[R]):
         self._oldest = 0.0
         self._lock = threading.Lock()
         self._closed = False
-        if self.path.exists() and any(self.path.iterdir()):
+        self._prefix = f"part-{writer}-" if writer else "part-"
+        there = self.path.glob(f"{self._prefix}*") if writer else self.path.glob("*")
+        if any(there):
             raise FileExistsError(f"{self.path} already holds data; a run folder is written once")
         self.path.mkdir(parents=True, exist_ok=True)
 
@@ -215,7 +223,7 @@ class Recorder(Generic[R]):
         return good, bad
 
     def _write(self, table: pa.Table, count: int) -> None:
-        final = self.path / f"part-{self.parts_written:06d}.parquet"
+        final = self.path / f"{self._prefix}{self.parts_written:06d}.parquet"
         temporary = self.path / f".{final.name}.tmp"
         pq.write_table(table, temporary, compression="zstd")
         os.replace(temporary, final)  # atomic: a part either exists complete or not at all

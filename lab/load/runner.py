@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lab.load.recorder import AttemptRecord, Recorder
+from lab.load.share import Share
 from lab.load.workload import ClosedWorkload, ConstantWorkload, OpenWorkload
 
 __all__ = ["Attempt", "Clock", "Journey", "RunEvent", "RunSummary", "attempts_to", "run_closed", "run_open"]
@@ -119,6 +120,7 @@ class RunSummary:
     ended_at: float
     interrupted: bool
     dropped_scheduled: list[float] = field(default_factory=list)
+    generators: int = 1  # processes that shared the schedule (lab.load.fanout)
 
     @property
     def failed_total(self) -> int:
@@ -129,7 +131,9 @@ class RunSummary:
 
     def describe(self) -> str:
         target = f" (target {self.target_rate:.1f}/s)" if self.target_rate else ""
-        return (f"{self.model}: {self.launched} launched of {self.planned or 'unbounded'}, {self.dropped} dropped, "
+        processes = f" by {self.generators} generators" if self.generators > 1 else ""
+        return (f"{self.model}{processes}: {self.launched} launched of {self.planned or 'unbounded'}, "
+                f"{self.dropped} dropped, "
                 f"{self.completed} completed, {self.failed_total} failed, {self.cancelled} cancelled"
                 f"{', INTERRUPTED' if self.interrupted else ''}; {self.achieved_rate:.1f}/s{target}; "
                 f"lag p50 {self.lag_p50_ms:.2f} ms, p99 {self.lag_p99_ms:.2f} ms, max {self.lag_max_ms:.2f} ms")
@@ -139,7 +143,10 @@ class _Execution:
     """Bookkeeping shared by both executors: stamps, counts, events, progress, the end of a run."""
 
     def __init__(self, workload: OpenWorkload | ClosedWorkload, journey: Journey,
-                 on_event: Callable[[RunEvent], None] | None, clock: Clock, progress: bool):
+                 on_event: Callable[[RunEvent], None] | None, clock: Clock, progress: bool,
+                 t0: float | None = None, planned: int | None = None):
+        """`t0` (wall epoch s): the schedule's origin when another process chose it (a share of a fan-out), so
+        every generator stamps `scheduled` from the same origin; `planned`: the arrivals of this share."""
         self.workload = workload
         self.journey = journey
         self.on_event = on_event
@@ -154,9 +161,12 @@ class _Execution:
         self.listener_error: Exception | None = None
         self.mono0 = clock.monotonic()
         self.wall0 = clock.wall()
+        if t0 is not None:  # the monotonic instant that was wall time t0 (possibly in the past)
+            self.mono0, self.wall0 = self.mono0 - (self.wall0 - t0), t0
+        self.planned = workload.planned if planned is None else planned
         self.dispatch_end = self.mono0
         self.stopped = False  # arrivals ended early by a stop event
-        self.bar = tqdm(total=workload.planned, unit="att", desc=workload.model, leave=True) if progress else None
+        self.bar = tqdm(total=self.planned, unit="att", desc=workload.model, leave=True) if progress else None
 
     def wall_at(self, mono: float) -> float:
         return self.wall0 + (mono - self.mono0)
@@ -242,7 +252,7 @@ class _Execution:
         end = self.clock.monotonic()
         lags = np.asarray(self.lags) * 1000.0
         p50, p95, p99, worst = (np.percentile(lags, [50, 95, 99, 100]) if lags.size else [math.nan] * 4)
-        planned = self.workload.planned
+        planned = self.planned
         if isinstance(self.workload, OpenWorkload):
             target: float | None = self.workload.target_rate
             covered = (end - self.mono0 if interrupted else  # the part of the schedule offered
@@ -294,18 +304,28 @@ class _Execution:
 
 
 async def run_open(workload: OpenWorkload, journey: Journey, *, on_event: Callable[[RunEvent], None] | None = None,
-                   clock: Clock | None = None, progress: bool = False, stop: asyncio.Event | None = None
-                   ) -> RunSummary:
+                   clock: Clock | None = None, progress: bool = False, stop: asyncio.Event | None = None,
+                   share: Share | None = None) -> RunSummary:
     """Launch each attempt at its scheduled time; drop (and report) arrivals beyond max_in_flight.
 
     `stop`, when set, ends the arrivals early (those launched still finish within the grace): the workload's
     duration is then an upper bound, e.g. a fault run's load that lasts until its last after-undo check is done.
 
+    `share`, when given, is this process's part of a schedule several generator processes keep together
+    (lab.load.fanout): only its arrivals are launched, each under its number in the whole schedule (the buyer
+    index), due at the shared wall-clock t0 plus its offset.
+
     On cancellation (Ctrl-C under asyncio.run) the attempts are cancelled, the summary reaches on_event as the
     'end' event with interrupted=True, and the CancelledError propagates (swallowing it would break asyncio).
     """
-    offsets = workload.schedule()  # before the clock starts: a long schedule must not make the first arrivals late
-    run = _Execution(workload, journey, on_event, clock or Clock(), progress)
+    if share is None:
+        offsets = workload.schedule()  # before the clock starts: a long schedule must not make the first late
+        numbers: list[int] | range = range(len(offsets))
+        run = _Execution(workload, journey, on_event, clock or Clock(), progress)
+    else:
+        offsets, numbers = share.offsets, share.indices.tolist()
+        run = _Execution(workload, journey, on_event, clock or Clock(), progress, t0=share.t0,
+                         planned=len(offsets))
     dues = (run.mono0 + offsets).tolist()
     loop = asyncio.get_running_loop()
 
@@ -336,7 +356,7 @@ async def run_open(workload: OpenWorkload, journey: Journey, *, on_event: Callab
                 await run.clock.sleep(dues[i] - now if stop is None else min(dues[i] - now, STOP_POLL))
                 continue
             while i < n and dues[i] <= now:
-                launch(i, dues[i])
+                launch(numbers[i], dues[i])
                 i += 1
             run.dispatch_end = now
             if i < n and dues[i] <= run.clock.monotonic():
