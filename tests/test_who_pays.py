@@ -156,8 +156,9 @@ def test_bad_efficiency_parameters_name_the_field():
 def test_the_report_shows_the_newest_profiled_bench_dated_and_skips_unprofiled_ones(tmp_path: Path):
     """A study does not profile: its report shows the newest `lab bench efficiency --profile` on the machine, with
     its date, and says how to make one when there is none."""
-    from lab.experiments.bench_profile import ProfiledStep
     from test_profile_costs import PG_READ
+
+    from lab.experiments.bench_profile import ProfiledStep
 
     assert who_pays.latest_profile(tmp_path) is None
     profiled = {"profile": {"stack": asdict(ProfiledStep(6.0, 20.0, 40, statements=PG_READ,
