@@ -48,6 +48,17 @@ def test_parse_memory(text, size):
     ({"backend_subnet": "8.8.0.0/24"}, ["backend_subnet", "private"]),
     ({"edge_subnet": "10.213.0.0/24", "backend_subnet": "10.213.0.0/24"}, ["overlap"]),
     ({"redis_down_after_ms": 50}, ["redis_down_after_ms", "must be >= 200"]),
+    ({"redis_reads": "nearest"}, ["redis_reads", "'primary', 'replica'"]),
+    # the tuning knobs (lab/stack/tuning.py)
+    ({"web_worker_class": "gevent"}, ["web_worker_class", "'sync', 'gthread'", "gevent"]),
+    ({"web_threads": 4}, ["web_threads", "gthread", "1 with sync"]),
+    ({"web_threads": 17, "web_worker_class": "gthread"}, ["web_threads", "<= 16"]),
+    ({"web_max_requests": -1}, ["web_max_requests", ">= 0"]),
+    ({"pretix_loglevel": "LOUD"}, ["pretix_loglevel", "'DEBUG'", "'WARNING'"]),
+    ({"worker_loglevel": "INFO"}, ["worker_loglevel", "'info'"]),
+    ({"worker_prefetch_multiplier": 0}, ["worker_prefetch_multiplier", ">= 1"]),
+    ({"db_conn_max_age": 7200}, ["db_conn_max_age", "<= 3600"]),
+    ({"pretix_metrics": "perhaps"}, ["pretix_metrics"]),
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:
