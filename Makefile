@@ -13,9 +13,11 @@ quick-study: setup
 lab: setup
 	.venv/bin/lab lab
 
+# the unit tests on both cores first, then the stack tests in one process (they share one deployment)
 test: setup
 	.venv/bin/lab engine
-	.venv/bin/python -m pytest -q -ra --durations=25
+	.venv/bin/python -m pytest -q -ra -m "not stack" -n 2 --durations=10
+	.venv/bin/python -m pytest -q -ra -m stack --durations=25
 
 lint: setup
 	.venv/bin/ruff check lab tests

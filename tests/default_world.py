@@ -1,5 +1,5 @@
 """The default world (project pretix-lab, var/, ports 8443/8080) seen from the test world: what a user's deployment
-looks like to a test that must leave it alone, and a stand-in deployment made there when the user has none.
+looks like to a test that must leave it alone, and a deployment made there when the user has none.
 
 The snapshot holds everything a fault or a teardown aimed at the wrong project would change: container ids, states,
 health, start times, restart counts and policies, limits, network endpoints, the project's networks and volumes; the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import subprocess
 import sys
 import time
@@ -19,8 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from lab.common import world
 from lab.stack.containers import LABEL_PROJECT, LABEL_SERVICE
+from lab.stack.topology import long_running
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = world.DEFAULT_PROJECT
@@ -68,6 +72,21 @@ def digest(folder: Path = DEPLOY_DIR) -> str | None:
     return found.hexdigest()
 
 
+def healthy(seen: dict) -> bool:
+    """Every long-running service has a running container, healthy where it has a health check."""
+    by_service = {c["service"]: c for c in seen["containers"].values()}
+    return all(by_service.get(s, {}).get("status") == "running" and by_service[s]["health"] in ("healthy", None)
+               for s in long_running())
+
+
+def https_answers(folder: Path = DEPLOY_DIR) -> bool:
+    """/healthcheck/ through the default world's proxy on its own port, verified with its own CA."""
+    port = json.loads((folder / "params.json").read_text())["https_port"]
+    tls = ssl.create_default_context(cafile=str(folder / "tls" / "ca.crt"))
+    r = httpx.get(f"https://127.0.0.1:{port}/healthcheck/", verify=tls, timeout=10)
+    return r.status_code == 200
+
+
 @dataclass
 class DefaultWorld:
     created: bool  # made by the test (and removed by it); False: a user's deployment, left exactly as it is
@@ -75,55 +94,24 @@ class DefaultWorld:
     secrets: str | None
 
 
-def _stand_in(client) -> list:
-    """A deployment of the default project as the engine sees one (compose's labels and names on a container that
-    runs, with a network and a volume attached, and a deploy folder with a secret), without the minute a real
-    `lab up` costs: a fault or a teardown aimed at the wrong project acts on these exactly as on a real one."""
-    labels = {LABEL_PROJECT: PROJECT}
-    network = client.networks.create(f"{PROJECT}_edge", labels={**labels, "com.docker.compose.network": "edge"})
-    volume = client.volumes.create(f"{PROJECT}_pg-primary",
-                                   labels={**labels, "com.docker.compose.volume": "pg-primary"})
-    made = [network, volume]
-    try:
-        made.insert(0, client.containers.run(
-            "pretix-lab/base:bookworm", ["sleep", "900"], name=f"{PROJECT}-pretix-web-1-1", detach=True,
-            labels={**labels, LABEL_SERVICE: "pretix-web-1", "com.docker.compose.container-number": "1"},
-            network=network.name, volumes={volume.name: {"bind": "/data", "mode": "rw"}}))
-        DEPLOY_DIR.mkdir(parents=True)
-        (DEPLOY_DIR / "secrets.json").write_text(json.dumps({"stand-in": os.urandom(16).hex()}))
-    except BaseException:
-        _remove(made)
-        raise
-    return made
-
-
-def _remove(made: list) -> None:
-    for thing in made:  # container first, then what it used
-        try:
-            thing.remove(force=True) if hasattr(thing, "kill") else thing.remove()
-        except Exception as error:  # noqa: BLE001 - remove the rest, then say what stayed
-            print(f"stand-in left behind: {thing}: {error}")
-    if DEPLOY_DIR.exists():
-        for path in sorted(DEPLOY_DIR.rglob("*"), reverse=True):
-            path.unlink() if path.is_file() else path.rmdir()
-        DEPLOY_DIR.rmdir()
-
-
 @contextmanager
 def default_world_deployment(client) -> Iterator[DefaultWorld]:
     """A deployment in the default world for the duration: the user's own if any of it exists (running or not),
-    else a stand-in made here (_stand_in) and removed afterwards."""
+    else one made with `lab up` and removed with `lab down --volumes` afterwards."""
     assert world.project() != PROJECT, "the session must run in its own world (tests/conftest.py)"
     existing = snapshot(client)
     created = not (existing["containers"] or existing["volumes"] or existing["networks"] or DEPLOY_DIR.exists())
-    made = _stand_in(client) if created else []
     try:
+        if created:
+            up = lab(DEFAULT_ENV, "up")
+            assert up.returncode == 0, up.stderr[-3000:]
         seen = DefaultWorld(created=created, before=snapshot(client), secrets=digest())
         if created:
-            assert seen.before["containers"] and seen.before["volumes"] and seen.before["networks"], seen.before
+            assert healthy(seen.before) and https_answers(), seen.before
         print(f"default world: {len(seen.before['containers'])} containers, {len(seen.before['volumes'])} volumes "
-              f"({'a stand-in made by this test' if created else 'a deployment that was already there'})")
+              f"({'made by this test' if created else 'a deployment that was already there'})")
         yield seen
     finally:
-        if created:  # a user's deployment is never touched
-            _remove(made)
+        if created:
+            gone = lab(DEFAULT_ENV, "down", "--volumes")
+            assert gone.returncode == 0, gone.stderr[-3000:]

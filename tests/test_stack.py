@@ -178,7 +178,7 @@ def test_status_and_logs_name_each_instance(stack, docker_client):
 @pytest.mark.teardown
 def test_faults_and_down_volumes_touch_the_project_and_nothing_else(stack, docker_client, tmp_path):
     """Not a bystander volume, network or container, nor a deployment in the default world (the user's, or one made
-    here as a stand-in): the test world's faults and `lab down --volumes` used to act on it (one project name)."""
+    here with `lab up`): the test world's faults and `lab down --volumes` used to act on it (one project name)."""
     tag = uuid.uuid4().hex[:8]
     bystanders = [
         docker_client.volumes.create(f"lab-test-bystander-{tag}"),
@@ -209,6 +209,8 @@ def test_faults_and_down_volumes_touch_the_project_and_nothing_else(stack, docke
             after = default_world.snapshot(docker_client)
             assert after == default.before
             assert default_world.digest() == default.secrets
+            if default.created:
+                assert default_world.healthy(after) and default_world.https_answers()
         for thing in bystanders:
             thing.reload()  # raises NotFound if the teardown touched it
     finally:
