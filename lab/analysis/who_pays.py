@@ -77,7 +77,7 @@ def plan(split: pd.DataFrame, per_min: float, utilisation: float) -> pd.DataFram
     for _, row in counted.iterrows():
         rows.append({"module": row["module"],
                      "x pretix's own cost": row["deployment (ms)"] / own if own > 0 else math.nan,
-                     "cores": row["deployment (ms)"] / 1000 * per_min / 60 / utilisation})
+                     "cores": cores_for(row["deployment (ms)"], per_min, utilisation)})
     out = pd.DataFrame(rows)
     if len(out):
         out = pd.concat([out, pd.DataFrame([{"module": "in all", "x pretix's own cost": out["x pretix's own cost"]
