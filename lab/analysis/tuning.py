@@ -49,21 +49,22 @@ class RateSummary:
     ratio: Spread  # tuned / stock, per repeat
 
 
-def paired_ratios(points: list[TuningPoint], rate: float) -> list[float]:
-    """tuned/stock pretix CPU per order for each repeat that measured both sides at `rate`."""
+def paired_ratios(points: list[TuningPoint], rate: float, sides: tuple[str, str] = SIDES) -> list[float]:
+    """sides[1]/sides[0] (tuned/stock) pretix CPU per order for each repeat that measured both sides at `rate`."""
     by = {(p.side, p.repeat): p.pretix_per_order() for p in points if p.rate == rate}
     out = []
     for repeat in sorted({r for _, r in by}):
-        stock, tuned = by.get(("stock", repeat), math.nan), by.get(("tuned", repeat), math.nan)
+        stock, tuned = by.get((sides[0], repeat), math.nan), by.get((sides[1], repeat), math.nan)
         if stock > 0 and not math.isnan(tuned):
             out.append(tuned / stock)
     return out
 
 
-def summarise(points: list[TuningPoint]) -> list[RateSummary]:
+def summarise(points: list[TuningPoint], sides: tuple[str, str] = SIDES) -> list[RateSummary]:
+    """Per offered rate: each side's medians and the paired sides[1]/sides[0] ratio."""
     out = []
     for rate in sorted({p.rate for p in points}):
-        mine = {s: [p for p in points if p.rate == rate and p.side == s] for s in SIDES}
+        mine = {s: [p for p in points if p.rate == rate and p.side == s] for s in sides}
         out.append(RateSummary(
             rate,
             {s: spread(p.pretix_per_order() for p in ps) for s, ps in mine.items()},
@@ -71,27 +72,28 @@ def summarise(points: list[TuningPoint]) -> list[RateSummary]:
              for s, ps in mine.items()},
             {s: spread(p.per_min for p in ps) for s, ps in mine.items()},
             {s: spread(p.p95 for p in ps) for s, ps in mine.items()},
-            spread(paired_ratios(points, rate))))
+            spread(paired_ratios(points, rate, sides))))
     return out
 
 
-def table(rows: list[RateSummary]) -> list[str]:
+def table(rows: list[RateSummary], sides: tuple[str, str] = SIDES) -> list[str]:
     """Per offered rate: each side's purchases/min, p95, CPU per order per module and in all; then the ratio."""
     w, label = 22, 24
+    a_side, b_side = sides
     lines = []
     for row in rows:
-        lines.append(f"{'offered ' + format(row.rate, 'g') + '/s':{label}} {'stock':>{w}} {'tuned':>{w}}")
-        lines.append(f"{'  purchases/min':{label}} {row.per_min['stock'].text():>{w}} "
-                     f"{row.per_min['tuned'].text():>{w}}")
-        lines.append(f"{'  p95 s':{label}} {row.p95['stock'].text(2):>{w}} {row.p95['tuned'].text(2):>{w}}")
+        lines.append(f"{'offered ' + format(row.rate, 'g') + '/s':{label}} {a_side:>{w}} {b_side:>{w}}")
+        lines.append(f"{'  purchases/min':{label}} {row.per_min[a_side].text():>{w}} "
+                     f"{row.per_min[b_side].text():>{w}}")
+        lines.append(f"{'  p95 s':{label}} {row.p95[a_side].text(2):>{w}} {row.p95[b_side].text(2):>{w}}")
         for m in PRETIX_MODULES:
-            a, b = row.modules["stock"][m], row.modules["tuned"][m]
+            a, b = row.modules[a_side][m], row.modules[b_side][m]
             if all(s.n == 0 or s.high == 0 for s in (a, b)):
                 continue
             lines.append(f"{'  CPU s/order ' + m:{label}} {a.text(4):>{w}} {b.text(4):>{w}}")
         pretix = row.pretix
-        lines.append(f"{'  pretix CPU s/order':{label}} {pretix['stock'].text(4):>{w}} {pretix['tuned'].text(4):>{w}}")
-        lines.append(f"  tuned/stock (paired per repeat): {row.ratio.text(2)}")
+        lines.append(f"{'  pretix CPU s/order':{label}} {pretix[a_side].text(4):>{w}} {pretix[b_side].text(4):>{w}}")
+        lines.append(f"  {b_side}/{a_side} (paired per repeat): {row.ratio.text(2)}")
     return lines
 
 

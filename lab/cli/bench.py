@@ -205,6 +205,24 @@ def bench_efficiency(journey: str, rates, seconds: float | None, repeats: int, p
     click.echo("\n".join(result.lines()))
 
 
+@bench.command("alone-host", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
+@click.option("--rates", type=RateList(), default=None, help="fixed arrival rates per second, both sides (default "
+              "api 3,5; shop 0.5,1)")
+@click.option("--seconds", type=POSITIVE, default=None, help="length of each step (default api 20, shop 40)")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 10),
+              help="interleaved repeats (odd: containers first, even: host first)")
+def bench_alone_host(journey: str, rates, seconds: float | None, repeats: int) -> None:
+    """pretix alone in containers (what the efficiency benches compare with) against pretix alone on the host (same
+    wheelhouse, Python build, pretix.cfg and knobs; Debian's PostgreSQL 15 and redis-server, installed when missing),
+    in one run: CPU per order per side and the containers/host ratio, which should be within 10%. Needs the stack up
+    (its database is copied to both sides) and root (the host side runs in its own cgroups)."""
+    from lab.experiments.bench_alone_host import bench_alone_host as run_bench
+
+    result = run_bench(context(), journey, rates, seconds, repeats, log=click.echo)
+    click.echo("\n".join(result.lines()))
+
+
 @bench.command("admission", epilog=exits(FAILED, BAD_INPUT))
 @click.option("--journey", type=click.Choice(["api", "shop"]), default="api", show_default=True)
 @click.option("--capacity", type=POSITIVE, default=None,

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +115,45 @@ def two_sides(ctx, deployed: StackParams, sides: dict[str, StackParams],
             log(f"pretix alone ({which}) removed" if not left else f"pretix alone: left behind: {', '.join(left)}")
 
 
+def interleave(ctx, sides: dict, journey: str, steps: list[float], seconds: float, repeats: int, p95_limit: float,
+               folder: Path, log=print) -> tuple[list[tun.TuningPoint], list[dict]]:
+    """Warm every side up, then every rate to every side, `repeats` times, alternating which goes first; a side is
+    anything with `base_url` and `cpu_seconds()` (only the measured side's CPU is counted). Returns the points and
+    the raw steps."""
+    build = journey_builder(ctx, journey)
+    counter = itertools.count()
+    points: list[tun.TuningPoint] = []
+    raw: list[dict] = []
+    names = tuple(sides)
+    tls = ctx.access.tls()
+    for which, side in sides.items():  # a fresh gunicorn's first requests load code
+        asyncio.run(b.constant_step(lambda side=side, which=which: build(
+            folder / f"warmup-{which}", side.base_url, tls, None), min(steps), WARMUP_SECONDS))
+        settle(side.cpu_seconds, log=log)
+    log(f"{journey} journey, rates {'/'.join(f'{r:g}' for r in steps)} per s of {seconds:g}s each, both sides "
+        f"warmed up; {repeats} repeats")
+    for repeat in range(1, repeats + 1):
+        order = names if repeat % 2 else tuple(reversed(names))
+        for rate in steps:
+            for which in order:
+                side = sides[which]
+                log(f"repeat {repeat}/{repeats}, {which}:")
+
+                def make(side=side, which=which, repeat=repeat):
+                    return build(folder / f"r{repeat}-{which}-{next(counter):02d}", side.base_url, tls, None)
+
+                found, _ = b.capacity_search(make, ctx.docker, [rate], seconds, p95_limit=p95_limit,
+                                             journey=journey, log=log, cpu=side.cpu_seconds)
+                step = found[0]
+                modules = eff.by_module(step.stack_cpu)
+                points.append(tun.TuningPoint(which, repeat, rate, step.purchased, step.achieved_per_min,
+                                              step.p95, step.meets(p95_limit, 0.01),
+                                              eff.per_order(modules, step.purchased)))
+                raw.append({"side": which, "repeat": repeat, "step": step})
+                settle(side.cpu_seconds, log=log)
+    return points, raw
+
+
 def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates: tuple[float, ...] | None = None,
                  seconds: float | None = None, repeats: int = 3, *, p95_limit: float | None = None,
                  log=print) -> TuningResult:
@@ -125,40 +164,10 @@ def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates
     steps = list(rates or DEFAULT_TUNING_RATES[journey])
     seconds = seconds or DEFAULT_SECONDS[journey]
     p95_limit = p95_limit if p95_limit is not None else DEFAULT_P95[journey]
-    build = journey_builder(ctx, journey)
     name = f"tuning-{journey}"
     folder = bench_path(name)
-    counter = itertools.count()
-    points: list[tun.TuningPoint] = []
-    raw: list[dict] = []
-    with ExitStack() as stack:
-        sides = stack.enter_context(two_sides(ctx, deployed, {"stock": StackParams(), "tuned": tuned}, log=log))
-        tls = ctx.access.tls()
-        for which, side in sides.items():  # a fresh gunicorn's first requests load code
-            asyncio.run(b.constant_step(lambda side=side, which=which: build(
-                folder / f"warmup-{which}", side.base_url, tls, None), min(steps), WARMUP_SECONDS))
-            settle(side.cpu_seconds, log=log)
-        log(f"{journey} journey, rates {'/'.join(f'{r:g}' for r in steps)} per s of {seconds:g}s each, both sides "
-            f"warmed up; {repeats} repeats")
-        for repeat in range(1, repeats + 1):
-            order = tun.SIDES if repeat % 2 else tuple(reversed(tun.SIDES))
-            for rate in steps:
-                for which in order:
-                    side = sides[which]
-                    log(f"repeat {repeat}/{repeats}, {which}:")
-
-                    def make(side=side, which=which, repeat=repeat):
-                        return build(folder / f"r{repeat}-{which}-{next(counter):02d}", side.base_url, tls, None)
-
-                    found, _ = b.capacity_search(make, ctx.docker, [rate], seconds, p95_limit=p95_limit,
-                                                 journey=journey, log=log, cpu=side.cpu_seconds)
-                    step = found[0]
-                    modules = eff.by_module(step.stack_cpu)
-                    points.append(tun.TuningPoint(which, repeat, rate, step.purchased, step.achieved_per_min,
-                                                  step.p95, step.meets(p95_limit, 0.01),
-                                                  eff.per_order(modules, step.purchased)))
-                    raw.append({"side": which, "repeat": repeat, "step": step})
-                    settle(side.cpu_seconds, log=log)
+    with two_sides(ctx, deployed, {"stock": StackParams(), "tuned": tuned}, log=log) as sides:
+        points, raw = interleave(ctx, sides, journey, steps, seconds, repeats, p95_limit, folder, log=log)
     rows = tun.summarise(points)
     payload = {"journey": journey, "rates": steps, "seconds": seconds, "repeats": repeats, "p95_limit": p95_limit,
                "cores": os.cpu_count(), "spec": spec, "tuned": tuning.knobs(tuned), "stock": tuning.stock(),
@@ -170,4 +179,4 @@ def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates
     return result
 
 
-__all__ = ["DEFAULT_TUNING_RATES", "TuningResult", "bench_tuning", "side_env", "tuned_params"]
+__all__ = ["DEFAULT_TUNING_RATES", "TuningResult", "bench_tuning", "interleave", "side_env", "tuned_params"]
