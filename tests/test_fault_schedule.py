@@ -441,3 +441,44 @@ def test_a_failing_fault_stops_the_schedule_and_everything_is_undone(memo_faults
     rows = read_faults(tmp_path)
     failed = rows[(rows["phase"] == "inject") & (rows["outcome"] == "error")]
     assert len(failed) == 1 and "refused on purpose" in failed.iloc[0]["error"]
+
+
+# --- the wait after an undo ends at the next fault -------------------------------------------------------------------
+
+def _probe_answering(outcomes: list[str]):
+    """A steady-state probe whose checks answer `outcomes` in turn (then the last one forever): the decision under
+    test is when the wait after an undo ends and what it is called, not the checks themselves."""
+    from lab.faults.probes import SteadyStateProbe, Verdict
+    from lab.faults.schedule import SteadyState
+
+    probe = SteadyStateProbe(SteadyState(settle=3, throughput=False, health=False, containers=False, shop=False),
+                             t0=time.time())
+    answers = iter(outcomes)
+    last = {"outcome": outcomes[-1]}
+
+    async def check(services, since=None):
+        last["outcome"] = next(answers, last["outcome"])
+        return Verdict(last["outcome"], {"throughput": {"outcome": last["outcome"]}})
+
+    probe.check = check  # type: ignore[method-assign]
+    return probe
+
+
+@pytest.mark.parametrize(("outcomes", "next_in", "expect", "cut_by"), [
+    (["fail"], 1.5, "cut", "f4-kill"),  # the next fault came first: not known to have failed
+    (["fail"], None, "fail", None),  # no next fault: the whole settle time, then a failure
+    (["fail"], 30.0, "fail", None),  # the next fault comes after the settle time: a real failure
+    (["fail", "pass"], 1.5, "pass", None),  # held before the next fault
+])
+def test_the_wait_after_an_undo_ends_when_the_next_fault_begins(outcomes, next_in, expect, cut_by):
+    probe = _probe_answering(outcomes)
+    now = time.time()
+    began = time.monotonic()
+    verdict = asyncio.run(probe.after([], now, None if next_in is None else ("f4-kill", now + next_in)))
+    assert (verdict.outcome, verdict.cut_by) == (expect, cut_by)
+    assert verdict.ok is {"pass": True, "fail": False}.get(expect)
+    waited = time.monotonic() - began
+    if expect == "cut":
+        assert waited < 3 and verdict.detail()["cut_by"] == "f4-kill"  # it stopped at the next fault, not at settle
+    elif expect == "fail":
+        assert waited >= 3

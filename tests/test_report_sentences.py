@@ -136,9 +136,12 @@ def test_a_fault_whose_rate_had_not_settled_but_whose_service_passed_its_check_i
                       base.assign(fault_id="f2-pause", action="pause", target="redis", recovery_recovered=False,
                                   steady_after="pass"),
                       base.assign(fault_id="f3-kill", action="kill", target="pretix-worker",
-                                  recovery_recovered=False, steady_after="fail")], ignore_index=True)
-    stuck, unsettled = unrecovered(rows)
+                                  recovery_recovered=False, steady_after="fail"),
+                      base.assign(fault_id="f4-kill", action="kill", target="pretix-worker-1",
+                                  recovery_recovered=False, steady_after="cut")], ignore_index=True)
+    stuck, unsettled, cut = unrecovered(rows)
     assert list(stuck["fault_id"]) == ["f3-kill"] and list(unsettled["fault_id"]) == ["f2-pause"]
+    assert list(cut["fault_id"]) == ["f4-kill"]  # the next fault began before its check held: not called stuck
     said = " ".join(on_sale_sentences(dataclasses.replace(synthetic, faults=rows)))
     assert ("After kill on pretix-worker the throughput did not come back within the observation window and the "
             "steady-state check after the undo failed") in said
@@ -148,4 +151,8 @@ def test_a_fault_whose_rate_had_not_settled_but_whose_service_passed_its_check_i
     assert "throughput back within 10%" in bullets[0]
     assert "not yet settled within 10% in the window, steady-state check after the undo passed" in bullets[1]
     assert "throughput NOT back to its pre-fault level in the window" in bullets[2]
+    assert "the next fault began before the steady-state check after the undo held" in bullets[3]
+    assert ("after kill on pretix-worker-1 the next fault began before the steady-state check after the undo held, "
+            "so whether the service came back is not known") in said
+    assert "kill on pretix-worker-1 the throughput did not come back" not in said
     assert unrecovered(rows.iloc[0:0])[0].empty

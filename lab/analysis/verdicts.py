@@ -203,7 +203,7 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
     if faults is not None and len(faults) and "recovery_recovered" in faults:
         from lab.faults.analysis import unrecovered
 
-        stuck, unsettled = unrecovered(faults)
+        stuck, unsettled, cut = unrecovered(faults)
         for row in stuck.itertuples():
             out.append(f"After {row.action} on {row.target} the throughput did not come back within the "
                        "observation window and the steady-state check after the undo failed: make that component "
@@ -212,6 +212,9 @@ def what_it_means(verdicts: list[Verdict], table: pd.DataFrame, targets: Targets
             out.append(f"After {row.action} on {row.target} the service passed its steady-state check after the "
                        "undo, but its throughput had not settled within 10% of the pre-fault level before the "
                        "window ended (the next fault or the end of the load came first).")
+        for row in cut.itertuples():
+            out.append(f"After {row.action} on {row.target} the next fault began before the steady-state check "
+                       "after the undo held: whether it came back is not known; space the faults further apart.")
         slow = faults[faults["recovery_recovered"].fillna(False).astype(bool)]
         if len(slow):
             worst = slow.loc[slow["recovery_time_to_recover"].idxmax()]

@@ -186,17 +186,18 @@ def analyse_faults(faults: pd.DataFrame, attempts: pd.DataFrame, requests: pd.Da
     return pd.DataFrame(out)
 
 
-def unrecovered(faults: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(stuck, unsettled): the faults whose throughput was not back within the tolerance of its pre-fault level by
-    the end of their window, split by the steady-state check after the undo. Stuck: the check failed (or was not
+def unrecovered(faults: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(stuck, unsettled, cut): the faults whose throughput was not back within the tolerance of its pre-fault level
+    by the end of their window, split by the steady-state check after the undo. Stuck: the check failed (or was not
     made), so the service did not come back. Unsettled: the check passed (health, containers, a cart add through
     celery and, where checked, throughput), so the service came back, but the rate had not settled before the
-    window ended (the next fault, or the end of the load, came first): not a finding against the component."""
+    window ended (the next fault, or the end of the load, came first): not a finding against the component. Cut:
+    the next fault began before the check held, so whether the service came back is not known."""
     if faults.empty or "recovery_recovered" not in faults:
-        return faults.iloc[0:0], faults.iloc[0:0]
+        return faults.iloc[0:0], faults.iloc[0:0], faults.iloc[0:0]
     out = faults[~faults["recovery_recovered"].fillna(False).astype(bool)]
-    passed = out["steady_after"].eq("pass") if "steady_after" in out else pd.Series(False, index=out.index)
-    return out[~passed], out[passed]
+    after = out["steady_after"] if "steady_after" in out else pd.Series("", index=out.index)
+    return out[~after.isin(["pass", "cut"])], out[after.eq("pass")], out[after.eq("cut")]
 
 
 __all__ = ["ErrorWindow", "Recovery", "analyse_faults", "answered_per_bin", "error_window", "failures",

@@ -8,7 +8,9 @@
 
 Before a fault the hypothesis is checked once. After the undo it is checked every second until it holds or
 `settle` seconds pass (the throughput window then only counts attempts that ended after the undo); the verdict
-says how long it took. A probe never raises: a check that cannot be made is recorded as failed or skipped.
+says how long it took. The next fault ends that wait too: what follows its injection says nothing about this
+fault's recovery, so a hypothesis that did not hold by then is `cut` (not back yet, not known to have failed).
+A probe never raises: a check that cannot be made is recorded as failed or skipped.
 """
 
 from __future__ import annotations
@@ -48,16 +50,18 @@ class _Kept:
 
 @dataclass
 class Verdict:
-    outcome: str  # pass | fail | skipped
+    outcome: str  # pass | fail | skipped | cut (after an undo: the next fault began before it held)
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     waited: float = 0.0
+    cut_by: str | None = None  # the fault whose injection ended the wait
 
     @property
     def ok(self) -> bool | None:
         return {"pass": True, "fail": False}.get(self.outcome)
 
     def detail(self) -> dict[str, Any]:
-        return {"checks": self.checks, "waited": round(self.waited, 2)}
+        return {"checks": self.checks, "waited": round(self.waited, 2),
+                **({"cut_by": self.cut_by} if self.cut_by else {})}
 
 
 def combine(checks: dict[str, dict[str, Any]]) -> str:
@@ -207,18 +211,27 @@ class SteadyStateProbe:
     async def before(self, services: list[str]) -> Verdict:
         return await self.check(services)
 
-    async def after(self, services: list[str], undone_at: float) -> Verdict:
+    async def after(self, services: list[str], undone_at: float,
+                    next_fault: tuple[str, float] | None = None) -> Verdict:
         """Check every second until the hypothesis holds or `settle` s pass; the verdict says how long it took.
-        The throughput check waits until a full window of records after the undo exists (if settle allows)."""
+        The throughput check waits until a full window of records after the undo exists (if settle allows).
+        `next_fault` (its id, its epoch injection time): the wait ends there too, and a failing verdict is `cut`."""
         began = time.monotonic()
         deadline = began + self.settings.settle
+        cut = next_fault is not None and next_fault[1] - time.time() < self.settings.settle
+        if cut:
+            deadline = began + max(0.0, next_fault[1] - time.time())  # type: ignore[index]
         window_ready = undone_at + self.settings.flush_lag + self.settings.window
         while True:
             verdict = await self.check(services, since=undone_at)
             verdict.waited = time.monotonic() - began
             waiting_for_window = (verdict.checks["throughput"].get("why", "").startswith("less than")
                                   and window_ready <= time.time() + (deadline - time.monotonic()))
-            if (verdict.outcome == "pass" and not waiting_for_window) or time.monotonic() >= deadline:
+            if verdict.outcome == "pass" and not waiting_for_window:
+                return verdict
+            if time.monotonic() >= deadline:
+                if cut and verdict.outcome != "pass":
+                    verdict.outcome, verdict.cut_by = "cut", next_fault[0]  # type: ignore[index]
                 return verdict
             if verdict.outcome == "skipped" and not waiting_for_window:
                 return verdict

@@ -176,9 +176,12 @@ async def _run_one(fault: Fault, step: FaultStep, outcome: FaultOutcome, plan: F
             raise
         outcome.undone_at = time.time()
         log(f"[faults] {fid}: undone ({reason}) at +{outcome.undone_at - t0:.1f} s")
-    outcome.after = await _probe(probe.after(services, outcome.undone_at), fault, "after", recorder)
+    later = [(other_id, t0 + other.at) for other_id, other in plan.items() if t0 + other.at > outcome.undone_at]
+    next_fault = min(later, key=lambda item: item[1]) if later else None  # it ends this wait (probes.after)
+    outcome.after = await _probe(probe.after(services, outcome.undone_at, next_fault), fault, "after", recorder)
+    cut = f"; {outcome.after.cut_by} began" if outcome.after.cut_by else ""
     log(f"[faults] {fid}: steady state after the undo: {outcome.after.outcome} "
-        f"(waited {outcome.after.waited:.1f} s)")
+        f"(waited {outcome.after.waited:.1f} s{cut})")
 
 
 async def _probe(check, fault: Fault, when: str, recorder: Any) -> Verdict:

@@ -66,8 +66,8 @@ def _fault_sentence(s: StudySummary) -> list[str]:
 
     if s.faults.empty or "recovery_recovered" not in s.faults:
         return []
-    stuck, unsettled = unrecovered(s.faults)
-    if stuck.empty and unsettled.empty:
+    stuck, unsettled, cut = unrecovered(s.faults)
+    if stuck.empty and unsettled.empty and cut.empty:
         worst = s.faults.loc[s.faults["recovery_time_to_recover"].idxmax()]
         return [f"After each of the {len(s.faults)} injected fault(s) the throughput came back, the slowest "
                 f"{worst['recovery_time_to_recover']:.0f} s after {worst['action']} on {worst['target']}."]
@@ -76,10 +76,17 @@ def _fault_sentence(s: StudySummary) -> list[str]:
         out.append(f"After {_faults_named(stuck)} the throughput did not come back within the observation window "
                    "and the steady-state check after the undo failed: make that component redundant or restart it "
                    "automatically.")
+    parts = []  # one sentence for both: the first page holds five
     if len(unsettled):
-        out.append(f"After {_faults_named(unsettled)} the steady-state check after the undo passed, but the "
-                   "throughput had not settled within 10% of its pre-fault level before the next fault or the end "
-                   "of the load: space the faults further apart to measure how long it takes.")
+        parts.append(f"after {_faults_named(unsettled)} the steady-state check after the undo passed, but the "
+                     "throughput had not settled within 10% of its pre-fault level before the next fault or the end "
+                     "of the load")
+    if len(cut):
+        parts.append(f"after {_faults_named(cut)} the next fault began before the steady-state check after the undo "
+                     "held, so whether the service came back is not known")
+    if parts:
+        said = "; ".join(parts)
+        out.append(said[0].upper() + said[1:] + ": space the faults further apart to measure how long it takes.")
     return out
 
 

@@ -119,6 +119,9 @@ def fault_sentences(faults: pd.DataFrame) -> list[str]:
             recovery = f"throughput back within 10% {row.recovery_time_to_recover:.0f} s after the injection"
         elif getattr(row, "steady_after", None) == "pass":
             recovery = "throughput not yet settled within 10% in the window, steady-state check after the undo passed"
+        elif getattr(row, "steady_after", None) == "cut":
+            recovery = ("throughput not back within 10% in the window; the next fault began before the steady-state "
+                        "check after the undo held")
         else:
             recovery = "throughput NOT back to its pre-fault level in the window"
         out.append(f"- **{row.fault_id}** ({row.action} {row.target}, {row.fault_seconds:.0f} s): {window}; "
