@@ -26,12 +26,16 @@ class ReportError(LabError, RuntimeError):
 
 
 def execute_notebook(name: str, out_dir: Path, parameters: dict) -> Path:
-    """Run notebooks/<name> with papermill; the executed copy is kept even when a cell fails."""
+    """Run notebooks/<name> with papermill; the executed copy is kept even when a cell fails. The kernel's own
+    terminal output (its warnings, a copy of the cells' output) goes to kernel.log beside it, not to the console."""
+    from lab.study import console
+
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / name
     try:
         papermill.execute_notebook(str(ROOT / "notebooks" / name), str(target), parameters=parameters,
-                                   cwd=str(ROOT), progress_bar=False, kernel_name=ensure_kernel())
+                                   cwd=str(ROOT), progress_bar=False, kernel_name=ensure_kernel(),
+                                   engine_name=console.ENGINE, kernel_log=str(out_dir / "kernel.log"))
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"notebook {name} failed in cell {error.exec_count}: {error.ename}: {error.evalue} "
                           f"(executed copy: {target})") from None
