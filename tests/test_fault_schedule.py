@@ -470,11 +470,15 @@ def _probe_answering(outcomes: list[str]):
     (["fail"], 30.0, "fail", None),  # the next fault comes after the settle time: a real failure
     (["fail", "pass"], 1.5, "pass", None),  # held before the next fault
 ])
-def test_the_wait_after_an_undo_ends_when_the_next_fault_begins(outcomes, next_in, expect, cut_by):
+def test_the_wait_after_an_undo_ends_when_the_next_fault_is_injected(outcomes, next_in, expect, cut_by):
     probe = _probe_answering(outcomes)
     now = time.time()
+
+    def injected_since():  # what the runner answers: a fault injected after this undo, by its injection time
+        return "f4-kill" if next_in is not None and time.time() >= now + next_in else None
+
     began = time.monotonic()
-    verdict = asyncio.run(probe.after([], now, None if next_in is None else ("f4-kill", now + next_in)))
+    verdict = asyncio.run(probe.after([], now, injected_since))
     assert (verdict.outcome, verdict.cut_by) == (expect, cut_by)
     assert verdict.ok is {"pass": True, "fail": False}.get(expect)
     waited = time.monotonic() - began
@@ -482,3 +486,26 @@ def test_the_wait_after_an_undo_ends_when_the_next_fault_begins(outcomes, next_i
         assert waited < 3 and verdict.detail()["cut_by"] == "f4-kill"  # it stopped at the next fault, not at settle
     elif expect == "fail":
         assert waited >= 3
+
+
+def test_a_fault_injected_after_an_undo_cuts_that_undos_wait(memo_faults, tmp_path, monkeypatch):
+    """The runner tells each after-undo wait which fault was injected since: f1's check, failing, is cut by f2's
+    injection (not waited out to `settle`); f2, with nothing after it, fails after `settle`."""
+    from lab.faults.probes import SteadyStateProbe, Verdict
+
+    async def failing_after_an_undo(self, services, since=None):
+        return Verdict("pass" if since is None else "fail", {"throughput": {"outcome": "fail"}})
+
+    monkeypatch.setattr(SteadyStateProbe, "check", failing_after_an_undo)
+    t0 = time.time()
+    result = asyncio.run(run_schedule({"faults": [
+        {"at": 0.1, "target": "proxy", "action": "test-memo", "duration": 0.1},
+        {"at": 0.8, "target": "redis", "action": "test-memo", "duration": 0.1}],
+        "steady_state": {**QUIET, "settle": 2.5}}, None, tmp_path, t0, log=lambda line: None))
+    first, second = result.faults
+    assert (first.after.outcome, first.after.cut_by) == ("cut", second.fault_id)
+    assert 0.5 <= first.after.waited < 2.0  # f2's injection (0.6 s after f1's undo), seen at the next 1 s poll
+    assert (second.after.outcome, second.after.cut_by) == ("fail", None) and second.after.waited >= 2.5
+    rows = read_faults(tmp_path)
+    after = rows[(rows["phase"] == "probe") & (rows["probe"] == "after")].set_index("fault_id")["outcome"]
+    assert after.to_dict() == {first.fault_id: "cut", second.fault_id: "fail"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,15 +213,13 @@ class SteadyStateProbe:
         return await self.check(services)
 
     async def after(self, services: list[str], undone_at: float,
-                    next_fault: tuple[str, float] | None = None) -> Verdict:
+                    injected_since: Callable[[], str | None] | None = None) -> Verdict:
         """Check every second until the hypothesis holds or `settle` s pass; the verdict says how long it took.
         The throughput check waits until a full window of records after the undo exists (if settle allows).
-        `next_fault` (its id, its epoch injection time): the wait ends there too, and a failing verdict is `cut`."""
+        `injected_since()` names a fault injected after this undo, if any: the wait ends there, and a verdict that
+        has not passed by then is `cut`."""
         began = time.monotonic()
         deadline = began + self.settings.settle
-        cut = next_fault is not None and next_fault[1] - time.time() < self.settings.settle
-        if cut:
-            deadline = began + max(0.0, next_fault[1] - time.time())  # type: ignore[index]
         window_ready = undone_at + self.settings.flush_lag + self.settings.window
         while True:
             verdict = await self.check(services, since=undone_at)
@@ -229,9 +228,12 @@ class SteadyStateProbe:
                                   and window_ready <= time.time() + (deadline - time.monotonic()))
             if verdict.outcome == "pass" and not waiting_for_window:
                 return verdict
+            other = injected_since() if injected_since is not None else None
+            if other is not None:
+                if verdict.outcome != "pass":
+                    verdict.outcome, verdict.cut_by = "cut", other
+                return verdict
             if time.monotonic() >= deadline:
-                if cut and verdict.outcome != "pass":
-                    verdict.outcome, verdict.cut_by = "cut", next_fault[0]  # type: ignore[index]
                 return verdict
             if verdict.outcome == "skipped" and not waiting_for_window:
                 return verdict

@@ -21,7 +21,7 @@ from lab.load.recorder import Recorder, Table
 
 PHASES = ("inject", "undo", "probe")
 # inject/undo: ok | error | skipped; probe: pass | fail | skipped (a check that could not be made)
-FAULT_OUTCOMES = frozenset({"ok", "error", "skipped", "pass", "fail"})
+FAULT_OUTCOMES = frozenset({"ok", "error", "skipped", "pass", "fail", "cut"})  # cut: lab.faults.probes
 
 
 @dataclass(slots=True, kw_only=True)

@@ -113,7 +113,8 @@ async def run_schedule(schedule: Any, docker_client: Any, run_dir: Path, t0: flo
             instances.append(fault)
             result.faults.append(outcome)
             tasks.append(asyncio.get_running_loop().create_task(
-                _run_one(fault, step, outcome, plan, probe, recorder, t0, log), name=f"fault {fault_id}"))
+                _run_one(fault, step, outcome, plan, probe, recorder, t0, log, result.faults),
+                name=f"fault {fault_id}"))
         if tasks:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             failed = [t for t in done if not t.cancelled() and t.exception() is not None]
@@ -140,7 +141,8 @@ def _replay_left(docker_client: Any, journal: fault_journal.FaultJournal, log: C
 
 
 async def _run_one(fault: Fault, step: FaultStep, outcome: FaultOutcome, plan: FaultPlan,
-                   probe: SteadyStateProbe, recorder: Any, t0: float, log: Callable[[str], None]) -> None:
+                   probe: SteadyStateProbe, recorder: Any, t0: float, log: Callable[[str], None],
+                   outcomes: list[FaultOutcome]) -> None:
     fid = outcome.fault_id
     await _sleep_until(t0 + step.at)
     services = fault.health_services()
@@ -176,9 +178,12 @@ async def _run_one(fault: Fault, step: FaultStep, outcome: FaultOutcome, plan: F
             raise
         outcome.undone_at = time.time()
         log(f"[faults] {fid}: undone ({reason}) at +{outcome.undone_at - t0:.1f} s")
-    later = [(other_id, t0 + other.at) for other_id, other in plan.items() if t0 + other.at > outcome.undone_at]
-    next_fault = min(later, key=lambda item: item[1]) if later else None  # it ends this wait (probes.after)
-    outcome.after = await _probe(probe.after(services, outcome.undone_at, next_fault), fault, "after", recorder)
+    undone_at = outcome.undone_at
+
+    def injected_since() -> str | None:  # a fault injected after this undo ends the wait (probes.after)
+        return next((o.fault_id for o in outcomes if o.injected_at and o.injected_at > undone_at), None)
+
+    outcome.after = await _probe(probe.after(services, undone_at, injected_since), fault, "after", recorder)
     cut = f"; {outcome.after.cut_by} began" if outcome.after.cut_by else ""
     log(f"[faults] {fid}: steady state after the undo: {outcome.after.outcome} "
         f"(waited {outcome.after.waited:.1f} s{cut})")

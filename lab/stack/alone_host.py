@@ -188,9 +188,9 @@ def _psql(port: int, password: str, *args: str, stdin=None, timeout: float = 600
 def _copy_database(client, secrets: dict[str, str], port: int) -> None:
     """The stack primary's pretix database into the host's PostgreSQL (pg_dump | pg_restore, nothing on disk)."""
     pw = secrets["postgres_password"]
-    sql = (f"CREATE ROLE pretix LOGIN PASSWORD '{secrets['pretix_db_password']}';"
-           "CREATE DATABASE pretix OWNER pretix;")
-    made = _psql(port, pw, str(PG_BIN / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-c", sql, "-d", "postgres")
+    role = f"CREATE ROLE pretix LOGIN PASSWORD '{secrets['pretix_db_password']}'"
+    made = _psql(port, pw, str(PG_BIN / "psql"), "-v", "ON_ERROR_STOP=1", "-q", "-c", role,  # each -c on its own:
+                 "-c", "CREATE DATABASE pretix OWNER pretix", "-d", "postgres")  # CREATE DATABASE refuses a block
     if made.returncode != 0:
         raise DeployError(f"pretix alone on the host: creating the database failed: {made.stderr.decode()[-300:]}")
     primary = container(client, "postgres-primary")
