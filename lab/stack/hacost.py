@@ -1,0 +1,76 @@
+"""What HA and the lab add beside pretix, as knobs: StackParams' fields -> entries of the compose override.
+
+A production deployment of pretix pays for none of this per se: docker's health checks (each execs a process in
+its container: python for pretix, psql for PostgreSQL, redis-cli for redis and the sentinels), the cron service
+starting Django for every `runperiodic`, celery's worker-to-worker chatter (gossip, mingle, event heartbeats). Each
+is a field of StackParams whose default keeps compose.yaml's own value, so a stack deployed with defaults is the
+one compose.yaml describes; `lab bench efficiency --compare-stack FILE` measures a set of them against the
+deployed one, interleaved, in one run. Durability and correctness knobs (replication mode, fsync, pretix's quota
+locks) are not here on purpose.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lab.stack.params import StackParams
+from lab.stack.topology import services
+
+KNOBS = ("health_interval", "cron_interval", "worker_gossip")
+CRON_SERVICE = "pretix-cron"
+WORKER_PREFIX = "pretix-worker"
+NO_GOSSIP = ("--without-gossip", "--without-mingle", "--without-heartbeat")
+
+
+def stock() -> dict[str, Any]:
+    """Every knob at its default (compose.yaml's own values)."""
+    return {k: StackParams.model_fields[k].default for k in KNOBS}
+
+
+def knobs(params: StackParams) -> dict[str, Any]:
+    return {k: getattr(params, k) for k in KNOBS}
+
+
+def changed(values: dict[str, Any]) -> dict[str, Any]:
+    """The knobs set away from their default; a knob a record does not hold counts as default."""
+    base = stock()
+    return {k: values[k] for k in KNOBS if k in values and values[k] != base[k]}
+
+
+def describe(values: dict[str, Any]) -> str:
+    on = changed(values)
+    return ", ".join(f"{k}={v}" for k, v in on.items()) if on else "compose.yaml's defaults"
+
+
+def override(params: StackParams) -> dict[str, dict[str, Any]]:
+    """service -> the compose keys the knobs set for it (empty when every knob is at its default)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, spec in services().items():
+        if spec.one_shot:
+            continue
+        entry: dict[str, Any] = {}
+        if params.health_interval is not None:
+            entry["healthcheck"] = {"interval": f"{params.health_interval}s"}
+        if name == CRON_SERVICE and params.cron_interval != StackParams.model_fields["cron_interval"].default:
+            entry["environment"] = {"CRON_INTERVAL": str(params.cron_interval)}
+        if name.startswith(WORKER_PREFIX) and not params.worker_gossip:
+            entry["command"] = ["worker", *NO_GOSSIP]
+        if entry:
+            out[name] = entry
+    return out
+
+
+def merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Two service -> keys mappings into one (the limits' and the knobs'); nested mappings merge key by key."""
+    out = {name: dict(keys) for name, keys in base.items()}
+    for name, keys in extra.items():
+        mine = out.setdefault(name, {})
+        for key, value in keys.items():
+            if isinstance(value, dict) and isinstance(mine.get(key), dict):
+                mine[key] = {**mine[key], **value}
+            else:
+                mine[key] = value
+    return out
+
+
+__all__ = ["KNOBS", "NO_GOSSIP", "changed", "describe", "knobs", "merge", "override", "stock"]

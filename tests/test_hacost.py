@@ -1,0 +1,59 @@
+"""The HA and lab knobs: which compose keys each sets, and what a stack comparison may vary."""
+
+import pytest
+
+from lab.errors import InputError
+from lab.experiments.bench_stack_knobs import VARIABLE, variant_params
+from lab.stack import hacost, params
+from lab.stack.topology import long_running
+
+
+def test_defaults_set_nothing():
+    assert hacost.override(params.validate({})) == {}
+    assert hacost.describe(hacost.knobs(params.validate({}))) == "compose.yaml's defaults"
+
+
+def test_each_knob_sets_its_compose_keys():
+    p = params.validate({"health_interval": 30, "cron_interval": 300, "worker_gossip": False})
+    out = hacost.override(p)
+    assert set(out) == set(long_running())  # every long-running service has a health check; no one-shot job
+    assert all(entry["healthcheck"] == {"interval": "30s"} for entry in out.values())
+    assert out["pretix-cron"]["environment"] == {"CRON_INTERVAL": "300"}
+    assert out["pretix-worker-1"]["command"] == ["worker", *hacost.NO_GOSSIP]
+    assert "command" not in out["pretix-web-1"] and "environment" not in out["pretix-worker-2"]
+    assert hacost.changed(hacost.knobs(p)) == {"health_interval": 30, "cron_interval": 300, "worker_gossip": False}
+
+
+def test_merge_keeps_the_limits_beside_the_knobs():
+    limits = {"pretix-worker-1": {"deploy": {"resources": {"limits": {"cpus": "0.4"}}}, "healthcheck": {"retries": 3}}}
+    merged = hacost.merge(limits, {"pretix-worker-1": {"healthcheck": {"interval": "9s"}, "command": ["worker"]}})
+    assert merged["pretix-worker-1"] == {"deploy": {"resources": {"limits": {"cpus": "0.4"}}},
+                                         "healthcheck": {"retries": 3, "interval": "9s"}, "command": ["worker"]}
+    assert limits["pretix-worker-1"]["healthcheck"] == {"retries": 3}  # the inputs are not changed
+
+
+def test_a_variant_is_the_file_over_the_deployed_parameters(tmp_path):
+    deployed = params.validate({"web_workers": 3, "health_interval": 10})
+    f = tmp_path / "lean.yaml"
+    f.write_text("stack:\n  cron_interval: 300\n  worker_gossip: false\n")
+    v = variant_params(str(f), deployed)
+    assert (v.web_workers, v.health_interval, v.cron_interval, v.worker_gossip) == (3, 10, 300, False)
+    assert variant_params("defaults", deployed).health_interval is None
+
+
+@pytest.mark.parametrize("text,field", [("stack:\n  replication: sync\n", "stack.replication"),
+                                        ("stack:\n  https_port: 9443\n", "stack.https_port")])
+def test_a_variant_may_not_change_identity_or_durability(tmp_path, text, field):
+    f = tmp_path / "bad.yaml"
+    f.write_text(text)
+    with pytest.raises(InputError) as caught:
+        variant_params(str(f), params.validate({}))
+    assert caught.value.field == field
+    assert "cron_interval" in str(caught.value) and "health_interval" in str(caught.value)
+
+
+def test_a_missing_file_names_the_flag_and_the_choices():
+    with pytest.raises(InputError) as caught:
+        variant_params("/nonexistent/lean.yaml", params.validate({}))
+    assert caught.value.field == "--compare-stack" and "defaults" in str(caught.value)
+    assert "replication" not in VARIABLE
