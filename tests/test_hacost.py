@@ -1,11 +1,15 @@
 """The HA and lab knobs: which compose keys each sets, and what a stack comparison may vary."""
 
+from pathlib import Path
+
 import pytest
 
 from lab.errors import InputError
 from lab.experiments.bench_stack_knobs import VARIABLE, variant_params
 from lab.stack import hacost, params
 from lab.stack.topology import long_running
+
+STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
 def test_defaults_set_nothing():
@@ -50,6 +54,12 @@ def test_a_variant_may_not_change_identity_or_durability(tmp_path, text, field):
         variant_params(str(f), params.validate({}))
     assert caught.value.field == field
     assert "cron_interval" in str(caught.value) and "health_interval" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["hacost-lean.yaml", "hacost-health.yaml"])
+def test_the_shipped_variants_are_valid(name):
+    v = variant_params(str(STUDIES / name), params.validate({}))
+    assert hacost.changed(hacost.knobs(v))
 
 
 def test_a_missing_file_names_the_flag_and_the_choices():

@@ -29,7 +29,7 @@ from lab.experiments.bench_efficiency import DEFAULT_SECONDS, WARMUP_SECONDS, se
 from lab.experiments.bench_idle import now_utc, window
 from lab.experiments.capacity import journey_builder
 from lab.stack import hacost, tuning
-from lab.stack.cpu import stack_seconds
+from lab.stack.cpu import stack_seconds, stack_throttled
 from lab.stack.params import StackParams
 
 DEFAULT_RATES = {"api": (3.0, 6.0), "shop": (0.5, 1.0)}  # below saturation: cost per order, not capacity
@@ -99,7 +99,7 @@ def converge(params: StackParams, log=print) -> float:
 
 def measure_side(ctx, journey: str, which: str, repeat: int, steps: list[float], seconds: float,
                  idle_seconds: float, p95_limit: float, folder: Path, counter: Iterator[int],
-                 log=print) -> tuple[idle.IdleWindow, list[tuple[tun.TuningPoint, b.Step]]]:
+                 log=print) -> tuple[idle.IdleWindow, list[tuple[tun.TuningPoint, b.Step, dict[str, int]]]]:
     """One side as converged: a warm-up (not counted), an idle window, then every rate."""
     build = journey_builder(ctx, journey)
     tls = ctx.access.tls()
@@ -116,12 +116,17 @@ def measure_side(ctx, journey: str, which: str, repeat: int, steps: list[float],
     log(f"  idle {w.seconds:.0f}s: {w.total_cores():.4f} cores")
     out = []
     for rate in steps:
+        before = stack_throttled(ctx.docker)
         found, _ = b.capacity_search(make("step"), ctx.docker, [rate], seconds, p95_limit=p95_limit,
                                      journey=journey, log=log, cpu=read)
         step = found[0]
+        after = stack_throttled(ctx.docker)
+        throttled = {k: after[k] - before[k] for k in after if k in before and after[k] > before[k]}
+        if throttled:
+            log(f"  CPU quota throttled: {', '.join(f'{k} {v}x' for k, v in sorted(throttled.items()))}")
         out.append((tun.TuningPoint(which, repeat, rate, step.purchased, step.achieved_per_min, step.p95,
                                     step.meets(p95_limit, 0.01),
-                                    eff.per_order(eff.by_module(step.stack_cpu), step.purchased)), step))
+                                    eff.per_order(eff.by_module(step.stack_cpu), step.purchased)), step, throttled))
         settle(read, log=log)
     return w, out
 
@@ -158,8 +163,8 @@ def bench_stack_knobs(ctx_load, variant: StackParams, spec: str, journey: str = 
                 w, mine = measure_side(ctx_load(), journey, which, repeat, steps, seconds, idle_seconds, p95_limit,
                                        folder, counter, log)
                 windows.append(w)
-                points += [p for p, _ in mine]
-                raw += [{"side": which, "repeat": repeat, "step": step} for _, step in mine]
+                points += [p for p, _, _ in mine]
+                raw += [{"side": which, "repeat": repeat, "step": step, "throttled": t} for _, step, t in mine]
     finally:
         took = converge(deployed, log)
         log(f"converged back to A in {took:.0f}s")
