@@ -56,7 +56,7 @@ def test_a_variant_may_not_change_identity_or_durability(tmp_path, text, field):
     assert "cron_interval" in str(caught.value) and "health_interval" in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["hacost-lean.yaml", "hacost-health.yaml"])
+@pytest.mark.parametrize("name", ["stack-lean.yaml", "stack-health.yaml"])
 def test_the_shipped_variants_are_valid(name):
     v = variant_params(str(STUDIES / name), params.validate({}))
     assert hacost.changed(hacost.knobs(v))
