@@ -20,12 +20,30 @@ def test_defaults_set_nothing():
 def test_each_knob_sets_its_compose_keys():
     p = params.validate({"health_interval": 30, "cron_interval": 300, "worker_gossip": False})
     out = hacost.override(p)
-    assert set(out) == set(long_running())  # every long-running service has a health check; no one-shot job
-    assert all(entry["healthcheck"] == {"interval": "30s"} for entry in out.values())
+    # every long-running service has a health check (no one-shot job); cron's own is 30 s already: kept
+    assert set(out) == set(long_running())
+    assert all(entry["healthcheck"] == {"interval": "30s"} for name, entry in out.items() if name != "pretix-cron")
+    assert "healthcheck" not in out["pretix-cron"]
     assert out["pretix-cron"]["environment"] == {"CRON_INTERVAL": "300"}
     assert out["pretix-worker-1"]["command"] == ["worker", *hacost.NO_GOSSIP]
     assert "command" not in out["pretix-web-1"] and "environment" not in out["pretix-worker-2"]
     assert hacost.changed(hacost.knobs(p)) == {"health_interval": 30, "cron_interval": 300, "worker_gossip": False}
+
+
+def test_health_interval_only_ever_lengthens_compose_yamls_own():
+    own = hacost.health_intervals()
+    assert (own["redis-sentinel-1"], own["pretix-web-1"], own["pretix-worker-1"], own["pretix-cron"]) == (3, 5, 10, 30)
+    out = hacost.override(params.validate({"health_interval": 8}))
+    assert out["postgres-primary"]["healthcheck"] == {"interval": "8s"}
+    assert out["proxy"]["healthcheck"]["interval"] == "8s"
+    assert "pretix-worker-1" not in out and "pretix-cron" not in out and "pretix-migrate" not in out
+
+
+@pytest.mark.parametrize("text,seconds", [("3s", 3), ("1m", 60), ("1m30s", 90)])
+def test_compose_durations(text, seconds):
+    assert hacost._seconds(text) == seconds
+    with pytest.raises(ValueError):
+        hacost._seconds("1h")
 
 
 def test_merge_keeps_the_limits_beside_the_knobs():

@@ -11,8 +11,13 @@ locks) are not here on purpose.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from typing import Any
 
+import yaml
+
+from lab.common.paths import COMPOSE_FILE
 from lab.stack.params import StackParams
 from lab.stack.topology import services
 
@@ -42,6 +47,26 @@ def describe(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in on.items()) if on else "compose.yaml's defaults"
 
 
+@lru_cache(maxsize=1)
+def health_intervals() -> dict[str, int]:
+    """service -> compose.yaml's own health-check interval in seconds (services without a check left out)."""
+    doc = yaml.safe_load(COMPOSE_FILE.read_text())
+    out = {}
+    for name, spec in doc["services"].items():
+        interval = (spec.get("healthcheck") or {}).get("interval")
+        if interval is not None:
+            out[name] = _seconds(str(interval))
+    return out
+
+
+def _seconds(text: str) -> int:
+    """A compose duration of whole seconds or minutes ('3s', '1m', '1m30s') -> seconds."""
+    match = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", text.strip())
+    if not match or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration of whole seconds or minutes")
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
 def override(params: StackParams) -> dict[str, dict[str, Any]]:
     """service -> the compose keys the knobs set for it (empty when every knob is at its default)."""
     out: dict[str, dict[str, Any]] = {}
@@ -49,7 +74,8 @@ def override(params: StackParams) -> dict[str, dict[str, Any]]:
         if spec.one_shot:
             continue
         entry: dict[str, Any] = {}
-        if params.health_interval is not None:
+        own = health_intervals().get(name)
+        if params.health_interval is not None and own is not None and params.health_interval > own:
             entry["healthcheck"] = {"interval": f"{params.health_interval}s"}
         if name == CRON_SERVICE and params.cron_interval != StackParams.model_fields["cron_interval"].default:
             entry["environment"] = {"CRON_INTERVAL": str(params.cron_interval)}
@@ -73,4 +99,4 @@ def merge(base: dict[str, dict[str, Any]], extra: dict[str, dict[str, Any]]) -> 
     return out
 
 
-__all__ = ["KNOBS", "NO_GOSSIP", "changed", "describe", "knobs", "merge", "override", "stock"]
+__all__ = ["KNOBS", "NO_GOSSIP", "changed", "describe", "health_intervals", "knobs", "merge", "override", "stock"]

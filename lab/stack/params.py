@@ -120,8 +120,9 @@ class StackParams(BaseModel):
     # what HA and the lab add beside pretix (lab/stack/hacost.py turns them into compose.override.yaml); the defaults
     # keep compose.yaml's own values
     health_interval: int | None = Field(default=None, ge=1, le=300, description=(
-        "seconds between docker's health checks of every service (None: compose.yaml's own, 3-30 s by service); "
-        "each check execs a process in the container, and `lab up` waits for health one interval at least"))
+        "at least this many seconds between two of docker's health checks of any service (None: compose.yaml's own, "
+        "3-30 s by service; a longer own interval stays); each check execs processes in the container, and `lab up` "
+        "waits one interval at least per dependency level"))
     cron_interval: int = Field(default=60, ge=10, le=3600, description=(
         "seconds between two runs of pretix's periodic jobs (`runperiodic`) in the cron service; each run starts "
         "Django afresh"))
