@@ -12,8 +12,8 @@ from lab.stack.topology import long_running
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
-def test_defaults_set_nothing():
-    assert hacost.override(params.validate({})) == {}
+def test_defaults_set_only_crons_interval():
+    assert hacost.override(params.validate({})) == {"pretix-cron": {"environment": {"CRON_INTERVAL": "60"}}}
     assert hacost.describe(hacost.knobs(params.validate({}))) == "compose.yaml's defaults"
 
 
@@ -36,7 +36,7 @@ def test_health_interval_only_ever_lengthens_compose_yamls_own():
     out = hacost.override(params.validate({"health_interval": 8}))
     assert out["postgres-primary"]["healthcheck"] == {"interval": "8s"}
     assert out["proxy"]["healthcheck"]["interval"] == "8s"
-    assert "pretix-worker-1" not in out and "pretix-cron" not in out and "pretix-migrate" not in out
+    assert "pretix-worker-1" not in out and "healthcheck" not in out["pretix-cron"] and "pretix-migrate" not in out
 
 
 @pytest.mark.parametrize("text,seconds", [("3s", 3), ("1m", 60), ("1m30s", 90)])

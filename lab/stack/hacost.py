@@ -68,7 +68,7 @@ def _seconds(text: str) -> int:
 
 
 def override(params: StackParams) -> dict[str, dict[str, Any]]:
-    """service -> the compose keys the knobs set for it (empty when every knob is at its default)."""
+    """service -> the compose keys the knobs set for it (at the defaults: only cron's interval, spelt out)."""
     out: dict[str, dict[str, Any]] = {}
     for name, spec in services().items():
         if spec.one_shot:
@@ -77,7 +77,7 @@ def override(params: StackParams) -> dict[str, dict[str, Any]]:
         own = health_intervals().get(name)
         if params.health_interval is not None and own is not None and params.health_interval > own:
             entry["healthcheck"] = {"interval": f"{params.health_interval}s"}
-        if name == CRON_SERVICE and params.cron_interval != StackParams.model_fields["cron_interval"].default:
+        if name == CRON_SERVICE:  # always: the entrypoint's own default is not the parameter's
             entry["environment"] = {"CRON_INTERVAL": str(params.cron_interval)}
         if name.startswith(WORKER_PREFIX) and not params.worker_gossip:
             entry["command"] = ["worker", *NO_GOSSIP]
