@@ -12,22 +12,29 @@ from lab.stack.topology import long_running
 STUDIES = Path(__file__).resolve().parents[1] / "studies"
 
 
-def test_defaults_set_only_crons_interval():
-    assert hacost.override(params.validate({})) == {"pretix-cron": {"environment": {"CRON_INTERVAL": "60"}}}
-    assert hacost.describe(hacost.knobs(params.validate({}))) == "compose.yaml's defaults"
+def test_defaults_are_the_measured_cuts():
+    out = hacost.override(params.validate({}))
+    assert out == {"pretix-cron": {"environment": {"CRON_INTERVAL": "300"}},
+                   "pretix-worker-1": {"command": ["worker", *hacost.NO_GOSSIP]},
+                   "pretix-worker-2": {"command": ["worker", *hacost.NO_GOSSIP]}}
+    assert hacost.describe(hacost.knobs(params.validate({}))) == "the HA/lab defaults"
+    before = params.validate({"cron_interval": 60, "worker_gossip": True})
+    assert hacost.override(before) == {"pretix-cron": {"environment": {"CRON_INTERVAL": "60"}}}
+    assert hacost.describe(hacost.knobs(before)) == "cron_interval=60, worker_gossip=True"
 
 
 def test_each_knob_sets_its_compose_keys():
-    p = params.validate({"health_interval": 30, "cron_interval": 300, "worker_gossip": False})
+    p = params.validate({"health_interval": 30, "cron_interval": 120, "worker_gossip": False})
     out = hacost.override(p)
     # every long-running service has a health check (no one-shot job); cron's own is 30 s already: kept
     assert set(out) == set(long_running())
     assert all(entry["healthcheck"] == {"interval": "30s"} for name, entry in out.items() if name != "pretix-cron")
     assert "healthcheck" not in out["pretix-cron"]
-    assert out["pretix-cron"]["environment"] == {"CRON_INTERVAL": "300"}
+    assert out["pretix-cron"]["environment"] == {"CRON_INTERVAL": "120"}
     assert out["pretix-worker-1"]["command"] == ["worker", *hacost.NO_GOSSIP]
     assert "command" not in out["pretix-web-1"] and "environment" not in out["pretix-worker-2"]
-    assert hacost.changed(hacost.knobs(p)) == {"health_interval": 30, "cron_interval": 300, "worker_gossip": False}
+    assert "command" not in hacost.override(params.validate({"worker_gossip": True})).get("pretix-worker-1", {})
+    assert hacost.changed(hacost.knobs(p)) == {"health_interval": 30, "cron_interval": 120}
 
 
 def test_health_interval_only_ever_lengthens_compose_yamls_own():
@@ -36,7 +43,8 @@ def test_health_interval_only_ever_lengthens_compose_yamls_own():
     out = hacost.override(params.validate({"health_interval": 8}))
     assert out["postgres-primary"]["healthcheck"] == {"interval": "8s"}
     assert out["proxy"]["healthcheck"]["interval"] == "8s"
-    assert "pretix-worker-1" not in out and "healthcheck" not in out["pretix-cron"] and "pretix-migrate" not in out
+    assert "healthcheck" not in out["pretix-worker-1"] and "healthcheck" not in out["pretix-cron"]
+    assert "pretix-migrate" not in out
 
 
 @pytest.mark.parametrize("text,seconds", [("3s", 3), ("1m", 60), ("1m30s", 90)])
@@ -74,7 +82,7 @@ def test_a_variant_may_not_change_identity_or_durability(tmp_path, text, field):
     assert "cron_interval" in str(caught.value) and "health_interval" in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["stack-lean.yaml", "stack-health.yaml"])
+@pytest.mark.parametrize("name", ["stack-before.yaml", "stack-health.yaml"])
 def test_the_shipped_variants_are_valid(name):
     v = variant_params(str(STUDIES / name), params.validate({}))
     assert hacost.changed(hacost.knobs(v))

@@ -3,10 +3,10 @@
 A production deployment of pretix pays for none of this per se: docker's health checks (each execs a process in
 its container: python for pretix, psql for PostgreSQL, redis-cli for redis and the sentinels), the cron service
 starting Django for every `runperiodic`, celery's worker-to-worker chatter (gossip, mingle, event heartbeats). Each
-is a field of StackParams whose default keeps compose.yaml's own value, so a stack deployed with defaults is the
-one compose.yaml describes; `lab bench efficiency --compare-stack FILE` measures a set of them against the
-deployed one, interleaved, in one run. Durability and correctness knobs (replication mode, fsync, pretix's quota
-locks) are not here on purpose.
+is a field of StackParams; a default moves away from compose.yaml's own value (or the image's, or celery's) only
+where `lab bench efficiency --compare-stack FILE` (a set of them against the deployed one, interleaved, in one run)
+measured a cut that costs the study nothing (docs/findings.md). Durability and correctness knobs (replication mode,
+fsync, pretix's quota locks) are not here on purpose.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ NO_GOSSIP = ("--without-gossip", "--without-mingle", "--without-heartbeat")
 
 
 def stock() -> dict[str, Any]:
-    """Every knob at its default (compose.yaml's own values)."""
+    """Every knob at its default."""
     return {k: StackParams.model_fields[k].default for k in KNOBS}
 
 
@@ -44,7 +44,7 @@ def changed(values: dict[str, Any]) -> dict[str, Any]:
 
 def describe(values: dict[str, Any]) -> str:
     on = changed(values)
-    return ", ".join(f"{k}={v}" for k, v in on.items()) if on else "compose.yaml's defaults"
+    return ", ".join(f"{k}={v}" for k, v in on.items()) if on else "the HA/lab defaults"
 
 
 @lru_cache(maxsize=1)
@@ -68,7 +68,7 @@ def _seconds(text: str) -> int:
 
 
 def override(params: StackParams) -> dict[str, dict[str, Any]]:
-    """service -> the compose keys the knobs set for it (at the defaults: only cron's interval, spelt out)."""
+    """service -> the compose keys the knobs set for it (cron's interval always, spelt out)."""
     out: dict[str, dict[str, Any]] = {}
     for name, spec in services().items():
         if spec.one_shot:
