@@ -38,10 +38,18 @@ def test_summary_is_the_median_and_range_over_the_windows():
 def test_last_line_is_dated_and_says_the_goal():
     s = idle.summarise([_w(r, 60.0, {"proxy": 60.0 * c}) for r, c in ((1, 0.05), (2, 0.07), (3, 0.2))])
     line = idle.idle_line(s, "2026-12-04 12:00:00 UTC")
-    assert line == ("idle (2026-12-04 12:00:00 UTC): stack = 0.070 cores (0.050-0.200) over 3 windows of 60s; "
-                    "goal <= 0.1 core: met")
+    assert line == ("idle (2026-12-04 12:00:00 UTC): stack = 0.070 cores (0.050-0.200) over 3 windows of 60s, "
+                    "time average 0.107; goal <= 0.1 core: met")
     assert idle.idle_line(idle.summarise([]), "d").endswith("no window measured")
     assert "not met" in idle.idle_line(idle.summarise([_w(1, 1.0, {"proxy": 0.5})]), "d")
+
+
+def test_the_time_average_weighs_a_rare_burst_in():
+    quiet, burst = _w(1, 100.0, {"pretix-cron": 0.2, "redis": 5.0}), _w(2, 50.0, {"pretix-cron": 3.5, "redis": 2.5})
+    s = idle.summarise([quiet, burst, _w(3, 100.0, {"pretix-cron": 0.2, "redis": 5.0})])
+    assert s.pooled == pytest.approx((5.2 + 6.0 + 5.2) / 250.0)
+    assert s.total.median == pytest.approx(0.052)
+    assert math.isnan(idle.pooled([]))
 
 
 def test_table_leaves_out_modules_that_used_nothing():

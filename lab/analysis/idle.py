@@ -53,6 +53,8 @@ class IdleSummary:
     total: Spread
     host: Spread
     throttled: dict[str, int]  # service -> throttled periods summed over the windows
+    pooled: float = math.nan  # every window's CPU over every window's seconds: the time average, a rare burst (a
+    # periodic job) weighed in, where the median of short windows leaves it out
 
 
 def summarise(windows: Iterable[IdleWindow], side: str = "stack") -> IdleSummary:
@@ -69,7 +71,13 @@ def summarise(windows: Iterable[IdleWindow], side: str = "stack") -> IdleSummary
         {s: spread(w.service_cores().get(s, 0.0) for w in mine) for s in names},
         spread(w.total_cores() for w in mine),
         spread(w.host_busy / w.seconds if w.seconds > 0 else math.nan for w in mine),
-        throttled)
+        throttled, pooled(mine))
+
+
+def pooled(windows: list[IdleWindow]) -> float:
+    """CPU seconds of every service over all windows, divided by their seconds (NaN without any)."""
+    seconds = sum(w.seconds for w in windows)
+    return sum(sum(w.service_cpu.values()) for w in windows) / seconds if seconds > 0 else math.nan
 
 
 def table(summaries: list[IdleSummary], digits: int = 4) -> list[str]:
@@ -81,6 +89,7 @@ def table(summaries: list[IdleSummary], digits: int = 4) -> list[str]:
             continue
         lines.append(f"{'  ' + m:{label}}" + "".join(f" {s.modules[m].text(digits):>{w}}" for s in summaries))
     lines.append(f"{'  in all':{label}}" + "".join(f" {s.total.text(digits):>{w}}" for s in summaries))
+    lines.append(f"{'  in all, time average':{label}}" + "".join(f" {s.pooled:>{w}.{digits}f}" for s in summaries))
     lines.append(f"{'  host busy':{label}}" + "".join(f" {s.host.text(2):>{w}}" for s in summaries))
     return lines
 
@@ -98,9 +107,9 @@ def idle_line(summary: IdleSummary, date: str) -> str:
         return f"idle ({date}): no window measured"
     met = "met" if summary.total.median <= GOAL_CORES else "not met"
     return (f"idle ({date}): {summary.side} = {summary.total.median:.3f} cores ({summary.total.low:.3f}-"
-            f"{summary.total.high:.3f}) over {summary.total.n} windows of {summary.seconds:.0f}s; goal <= "
-            f"{GOAL_CORES:g} core: {met}")
+            f"{summary.total.high:.3f}) over {summary.total.n} windows of {summary.seconds:.0f}s, time average "
+            f"{summary.pooled:.3f}; goal <= {GOAL_CORES:g} core: {met}")
 
 
-__all__ = ["GOAL_CORES", "IDLE_MODULES", "IdleSummary", "IdleWindow", "cores", "idle_line", "service_lines",
-           "summarise", "table"]
+__all__ = ["GOAL_CORES", "IDLE_MODULES", "IdleSummary", "IdleWindow", "cores", "idle_line", "pooled",
+           "service_lines", "summarise", "table"]
