@@ -59,6 +59,12 @@ def test_parse_memory(text, size):
     ({"worker_prefetch_multiplier": 0}, ["worker_prefetch_multiplier", ">= 1"]),
     ({"db_conn_max_age": 7200}, ["db_conn_max_age", "<= 3600"]),
     ({"pretix_metrics": "perhaps"}, ["pretix_metrics"]),
+    # what HA and the lab add (lab/stack/hacost.py)
+    ({"health_interval": 0}, ["health_interval", ">= 1"]),
+    ({"health_interval": 301}, ["health_interval", "<= 300"]),
+    ({"cron_interval": 5}, ["cron_interval", ">= 10"]),
+    ({"cron_interval": 7200}, ["cron_interval", "<= 3600"]),
+    ({"worker_gossip": "perhaps"}, ["worker_gossip"]),
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:

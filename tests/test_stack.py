@@ -57,6 +57,11 @@ def test_every_service_is_running_and_healthy(stack, docker_client):
         assert rows[service].state == "running", service
         assert rows[service].health == "healthy", service
         assert rows[service].memory_limit_mib and rows[service].memory_limit_mib < 4096, service
+    # the HA/lab defaults (lab/stack/hacost.py): cron every 5 minutes, celery workers without gossip
+    cron = containers.container(docker_client, "pretix-cron").attrs["Config"]["Env"]
+    assert "CRON_INTERVAL=300" in cron
+    worker = containers.container(docker_client, "pretix-worker-1").attrs["Config"]["Cmd"]
+    assert worker[-3:] == ["--without-gossip", "--without-mingle", "--without-heartbeat"], worker
 
 
 def test_healthcheck_through_the_proxy_over_verified_https(stack):

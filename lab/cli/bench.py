@@ -187,13 +187,29 @@ def bench_capacity(journey: str, rates, seconds: float, bare: bool, login_share:
               help="instead: pretix alone stock against pretix alone with the tuning knobs of FILE's stack section "
               "(or the deployed stack's; `stock`: an A/A run), at fixed rates (default api 3,5; shop 0.5,1): "
               "pretix's CPU per order per side and the tuned/stock ratio")
+@click.option("--compare-stack", "stack_spec", default=None, metavar="FILE|defaults",
+              help="instead: the deployed stack (A) against itself converged to FILE's HA/lab knobs and tuning knobs "
+              "(B; `defaults`: every HA/lab knob at its default), in turn, interleaved, at fixed rates (default api "
+              "3,6; shop 0.5,1): idle cores and CPU per order per module per side, and B/A; ends converged to A")
 def bench_efficiency(journey: str, rates, seconds: float | None, repeats: int, profile: bool,
-                     tuning_spec: str | None) -> None:
+                     tuning_spec: str | None, stack_spec: str | None) -> None:
     """The deployed stack against pretix alone (same image and pretix.cfg minus the HA parts, a copy of the stack's
     database), in one run, interleaved: sustained purchases/min under the SLO, CPU per order per module and idle
     cores, each a median over the repeats. The last line is the ratio of the sustained rates."""
     from lab.experiments.bench_efficiency import bench_efficiency as run_bench
 
+    if tuning_spec is not None and stack_spec is not None:
+        raise bad_input("--compare-stack", "give --compare-tuning or --compare-stack, not both; allowed: one of them",
+                        ("--compare-tuning", "--compare-stack"))
+    if stack_spec is not None:
+        from lab.experiments.bench_stack_knobs import bench_stack_knobs, variant_params
+        from lab.stack.deploy import saved_params
+        from lab.stack.params import StackParams
+
+        variant = variant_params(stack_spec, saved_params() or StackParams())  # a bad FILE stops here
+        result_s = bench_stack_knobs(context, variant, stack_spec, journey, rates, seconds, repeats, log=click.echo)
+        click.echo("\n".join(result_s.lines()))
+        return
     if tuning_spec is not None:
         from lab.experiments.bench_tuning import bench_tuning, tuned_params
 
@@ -220,6 +236,20 @@ def bench_alone_host(journey: str, rates, seconds: float | None, repeats: int) -
     from lab.experiments.bench_alone_host import bench_alone_host as run_bench
 
     result = run_bench(context(), journey, rates, seconds, repeats, log=click.echo)
+    click.echo("\n".join(result.lines()))
+
+
+@bench.command("idle", epilog=exits(FAILED, BAD_INPUT))
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(5, 600),
+              help="length of each window")
+@click.option("--repeats", default=3, show_default=True, type=click.IntRange(1, 20), help="windows, one after another")
+def bench_idle(seconds: float, repeats: int) -> None:
+    """The deployed stack with no load: every container's CPU (cgroup counters) over each window, in cores per
+    module and in all (median and min-max over the windows), throttled periods, and a dated last line with the
+    issue's goal (<= 0.1 core)."""
+    from lab.experiments.bench_idle import bench_idle as run_bench
+
+    result = run_bench(context().docker, seconds, repeats, log=click.echo)
     click.echo("\n".join(result.lines()))
 
 

@@ -47,6 +47,33 @@ def stack_seconds(docker_client) -> dict[str, float]:
     return out
 
 
+def throttled_periods(container_id: str) -> int | None:
+    """Periods in which the container's CPU quota throttled it (cgroup v1 or v2 cpu.stat nr_throttled); None if
+    not found. A quota that throttles adds waiting, and on a busy machine, work to what is measured."""
+    for stat in (CGROUP / "cpu" / "docker" / container_id / "cpu.stat",
+                 CGROUP / "system.slice" / f"docker-{container_id}.scope" / "cpu.stat",
+                 CGROUP / "docker" / container_id / "cpu.stat"):
+        if stat.exists():
+            for line in stat.read_text().splitlines():
+                if line.startswith("nr_throttled"):
+                    return int(line.split()[1])
+    return None
+
+
+def stack_throttled(docker_client) -> dict[str, int]:
+    """Throttled periods per service of the project (running containers), keyed by service name."""
+    from lab.stack.containers import LABEL_SERVICE, project_containers
+
+    out: dict[str, int] = {}
+    for c in project_containers(docker_client):
+        if c.status == "running":
+            n = throttled_periods(c.id)
+            if n is not None:
+                service = c.labels.get(LABEL_SERVICE, c.name)
+                out[service] = out.get(service, 0) + n
+    return out
+
+
 def delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     return {k: after[k] - before.get(k, 0.0) for k in after}
 

@@ -19,7 +19,7 @@ import yaml
 
 from lab.common.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
-from lab.stack import admission, alone, secrets, tuning
+from lab.stack import admission, alone, hacost, secrets, tuning
 from lab.stack.compose import Compose
 from lab.stack.containers import (
     LABEL_PROJECT,
@@ -105,8 +105,9 @@ def template_dir() -> Path:
 
 
 def _write_limits(params: StackParams, path: Path) -> None:
-    """The chosen limits as a compose override: compose.yaml stays the one topology."""
-    services = {}
+    """The chosen limits and HA/lab knobs (lab/stack/hacost.py) as a compose override: compose.yaml stays the one
+    topology."""
+    services: dict = {}
     for name in params.limits:
         limits = params.effective_limits(name)
         entry = {}
@@ -115,6 +116,7 @@ def _write_limits(params: StackParams, path: Path) -> None:
         if limits.memory is not None:
             entry["memory"] = f"{parse_memory(limits.memory)}b"
         services[name] = {"deploy": {"resources": {"limits": entry}}}
+    services = hacost.merge(services, hacost.override(params))
     secrets.write_private(path, yaml.safe_dump({"services": services} if services else {"services": {}}))
 
 

@@ -117,6 +117,17 @@ class StackParams(BaseModel):
     pg_stat_statements: bool = Field(default=False, description=(
         "load pg_stat_statements into PostgreSQL at server start (`lab bench efficiency --profile` needs it); "
         "off by default, so studies do not pay for the bookkeeping"))
+    # what HA and the lab add beside pretix (lab/stack/hacost.py turns them into the compose override); defaults:
+    # measured cuts (docs/findings.md), compose.yaml's own health-check intervals
+    health_interval: int | None = Field(default=None, ge=1, le=300, description=(
+        "at least this many seconds between two of docker's health checks of any service (None: compose.yaml's own, "
+        "3-30 s by service; a longer own interval stays); each check execs processes in the container, and `lab up` "
+        "waits one interval at least per dependency level"))
+    cron_interval: int = Field(default=300, ge=10, le=3600, description=(
+        "seconds between two runs of pretix's periodic jobs (`runperiodic`) in the cron service; each run starts "
+        "Django afresh (pretix's docs: anything between every minute and every hour)"))
+    worker_gossip: bool = Field(default=False, description=(
+        "celery workers' gossip, mingle and event heartbeats (celery's default: on; pretix uses none of them)"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
 
     @field_validator("edge_subnet")
