@@ -59,6 +59,7 @@ def test_parse_memory(text, size):
     ({"worker_prefetch_multiplier": 0}, ["worker_prefetch_multiplier", ">= 1"]),
     ({"db_conn_max_age": 7200}, ["db_conn_max_age", "<= 3600"]),
     ({"pretix_metrics": "perhaps"}, ["pretix_metrics"]),
+    ({"python": "3.12"}, ["python", "'3.11', '3.13'", "3.12"]),  # lab/stack/pybuild.py
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:

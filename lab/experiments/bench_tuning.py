@@ -1,5 +1,6 @@
 """`lab bench efficiency --compare-tuning SPEC`: pretix alone with stock settings against pretix alone with the
-tuning knobs (lab/stack/tuning.py), in one run, interleaved.
+tuning knobs (lab/stack/tuning.py), in one run, interleaved. The knob `python` gives a side its own pretix image
+(lab/stack/pybuild.py), so the same mechanism compares two Python builds.
 
 Two alone sides run at once (variants "stock" and "tuned", each from its own copy of the stack's database, the same
 image, the deployed stack's worker counts); only the side being measured gets load, and only its containers' CPU is
@@ -105,7 +106,7 @@ def two_sides(ctx, deployed: StackParams, sides: dict[str, StackParams],
             t0 = time.monotonic()
             web, worker = counts(params, deployed)
             started[which] = alone.start(ctx.docker, web, worker, log=log, tuning_env=side_env(params),
-                                         variant=which)
+                                         variant=which, python=params.python)
             log(f"pretix alone ({which}: {tuning.describe(tuning.knobs(params))}; gunicorn {web} workers, celery "
                 f"concurrency {worker}) up at {started[which].base_url} in {time.monotonic() - t0:.0f}s")
         yield started
