@@ -83,6 +83,7 @@ class TuningResult:
     figures: Path | None = None
     payload: dict = field(default_factory=dict)
     counts: tuple[int, int] | None = None  # the tuned side's gunicorn workers and celery processes
+    sustained: str = ""  # each side's purchases/min at its highest rate within the SLO
 
     def lines(self) -> list[str]:
         out = [f"tuned knobs: {tuning.describe(self.tuned)}"
@@ -90,6 +91,8 @@ class TuningResult:
         out += tun.table(self.rows)
         out.append("(median over the repeats, min-max in brackets; pretix CPU = every container of the alone side, "
                    "the generator left out)")
+        if self.sustained:
+            out.append(self.sustained)
         if self.figures is not None:
             out.append(f"figures saved: {self.figures}")
         out.append(tun.verdict_line(self.rows))
@@ -174,8 +177,10 @@ def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates
                "cores": os.cpu_count(), "spec": spec, "tuned": tuning.knobs(tuned), "stock": tuning.stock(),
                "on": tuning.changed(tuning.knobs(tuned)),
                "counts": {"stock": counts(StackParams(), deployed), "tuned": counts(tuned, deployed)},
-               "points": points, "steps": raw, "summary": rows, "verdict": tun.verdict_line(rows)}
-    result = TuningResult(journey, tuning.knobs(tuned), rows, payload=payload, counts=counts(tuned, deployed))
+               "points": points, "steps": raw, "summary": rows, "verdict": tun.verdict_line(rows),
+               "sustained": tun.sustained(points), "sustained_line": tun.sustained_line(points)}
+    result = TuningResult(journey, tuning.knobs(tuned), rows, payload=payload, counts=counts(tuned, deployed),
+                          sustained=tun.sustained_line(points))
     result.figures = b.save(name, payload)
     return result
 
