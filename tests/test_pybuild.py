@@ -83,3 +83,17 @@ def test_compose_and_alone_take_the_parameters_image():
     assert '"${LAB_PRETIX_IMAGE:-pretix-lab/pretix:local}"' in compose
     env = compose_for(params.validate({"python": "3.13"})).env
     assert env["LAB_PRETIX_IMAGE"] == "pretix-lab/pretix:local-py3.13"
+
+
+def test_the_studys_python_file_sets_only_the_python_knob():
+    from lab.experiments.bench_tuning import tuned_params
+
+    p = tuned_params(str(pybuild.PRETIX_DIR.parents[2] / "studies" / "python-3.13.yaml"))
+    assert tuning.changed(tuning.knobs(p)) == {"python": "3.13"}
+
+
+def test_lab_up_offers_exactly_the_known_builds():
+    from lab.cli.stack import up
+
+    option = next(p for p in up.params if p.name == "python")
+    assert set(option.type.choices) == set(pybuild.BUILDS)
