@@ -65,6 +65,7 @@ def test_parse_memory(text, size):
     ({"cron_interval": 5}, ["cron_interval", ">= 10"]),
     ({"cron_interval": 7200}, ["cron_interval", "<= 3600"]),
     ({"worker_gossip": "perhaps"}, ["worker_gossip"]),
+    ({"python": "3.12"}, ["python", "'3.11', '3.13'", "3.12"]),  # lab/stack/pybuild.py
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:

@@ -184,3 +184,19 @@ def test_the_tuned_side_takes_process_counts_only_from_a_file_that_sets_them(tmp
     single = tuned_params(str(LEAN.with_name("tuning-lean-single.yaml")))
     assert counts(single, deployed) == (1, 1)
     assert counts(tuned_params("stock"), deployed) == (3, 2)
+
+
+def _met(side: str, repeat: int, rate: float, per_min: float, ok: bool) -> tun.TuningPoint:
+    return tun.TuningPoint(side, repeat, rate, int(per_min), per_min, 0.2 if ok else 3.0, ok, {"web": 0.05})
+
+
+def test_sustained_is_the_highest_rate_within_the_slo_per_repeat_and_a_floor_when_never_saturated():
+    points = [_met("stock", 1, 3.0, 180, True), _met("stock", 1, 6.0, 350, True), _met("stock", 1, 9.0, 420, False),
+              _met("stock", 2, 3.0, 180, True), _met("stock", 2, 6.0, 340, False), _met("stock", 2, 9.0, 400, False),
+              _met("tuned", 1, 3.0, 180, True), _met("tuned", 1, 6.0, 360, True), _met("tuned", 1, 9.0, 530, True),
+              _met("tuned", 2, 3.0, 180, True), _met("tuned", 2, 6.0, 355, True), _met("tuned", 2, 9.0, 525, True)]
+    found = tun.sustained(points)
+    assert (found["stock"].low, found["stock"].high) == (180, 350)  # repeat 2 met the SLO only at 3/s
+    assert found["tuned"].median == pytest.approx(527.5)
+    line = tun.sustained_line(points)
+    assert "offered up to 9/s" in line and "stock 265 (180-350)" in line and "tuned >= 528 (525-530)" in line

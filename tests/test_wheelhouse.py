@@ -147,7 +147,7 @@ class FakePip:
 def test_fill_builds_sdist_only_packages_and_writes_stamp(tmp_path, monkeypatch):
     fake = FakePip({"django-jquery-js", "other-sdist"})
     monkeypatch.setattr(wh, "_run_pip", fake)
-    monkeypatch.setattr(wh, "marker_gaps", lambda _dest: [])
+    monkeypatch.setattr(wh, "marker_gaps", lambda _dest, *_: [])
     dest = tmp_path / "wheelhouse"
     (dest).mkdir()
     (dest / "stale-0.1-py3-none-any.whl").write_bytes(b"old")
@@ -205,7 +205,7 @@ def test_fill_gives_up_when_a_built_package_is_still_missing(tmp_path, monkeypat
 def test_fill_reports_marker_gaps(tmp_path, monkeypatch):
     monkeypatch.setattr(wh, "_run_pip", FakePip(set()))
     monkeypatch.setattr(wh, "SDIST_ONLY", ())
-    monkeypatch.setattr(wh, "marker_gaps", lambda _dest: ['async-timeout>=4.0.3; python_full_version < "3.11.3"'])
+    monkeypatch.setattr(wh, "marker_gaps", lambda _dest, *_: ['async-timeout>=4.0.3; python_full_version < "3.11.3"'])
     with pytest.raises(wh.WheelhouseError, match="python_full_version") as err:
         wh.ensure_wheelhouse(tmp_path / "wh", ("pretix==2026.8.0",))
     assert err.value.package == "async-timeout"

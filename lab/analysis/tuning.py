@@ -97,6 +97,35 @@ def table(rows: list[RateSummary], sides: tuple[str, str] = SIDES) -> list[str]:
     return lines
 
 
+def sustained(points: list[TuningPoint], sides: tuple[str, str] = SIDES) -> dict[str, Spread]:
+    """Per side: the purchases/min of its highest offered rate that met the SLO, per repeat (the lab's capacity
+    definition on this bench's fixed rates; 0 when none met it), then median and min-max over the repeats."""
+    out = {}
+    for side in sides:
+        mine = [p for p in points if p.side == side]
+        per_repeat = []
+        for repeat in sorted({p.repeat for p in mine}):
+            met = [p for p in mine if p.repeat == repeat and p.meets_slo]
+            per_repeat.append(max(met, key=lambda p: p.rate).per_min if met else 0.0)
+        out[side] = spread(per_repeat)
+    return out
+
+
+def sustained_line(points: list[TuningPoint], sides: tuple[str, str] = SIDES) -> str:
+    """One line: each side's sustained purchases/min; a side that met the SLO at the top rate in every repeat was not
+    saturated, so its figure is a floor (marked >=)."""
+    if not points:
+        return "sustained: nothing measured"
+    top = max(p.rate for p in points)
+    found = sustained(points, sides)
+    parts = []
+    for side in sides:
+        at_top = [p for p in points if p.side == side and p.rate == top]
+        floor = bool(at_top) and all(p.meets_slo for p in at_top)
+        parts.append(f"{side} {'>= ' if floor else ''}{found[side].text()}")
+    return f"sustained purchases/min within the SLO (offered up to {top:g}/s): " + "; ".join(parts)
+
+
 def verdict_line(rows: list[RateSummary]) -> str:
     """The last line: the median paired ratio at each rate and whether the issue's goal (a cut of GOAL_CUT) was
     reached at every rate. A figure, never an assertion."""
@@ -109,4 +138,4 @@ def verdict_line(rows: list[RateSummary]) -> str:
 
 
 __all__ = ["GOAL_CUT", "PRETIX_MODULES", "RateSummary", "SIDES", "TuningPoint", "paired_ratios", "summarise",
-           "table", "verdict_line"]
+           "sustained", "sustained_line", "table", "verdict_line"]

@@ -25,14 +25,16 @@ PORT = click.IntRange(1024, 65535)
               help="override one service's limits (repeatable)")
 @click.option("--pg-stat-statements", is_flag=True, default=None,
               help="PostgreSQL loads pg_stat_statements (`lab bench efficiency --profile` reads it; off by default)")
-def up(params_file, https_port, http_port, web_workers, replication, limits, pg_stat_statements) -> None:
+@click.option("--python", type=click.Choice(["3.11", "3.13"]), default=None,
+              help="the Python pretix runs: Debian bookworm's 3.11 (default) or trixie's 3.13 (its own image)")
+def up(params_file, https_port, http_port, web_workers, replication, limits, pg_stat_statements, python) -> None:
     """Deploy the stack (or converge it to the parameters) and bootstrap pretix."""
     from lab.experiments.inputs import parse_limits
     from lab.stack import deploy, params
 
     chosen = params.load(params_file, {"https_port": https_port, "http_port": http_port, "web_workers": web_workers,
                                        "replication": replication, "limits": parse_limits(limits),
-                                       "pg_stat_statements": pg_stat_statements})
+                                       "pg_stat_statements": pg_stat_statements, "python": python})
     report = deploy.up(chosen, log=log_err)
     for line in report.restored:  # what a killed run had left in the fault journal
         click.echo(f"fault journal: {line}")

@@ -124,7 +124,7 @@ def alone_side(ctx, log=print, pg_stat_statements: bool = False) -> Iterator[obj
     try:
         side = alone.start(ctx.docker, params.web_workers, params.worker_concurrency, log=log,
                            tuning_env=tuning.pretix_env(params),  # the deployed stack's tuning knobs, alike
-                           pg_stat_statements=pg_stat_statements)
+                           pg_stat_statements=pg_stat_statements, python=params.python)  # the stack's image
         log(f"pretix alone up at {side.base_url} in {time.monotonic() - started:.0f}s (gunicorn "
             f"{params.web_workers} workers, celery concurrency {params.worker_concurrency}, no limits)")
         yield side

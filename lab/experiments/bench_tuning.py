@@ -1,5 +1,6 @@
 """`lab bench efficiency --compare-tuning SPEC`: pretix alone with stock settings against pretix alone with the
-tuning knobs (lab/stack/tuning.py), in one run, interleaved.
+tuning knobs (lab/stack/tuning.py), in one run, interleaved. The knob `python` gives a side its own pretix image
+(lab/stack/pybuild.py), so the same mechanism compares two Python builds.
 
 Two alone sides run at once (variants "stock" and "tuned", each from its own copy of the stack's database, the same
 image, the deployed stack's worker counts); only the side being measured gets load, and only its containers' CPU is
@@ -82,6 +83,7 @@ class TuningResult:
     figures: Path | None = None
     payload: dict = field(default_factory=dict)
     counts: tuple[int, int] | None = None  # the tuned side's gunicorn workers and celery processes
+    sustained: str = ""  # each side's purchases/min at its highest rate within the SLO
 
     def lines(self) -> list[str]:
         out = [f"tuned knobs: {tuning.describe(self.tuned)}"
@@ -89,6 +91,8 @@ class TuningResult:
         out += tun.table(self.rows)
         out.append("(median over the repeats, min-max in brackets; pretix CPU = every container of the alone side, "
                    "the generator left out)")
+        if self.sustained:
+            out.append(self.sustained)
         if self.figures is not None:
             out.append(f"figures saved: {self.figures}")
         out.append(tun.verdict_line(self.rows))
@@ -105,7 +109,7 @@ def two_sides(ctx, deployed: StackParams, sides: dict[str, StackParams],
             t0 = time.monotonic()
             web, worker = counts(params, deployed)
             started[which] = alone.start(ctx.docker, web, worker, log=log, tuning_env=side_env(params),
-                                         variant=which)
+                                         variant=which, python=params.python)
             log(f"pretix alone ({which}: {tuning.describe(tuning.knobs(params))}; gunicorn {web} workers, celery "
                 f"concurrency {worker}) up at {started[which].base_url} in {time.monotonic() - t0:.0f}s")
         yield started
@@ -173,8 +177,10 @@ def bench_tuning(ctx, tuned: StackParams, spec: str, journey: str = "api", rates
                "cores": os.cpu_count(), "spec": spec, "tuned": tuning.knobs(tuned), "stock": tuning.stock(),
                "on": tuning.changed(tuning.knobs(tuned)),
                "counts": {"stock": counts(StackParams(), deployed), "tuned": counts(tuned, deployed)},
-               "points": points, "steps": raw, "summary": rows, "verdict": tun.verdict_line(rows)}
-    result = TuningResult(journey, tuning.knobs(tuned), rows, payload=payload, counts=counts(tuned, deployed))
+               "points": points, "steps": raw, "summary": rows, "verdict": tun.verdict_line(rows),
+               "sustained": tun.sustained(points), "sustained_line": tun.sustained_line(points)}
+    result = TuningResult(journey, tuning.knobs(tuned), rows, payload=payload, counts=counts(tuned, deployed),
+                          sustained=tun.sustained_line(points))
     result.figures = b.save(name, payload)
     return result
 

@@ -22,6 +22,7 @@ import docker
 import httpx
 
 from lab.common.paths import deploy_dir
+from lab.stack import pybuild
 from lab.stack.containers import DeployError, container
 from lab.stack.cpu import container_seconds
 from lab.stack.pgstat import PRELOAD_ARGS
@@ -96,16 +97,20 @@ def _wait(check, what: str, timeout: float) -> None:
 def _run(client: docker.DockerClient, service: str, command: list[str] | None, env: dict[str, str], variant: str,
          **extra):
     volumes = extra.pop("volumes", None)
+    image = extra.pop("image", None) or IMAGES[service]
     return client.containers.run(
-        IMAGES[service], command, name=name(service, variant), detach=True, environment=env,
+        image, command, name=name(service, variant), detach=True, environment=env,
         labels=labels(service, variant), network=name("net", variant), healthcheck=NO_HEALTHCHECK, volumes=volumes,
         **extra)
 
 
 def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int, log=print, *,
-          tuning_env: dict[str, str] | None = None, variant: str = "", pg_stat_statements: bool = False) -> AloneSide:
+          tuning_env: dict[str, str] | None = None, variant: str = "", pg_stat_statements: bool = False,
+          python: str = pybuild.DEFAULT) -> AloneSide:
     """Start the alone side from a copy of the stack's database and wait until gunicorn answers /healthcheck/.
     `pg_stat_statements`: its PostgreSQL preloads the module (a profiled bench reads it; off, nothing pays for it).
+    `python`: which pretix image its web and worker run (the stack parameter; lab/stack/pybuild.py), built first
+    when missing or stale.
 
     `tuning_env`: the pretix containers' tuning knobs (lab.stack.tuning.pretix_env; none: the image's stock
     command). `variant` names a second alone side beside the first (stock and tuned at once). Leftovers of an
@@ -114,6 +119,11 @@ def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int
     """
     remove(client, variant or None)
     s = _secrets()
+    if python != pybuild.DEFAULT:  # the default's image is the stack's own, made by `lab up`
+        from lab.stack.images import ensure_pretix
+
+        ensure_pretix(client, python, log)
+    pretix_image = pybuild.pretix_tag(python)
     primary = container(client, "postgres-primary")  # the stack must be up: its database is the copy's source
     client.networks.create(name("net", variant), driver="bridge", labels=labels(variant=variant))
     for volume in ("pgdata", "data"):
@@ -146,9 +156,9 @@ def start(client: docker.DockerClient, web_workers: int, worker_concurrency: int
            "PRETIX_CELERY_BACKEND": f"{redis_url}/2", "PRETIX_LAB_REDIS_TIMEOUT": "0",
            "WEB_WORKERS": str(web_workers), "WORKER_CONCURRENCY": str(worker_concurrency), **(tuning_env or {})}
     data = {name("data", variant): {"bind": "/data", "mode": "rw"}}
-    side.containers[WEB] = _run(client, WEB, ["web"], env, variant, volumes=data,
+    side.containers[WEB] = _run(client, WEB, ["web"], env, variant, volumes=data, image=pretix_image,
                                 ports={"8000/tcp": ("127.0.0.1", port)})
-    side.containers[WORKER] = _run(client, WORKER, ["worker"], env, variant, volumes=data)
+    side.containers[WORKER] = _run(client, WORKER, ["worker"], env, variant, volumes=data, image=pretix_image)
     _wait(lambda: _answers(f"{side.base_url}/healthcheck/"), "gunicorn /healthcheck/", 120)
     _wait(lambda: _exec_ok(side.containers[WORKER], ["pretix-lab-health", "worker"]), "celery", 60)
     return side

@@ -19,7 +19,7 @@ import yaml
 
 from lab.common.paths import cache_dir, deploy_dir
 from lab.pretix.bootstrap import PretixAccess, bootstrap
-from lab.stack import admission, alone, hacost, secrets, tuning
+from lab.stack import admission, alone, hacost, pybuild, secrets, tuning
 from lab.stack.compose import Compose
 from lab.stack.containers import (
     LABEL_PROJECT,
@@ -79,6 +79,7 @@ def compose_for(params: StackParams, directory: Path | None = None, template: st
     directory = directory or deploy_dir()
     env = {
         "LAB_DEPLOY_DIR": str(directory),
+        "LAB_PRETIX_IMAGE": pybuild.pretix_tag(params.python),
         "LAB_HTTPS_PORT": str(params.https_port),
         "LAB_HTTP_PORT": str(params.http_port),
         "LAB_WEB_WORKERS": str(params.web_workers),
@@ -225,7 +226,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         if foreign:
             raise DeployError(foreign)
     with _phase(report, "images", log):
-        image_ids = ensure_images(client, log)
+        image_ids = ensure_images(client, log, params.python)
     with _phase(report, "secrets", log):
         found = secrets.load_or_create(directory)
         secrets.write_env_files(found, directory, RedisTopology.of(params))
@@ -234,7 +235,7 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         _write_limits(params, directory / "compose.limits.yaml")
         secrets.write_private(directory / "pretix-tuning.env", tuning.env_file_text(params))  # no secret in it
         admission.ensure(directory)  # the proxy mounts it; off unless a configuration is already there
-        pretix_id = image_ids["pretix-lab/pretix:local"].split(":")[-1][:16]
+        pretix_id = image_ids[pybuild.pretix_tag(params.python)].split(":")[-1][:16]
         template = template_dir() / f"pretix-{pretix_id}.dump"
         use_template = fresh_db and template.exists()
         report.cold = fresh_db and not use_template
@@ -379,7 +380,7 @@ def environment_record(client: docker.DockerClient) -> dict:
 
     params = saved_params()
     return {
-        "images": digests(client),
+        "images": digests(client, params.python if params else pybuild.DEFAULT),
         "engine": client.version().get("Version"),
         "stack_params": json.loads(params.model_dump_json()) if params else None,
     }

@@ -1,4 +1,6 @@
-"""The lab's images: a Debian bookworm base (pulled, or made locally) and one image per stack/images/<dir>.
+"""The lab's images: a Debian bookworm base (pulled, or made locally) and one image per stack/images/<dir>, plus
+the pretix image of another Python when the stack parameter `python` asks for one (lab/stack/pybuild.py: its own
+Debian base, wheelhouse and tag).
 
 Builds are keyed by a hash of their inputs, stored as an image label: unchanged inputs build nothing.
 """
@@ -19,6 +21,7 @@ from docker.errors import APIError, BuildError, ImageNotFound
 
 from lab.common.paths import IMAGES_DIR, cache_dir
 from lab.errors import LabError
+from lab.stack import pybuild
 
 BASE_IMAGE = "pretix-lab/base:bookworm"
 INPUTS_LABEL = "org.pretix-lab.inputs"
@@ -35,6 +38,7 @@ class ImageSpec:
     tag: str
     context: Path
     dockerfile: str = "Dockerfile"
+    base: str = BASE_IMAGE
 
 
 def specs() -> list[ImageSpec]:
@@ -54,36 +58,44 @@ def _image(client: docker.DockerClient, tag: str):
         return None
 
 
-def ensure_base(client: docker.DockerClient, log: Callable[[str], None] = print) -> str:
-    """Debian bookworm as `pretix-lab/base:bookworm`: pulled where a registry answers, else mmdebstrap."""
-    if _image(client, BASE_IMAGE) is not None:
-        return BASE_IMAGE
+def mirror_args(suite: str) -> list[str]:
+    """mmdebstrap's mirror: the host's own sources for bookworm (the host's release), Debian's mirror otherwise."""
+    if suite == "bookworm":
+        return [str(HOST_SOURCES)] if HOST_SOURCES.exists() else []
+    return [f"deb http://deb.debian.org/debian {suite} main", f"deb http://deb.debian.org/debian {suite}-updates main",
+            f"deb http://deb.debian.org/debian-security {suite}-security main"]
+
+
+def ensure_base(client: docker.DockerClient, log: Callable[[str], None] = print, suite: str = "bookworm") -> str:
+    """A Debian release as `pretix-lab/base:<suite>`: pulled where a registry answers, else mmdebstrap."""
+    tag = pybuild.base_tag(suite)
+    if _image(client, tag) is not None:
+        return tag
     try:
-        image = client.images.pull("debian", tag="bookworm-slim")
-        image.tag(BASE_IMAGE)
-        log("base image: pulled debian:bookworm-slim")
-        return BASE_IMAGE
+        image = client.images.pull("debian", tag=f"{suite}-slim")
+        image.tag(tag)
+        log(f"base image: pulled debian:{suite}-slim")
+        return tag
     except APIError:
-        log("base image: no registry answers; making Debian bookworm locally with mmdebstrap ...")
+        log(f"base image: no registry answers; making Debian {suite} locally with mmdebstrap ...")
     if shutil.which("mmdebstrap") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "mmdebstrap"], check=True)
-    tarball = cache_dir() / "base-bookworm.tar"
+    tarball = cache_dir() / f"base-{suite}.tar"
     tarball.parent.mkdir(parents=True, exist_ok=True)
     if not tarball.exists():
-        mirror = [str(HOST_SOURCES)] if HOST_SOURCES.exists() else []
-        partial = tarball.with_name(f"base-bookworm.{os.getpid()}.partial.tar")  # worlds may share the cache
+        partial = tarball.with_name(f"base-{suite}.{os.getpid()}.partial.tar")  # worlds may share the cache
         subprocess.run(
             ["mmdebstrap", "--quiet", "--variant=minbase", "--include=ca-certificates",
-             "bookworm", str(partial), *mirror],
+             suite, str(partial), *mirror_args(suite)],
             check=True,
         )
         partial.rename(tarball)
     subprocess.run(
         ["docker", "import", "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["/bin/bash"]',
-         str(tarball), BASE_IMAGE],
+         str(tarball), tag],
         check=True, stdout=subprocess.DEVNULL,
     )
-    return BASE_IMAGE
+    return tag
 
 
 def inputs_hash(context: Path, base_id: str) -> str:
@@ -103,7 +115,7 @@ def build(
     client: docker.DockerClient, spec: ImageSpec, log: Callable[[str], None] = print
 ) -> tuple[str, bool]:
     """Build one image unless its inputs are unchanged. Returns (image id, built?)."""
-    base = client.images.get(BASE_IMAGE)
+    base = client.images.get(spec.base)
     key = inputs_hash(spec.context, base.id)
     existing = _image(client, spec.tag)
     if existing is not None and existing.labels.get(INPUTS_LABEL) == key:
@@ -113,7 +125,7 @@ def build(
     try:
         image, chunks = client.images.build(
             path=str(spec.context), dockerfile=spec.dockerfile, tag=spec.tag, rm=True,
-            network_mode="host", buildargs={"BASE_IMAGE": BASE_IMAGE}, labels={INPUTS_LABEL: key},
+            network_mode="host", buildargs={"BASE_IMAGE": spec.base}, labels={INPUTS_LABEL: key},
         )
         logfile.write_text("".join(c.get("stream", "") for c in chunks))
     except BuildError as error:
@@ -122,18 +134,44 @@ def build(
     return image.id, True
 
 
-def ensure_images(client: docker.DockerClient, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Base image, the pretix wheelhouse, then every image. Returns tag -> image id."""
+def ensure_images(client: docker.DockerClient, log: Callable[[str], None] = print,
+                  python: str = pybuild.DEFAULT) -> dict[str, str]:
+    """Base image, the pretix wheelhouse, then every image, and the pretix image of `python` when it is not the
+    default's. Returns tag -> image id."""
     from lab.stack.wheelhouse import ensure_wheelhouse
 
     ensure_base(client, log)
-    ensure_wheelhouse(IMAGES_DIR / "pretix" / "wheelhouse", progress=log)
+    ensure_wheelhouse(pybuild.wheelhouse_dir(), progress=log)
     ids = {}
     for spec in specs():
         ids[spec.tag], _ = build(client, spec, log)
+    if python != pybuild.DEFAULT:
+        ids[pybuild.pretix_tag(python)] = ensure_pretix(client, python, log)
     return ids
 
 
-def digests(client: docker.DockerClient) -> dict[str, str]:
-    """Image ids of the stack, for a run's environment record."""
-    return {s.tag: img.id for s in specs() if (img := _image(client, s.tag)) is not None}
+def ensure_pretix(client: docker.DockerClient, python: str = pybuild.DEFAULT,
+                  log: Callable[[str], None] = print) -> str:
+    """The pretix image of one Python variant (its base, wheelhouse and build, each skipped when unchanged); returns
+    its id. The default's is stack/images/pretix as `ensure_images` builds it."""
+    from lab.stack.wheelhouse import ensure_wheelhouse
+
+    variant = pybuild.build_of(python)
+    base = ensure_base(client, log, variant.suite)
+    ensure_wheelhouse(pybuild.wheelhouse_dir(python), progress=log, python_version=variant.version)
+    if python == pybuild.DEFAULT:
+        spec = next(s for s in specs() if s.name == "pretix")
+        return build(client, spec, log)[0]
+    staging = cache_dir() / "build-contexts"
+    staging.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"pretix-py{python}-", dir=staging) as tmp:
+        context = pybuild.stage_context(python, Path(tmp))
+        spec = ImageSpec(name=f"pretix-py{python}", tag=pybuild.pretix_tag(python), context=context, base=base)
+        return build(client, spec, log)[0]
+
+
+def digests(client: docker.DockerClient, python: str = pybuild.DEFAULT) -> dict[str, str]:
+    """Image ids of the stack (with the pretix image of `python` when it is not the default's), for a run's
+    environment record."""
+    tags = [s.tag for s in specs()] + ([pybuild.pretix_tag(python)] if python != pybuild.DEFAULT else [])
+    return {tag: img.id for tag in tags if (img := _image(client, tag)) is not None}

@@ -114,6 +114,9 @@ class StackParams(BaseModel):
         "PostgreSQL's JIT compilation for pretix's sessions (libpq PGOPTIONS; PostgreSQL's default on)"))
     python_optimize: bool = Field(default=False, description=(
         "PYTHONOPTIMIZE=1 in the pretix containers: asserts skipped (bytecode compiled at each start)"))
+    python: Literal["3.11", "3.13"] = Field(default="3.11", description=(
+        "the Python the pretix image runs: Debian's own python3 (PGO+LTO) of bookworm (3.11) or trixie (3.13); "
+        "another than 3.11 builds its own pretix image (lab/stack/pybuild.py)"))
     pg_stat_statements: bool = Field(default=False, description=(
         "load pg_stat_statements into PostgreSQL at server start (`lab bench efficiency --profile` needs it); "
         "off by default, so studies do not pay for the bookkeeping"))
@@ -129,6 +132,12 @@ class StackParams(BaseModel):
     worker_gossip: bool = Field(default=False, description=(
         "celery workers' gossip, mingle and event heartbeats (celery's default: on; pretix uses none of them)"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
+
+    @field_validator("python", mode="before")
+    @classmethod
+    def _python_as_text(cls, value: Any) -> Any:
+        # YAML reads `python: 3.13` as a number
+        return format(value, "g") if isinstance(value, float) else value
 
     @field_validator("edge_subnet")
     @classmethod

@@ -2,7 +2,8 @@
 
 The knobs are fields of StackParams (gunicorn's worker class, threads, recycling and access log; pretix's log level
 and metrics; celery's log level and prefetch; Django's database connection reuse; PostgreSQL's JIT for pretix's
-sessions; PYTHONOPTIMIZE). Their defaults are the stock settings, and the env below leaves a knob at its stock
+sessions; PYTHONOPTIMIZE; the Python build the image runs, which selects the pretix image instead of setting env:
+lab/stack/pybuild.py). Their defaults are the stock settings, and the env below leaves a knob at its stock
 value exactly as the image and pretix set it, so a stack deployed with defaults runs the stock command. The same
 env goes to the deployed stack (an env file compose.yaml reads after pretix.env) and to pretix alone, so a bench can
 set both sides alike and a study's report can say which knobs were on.
@@ -16,7 +17,7 @@ from lab.stack.params import StackParams
 
 KNOBS = ("web_worker_class", "web_threads", "web_max_requests", "web_access_log", "pretix_loglevel", "pretix_metrics",
          "worker_loglevel", "worker_prefetch_multiplier", "db_conn_health_checks", "db_conn_max_age", "postgres_jit",
-         "python_optimize")
+         "python_optimize", "python")
 
 
 def _onoff(value: bool) -> str:

@@ -1,7 +1,8 @@
 """Fill the pretix image's wheelhouse on the host.
 
 `pip install` inside `docker build` cannot reach PyPI here (TLS chain), so every wheel the image needs is
-downloaded on the host for the image's interpreter (bookworm's CPython 3.11.2, manylinux x86_64) and the
+downloaded on the host for the image's interpreter (bookworm's CPython 3.11.2 by default, or the python of another
+Debian release: lab/stack/pybuild.py; manylinux x86_64) and the
 Dockerfile installs with `--no-index --find-links`. Packages that ship only an sdist are built into wheels
 on the host first. A stamp file makes a second call a no-op.
 """
@@ -94,10 +95,11 @@ def read_stamp(dest: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def stamp_matches(dest: Path, requirements: Iterable[str] = PRETIX_REQUIREMENTS) -> bool:
+def stamp_matches(dest: Path, requirements: Iterable[str] = PRETIX_REQUIREMENTS,
+                  python_version: str = TARGET_PYTHON) -> bool:
     """True when dest's stamp has the same hash and every wheel it lists is still there."""
     stamp = read_stamp(dest)
-    if stamp is None or stamp.get("hash") != requirements_hash(requirements):
+    if stamp is None or stamp.get("hash") != requirements_hash(requirements, python_version):
         return False
     wheels = stamp.get("wheels")
     if not isinstance(wheels, list) or not wheels:
@@ -113,12 +115,12 @@ def requirements_text(requirements: Iterable[str]) -> str:
     return "# Written by lab/stack/wheelhouse.py: do not edit.\n" + "".join(f"{line}\n" for line in lines)
 
 
-def write_stamp(dest: Path, requirements: Iterable[str]) -> None:
+def write_stamp(dest: Path, requirements: Iterable[str], python_version: str = TARGET_PYTHON) -> None:
     """Record the requirements hash and the wheel files; written last so a crash leaves no stamp."""
     stamp = {
-        "hash": requirements_hash(requirements),
+        "hash": requirements_hash(requirements, python_version),
         "requirements": sorted({_normalize(r) for r in requirements if r.strip()}),
-        "python": TARGET_PYTHON,
+        "python": python_version,
         "wheels": sorted(p.name for p in dest.glob("*.whl")),
     }
     tmp = dest / (STAMP_NAME + ".tmp")
@@ -226,14 +228,14 @@ def _build_sdist_wheel(requirement: str, into: Path) -> None:
             )
 
 
-def _download(requirements: Sequence[str], into: Path) -> None:
+def _download(requirements: Sequence[str], into: Path, python_version: str = TARGET_PYTHON) -> None:
     platform_args = [a for p in TARGET_PLATFORMS for a in ("--platform", p)]
     _run_pip(
         [
             "download",
             "--only-binary=:all:",
             "--python-version",
-            TARGET_PYTHON,
+            python_version,
             "--implementation",
             TARGET_IMPLEMENTATION,
             *platform_args,
@@ -251,8 +253,10 @@ def ensure_wheelhouse(
     dest: Path,
     requirements: Sequence[str] = PRETIX_REQUIREMENTS,
     progress: Callable[[str], None] | None = None,
+    python_version: str = TARGET_PYTHON,
 ) -> Path:
-    """Fill dest with every wheel the pretix image needs; a no-op when dest's stamp matches.
+    """Fill dest with every wheel the pretix image needs for CPython `python_version` (the image's python3); a
+    no-op when dest's stamp matches.
 
     The wheels are gathered in a temporary folder beside dest and moved in only on success, so a
     failed fill never leaves a half-filled wheelhouse that looks complete.
@@ -260,7 +264,7 @@ def ensure_wheelhouse(
     say = progress or (lambda _msg: None)
     dest = Path(dest)
     requirements = tuple(requirements)
-    if stamp_matches(dest, requirements):
+    if stamp_matches(dest, requirements, python_version):
         say(f"wheelhouse up to date: {dest}")
         return dest
 
@@ -273,9 +277,9 @@ def ensure_wheelhouse(
 
         built: set[str] = {canonical_name(s) for s in SDIST_ONLY}
         for _ in range(_MAX_SDIST_ROUNDS):
-            say(f"downloading wheels for CPython {TARGET_PYTHON} manylinux x86_64: {', '.join(requirements)}")
+            say(f"downloading wheels for CPython {python_version} manylinux x86_64: {', '.join(requirements)}")
             try:
-                _download(requirements, work)
+                _download(requirements, work, python_version)
                 break
             except _PipFailed as exc:
                 missing = missing_package(exc.output)
@@ -284,7 +288,7 @@ def ensure_wheelhouse(
                 name = canonical_name(_requirement_name(missing))
                 if name in built:
                     raise WheelhouseError(
-                        f"{missing}: no wheel for CPython {TARGET_PYTHON} manylinux x86_64 "
+                        f"{missing}: no wheel for CPython {python_version} manylinux x86_64 "
                         f"(not even after building one on the host):\n{_tail(exc.output)}",
                         package=name,
                     ) from None
@@ -294,10 +298,10 @@ def ensure_wheelhouse(
         else:
             raise WheelhouseError(f"gave up after {_MAX_SDIST_ROUNDS} sdist-only packages", package=None)
 
-        gaps = marker_gaps(work)
+        gaps = marker_gaps(work, python_version)
         if gaps:
             raise WheelhouseError(
-                f"dependencies needed on python {TARGET_PYTHON} were skipped by pip (it evaluates "
+                f"dependencies needed on python {python_version} were skipped by pip (it evaluates "
                 f"python_full_version with the host interpreter); add them to the requirements: {gaps}",
                 package=canonical_name(_requirement_name(gaps[0])),
             )
@@ -308,6 +312,6 @@ def ensure_wheelhouse(
         for wheel in work.glob("*.whl"):
             shutil.move(str(wheel), dest / wheel.name)
         (dest / REQUIREMENTS_NAME).write_text(requirements_text(requirements))
-        write_stamp(dest, requirements)
+        write_stamp(dest, requirements, python_version)
     say(f"wheelhouse ready: {len(list(dest.glob('*.whl')))} wheels in {dest}")
     return dest
