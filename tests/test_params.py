@@ -59,6 +59,12 @@ def test_parse_memory(text, size):
     ({"worker_prefetch_multiplier": 0}, ["worker_prefetch_multiplier", ">= 1"]),
     ({"db_conn_max_age": 7200}, ["db_conn_max_age", "<= 3600"]),
     ({"pretix_metrics": "perhaps"}, ["pretix_metrics"]),
+    # the swarm engine (lab/stack/swarm/)
+    ({"engine": "kubernetes"}, ["engine", "'compose', 'swarm'", "kubernetes"]),
+    ({"engine": "swarm", "nodes": 2}, ["nodes", ">= 3", "got 2"]),
+    ({"nodes": 10}, ["nodes", "<= 9"]),
+    ({"engine": "swarm", "node_subnet": "10.215.0.0/28"}, ["node_subnet", "/27 or larger"]),
+    ({"engine": "swarm", "node_subnet": "10.213.0.0/24", "edge_subnet": "10.213.0.0/24"}, ["node_subnet", "overlap"]),
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:
