@@ -129,3 +129,13 @@ def test_node_containers_publish_only_on_loopback(tmp_path):
             assert ports == []
         assert "--privileged" not in argv
         assert f"{nodes.OWNER_LABEL}={project()}" in argv
+
+
+def test_node_faults_are_in_the_catalogue_and_target_nodes():
+    import lab.faults  # noqa: F401 - registers the built-ins
+    from lab.faults.catalogue import faults
+
+    for action in ("node-kill", "node-partition", "node-drain"):
+        fault = faults.get(action)
+        assert "node-3" in fault.allowed_targets() and "pretix-web-1" not in fault.allowed_targets()
+        assert fault.services_of("node-2") == ["node-2"]
