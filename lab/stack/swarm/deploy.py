@@ -226,4 +226,4 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
     not_removed = secrets.remove_secrets(deploy_dir()) if volumes else []
     for problem in not_removed:
         log(f"could not remove secrets: {problem}")
-    return nodes.leftovers(host) + [f"secrets {problem}" for problem in not_removed]
+    return nodes.leftovers(host, volumes) + [f"secrets {problem}" for problem in not_removed]

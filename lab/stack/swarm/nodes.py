@@ -140,36 +140,57 @@ def start_nodes(host: docker.DockerClient, plan: NodePlan, log: Log, wait_second
             time.sleep(0.5)
 
 
+def _reset(client: docker.DockerClient) -> None:
+    """Leave whatever swarm the node believes it is in (a node killed mid-deployment keeps a stale membership)."""
+    try:
+        client.api.leave_swarm(force=True)
+    except APIError:
+        pass
+
+
 def form_swarm(plan: NodePlan, labels: Callable[[int], dict[str, str]], log: Log) -> None:
-    """Node 1 initialises the swarm, nodes 2-3 join as managers, the rest as workers; every node gets its labels."""
+    """Node 1 initialises the swarm, nodes 2-3 join as managers, the rest as workers; every node gets its labels.
+    A node whose membership is stale (a swarm without a leader, or another swarm) leaves it first."""
     first = node_client(1)
-    if first.info()["Swarm"]["LocalNodeState"] != "active":
-        first.swarm.init(advertise_addr=plan.addresses[0], listen_addr=f"{plan.addresses[0]}:2377")
+    try:
+        if first.info()["Swarm"]["LocalNodeState"] != "active":
+            raise NotFound("no swarm")
+        first.api.inspect_swarm()  # fails when node 1 holds a swarm that has no leader any more
+    except APIError:
+        _reset(first)
+        first.api.init_swarm(advertise_addr=plan.addresses[0], listen_addr=f"{plan.addresses[0]}:2377")
         log(f"swarm initialised on {node_name(1)}")
-    first.swarm.reload()
-    tokens = first.swarm.attrs["JoinTokens"]
+    tokens = first.api.inspect_swarm()["JoinTokens"]
+    members = {n["ID"] for n in first.api.nodes()}
     for index in range(2, plan.nodes + 1):
         client = node_client(index)
-        if client.info()["Swarm"]["LocalNodeState"] == "active":
+        state = client.info()["Swarm"]
+        if state["LocalNodeState"] == "active" and state.get("NodeID") in members:
             continue
+        _reset(client)
         token = tokens["Manager"] if index <= MANAGERS else tokens["Worker"]
-        client.swarm.join(remote_addrs=[f"{plan.addresses[0]}:2377"], join_token=token,
-                          advertise_addr=plan.addresses[index - 1], listen_addr=f"{plan.addresses[index - 1]}:2377")
-    by_host = {n.attrs["Description"]["Hostname"]: n for n in first.nodes.list()}
+        client.api.join_swarm(remote_addrs=[f"{plan.addresses[0]}:2377"], join_token=token,
+                              advertise_addr=plan.addresses[index - 1],
+                              listen_addr=f"{plan.addresses[index - 1]}:2377")
+    by_host: dict[str, object] = {}
+    for node in first.nodes.list():  # a host listed twice (an old membership, down): the ready one counts
+        host = node.attrs["Description"]["Hostname"]
+        if host not in by_host or node.attrs["Status"]["State"] == "ready":
+            by_host[host] = node
     for index in range(1, plan.nodes + 1):
         node = by_host.get(node_name(index))
         if node is None:
             raise NodeError(f"{node_name(index)} is not in the swarm")
-        spec = dict(node.attrs["Spec"])
+        spec = dict(node.attrs["Spec"])  # type: ignore[attr-defined]
         spec["Labels"] = {**(spec.get("Labels") or {}), **labels(index)}
-        node.update(spec)
+        node.update(spec)  # type: ignore[attr-defined]
 
 
 def leave_swarm(nodes: int) -> None:
     """Every node leaves (force): the next `lab up` forms a new swarm; volumes and images inside stay."""
     for index in range(nodes, 0, -1):
         try:
-            node_client(index, timeout=30).swarm.leave(force=True)
+            node_client(index, timeout=30).api.leave_swarm(force=True)
         except (DockerException, OSError):
             pass
 
@@ -227,10 +248,12 @@ def remove_nodes(host: docker.DockerClient, volumes: bool) -> None:
             (var_dir() / "swarm").rmdir()
 
 
-def leftovers(host: docker.DockerClient) -> list[str]:
-    """What of the nodes is still there: containers, the network, node volumes."""
+def leftovers(host: docker.DockerClient, volumes: bool = True) -> list[str]:
+    """What of the nodes is still there: containers, the network (and the node volumes, when they should be gone)."""
     left = [f"node container {c.name}" for c in existing_nodes(host).values()]
     left += [f"network {n.name}" for n in host.networks.list(names=[network_name()]) if n.name == network_name()]
+    if not volumes:
+        return left
     left += [f"volume {v.name}" for v in host.volumes.list(filters={"name": f"{project()}-node-"})
              if v.name.startswith(f"{project()}-node-") and v.name.endswith("-docker")]
     return left
