@@ -24,6 +24,8 @@ CASES = [
     ("up-limit-service", ["up", "--limit", "pretix-web-9:cpus=1"], {}, ["limits", "pretix-web-9", "pretix-web-1"]),
     ("up-limit-memory", ["up", "--limit", "pretix-web-1:memory=200M"], {},
      ["limits.pretix-web-1.memory", "at least"]),
+    ("up-engine", ["up", "--engine", "kube"], {}, ["--engine", "'compose'", "'swarm'"]),
+    ("up-nodes", ["up", "--engine", "swarm", "--nodes", "2"], {}, ["nodes", ">= 3", "got 2"]),
     ("up-same-ports", ["up", "--https-port", "9000", "--http-port", "9000"], {}, ["http_port", "must differ"]),
     ("logs-service", ["logs", "pretix-web-9"], {}, ["SERVICE", "pretix-web-9", "the services are", "proxy"]),
     ("seed-customers", ["seed", "--customers", "0"], {}, ["--customers", "1<=x<=200000"]),

@@ -66,6 +66,12 @@ def test_parse_memory(text, size):
     ({"cron_interval": 7200}, ["cron_interval", "<= 3600"]),
     ({"worker_gossip": "perhaps"}, ["worker_gossip"]),
     ({"python": "3.12"}, ["python", "'3.11', '3.13'", "3.12"]),  # lab/stack/pybuild.py
+    # the swarm engine (lab/stack/swarm/)
+    ({"engine": "kubernetes"}, ["engine", "'compose', 'swarm'", "kubernetes"]),
+    ({"engine": "swarm", "nodes": 2}, ["nodes", ">= 3", "got 2"]),
+    ({"nodes": 10}, ["nodes", "<= 9"]),
+    ({"engine": "swarm", "node_subnet": "10.215.0.0/28"}, ["node_subnet", "/27 or larger"]),
+    ({"engine": "swarm", "node_subnet": "10.213.0.0/24", "edge_subnet": "10.213.0.0/24"}, ["node_subnet", "overlap"]),
 ])
 def test_bad_parameters_name_the_field_and_the_allowed_values(raw, words):
     with pytest.raises(ParamsError) as caught:

@@ -27,14 +27,19 @@ PORT = click.IntRange(1024, 65535)
               help="PostgreSQL loads pg_stat_statements (`lab bench efficiency --profile` reads it; off by default)")
 @click.option("--python", type=click.Choice(["3.11", "3.13"]), default=None,
               help="the Python pretix runs: Debian bookworm's 3.11 (default) or trixie's 3.13 (its own image)")
-def up(params_file, https_port, http_port, web_workers, replication, limits, pg_stat_statements, python) -> None:
+@click.option("--engine", type=click.Choice(["compose", "swarm"]),
+              help="compose (default): this machine's engine; swarm: a Docker Swarm of --nodes simulated hosts")
+@click.option("--nodes", type=int, help="swarm nodes, at least 3 (--engine swarm; default 3)")
+def up(params_file, https_port, http_port, web_workers, replication, limits, pg_stat_statements, python, engine,
+       nodes) -> None:
     """Deploy the stack (or converge it to the parameters) and bootstrap pretix."""
     from lab.experiments.inputs import parse_limits
     from lab.stack import deploy, params
 
     chosen = params.load(params_file, {"https_port": https_port, "http_port": http_port, "web_workers": web_workers,
                                        "replication": replication, "limits": parse_limits(limits),
-                                       "pg_stat_statements": pg_stat_statements, "python": python})
+                                       "pg_stat_statements": pg_stat_statements, "python": python,
+                                       "engine": engine, "nodes": nodes})
     report = deploy.up(chosen, log=log_err)
     for line in report.restored:  # what a killed run had left in the fault journal
         click.echo(f"fault journal: {line}")
@@ -64,14 +69,17 @@ def status() -> None:
     if not rows:
         click.echo(f"no container of the stack exists in project {world.project()} (deploy with `lab up`)")
         return
-    click.echo(f"project {world.project()} ({world.var_dir()})")
+    swarm = any(r.node for r in rows)
+    click.echo(f"project {world.project()} ({world.var_dir()})" + (" on a swarm" if swarm else ""))
     header = ("service", "container", "state", "health", "cpu%", "mem MiB")
-    click.echo("{:18} {:32} {:9} {:10} {:>6} {:>15}  addresses".format(*header))
+    node_header = f" {'node':24}" if swarm else ""
+    click.echo("{:18} {:32} {:9} {:10} {:>6} {:>15}".format(*header) + node_header + "  addresses")
     for r in rows:
         mem = "-" if r.memory_mib is None else f"{r.memory_mib:.0f}/{r.memory_limit_mib:.0f}"
         cpu = f"{r.cpu_percent:.1f}" if r.cpu_percent is not None else "-"
         addrs = " ".join(f"{n}={a}" for n, a in r.addresses.items())
-        click.echo(f"{r.service:18} {r.container:32} {r.state:9} {r.health:10} {cpu:>6} {mem:>15}  {addrs}")
+        node = f" {r.node:24}" if swarm else ""
+        click.echo(f"{r.service:18} {r.container[:32]:32} {r.state:9} {r.health:10} {cpu:>6} {mem:>15}{node}  {addrs}")
 
 
 @click.command(epilog=exits(FAILED, BAD_INPUT))

@@ -16,6 +16,8 @@ test suite can run in its own world next to a user's deployment (tests/conftest.
   PRETIX_LAB_HTTP_PORT       default http_port, published on 127.0.0.1 (default 8080)
   PRETIX_LAB_EDGE_SUBNET     default edge_subnet (default 10.213.0.0/24)
   PRETIX_LAB_BACKEND_SUBNET  default backend_subnet (default 10.214.0.0/24)
+  PRETIX_LAB_NODE_SUBNET     default node_subnet: the bridge network of the simulated swarm nodes (`lab up --engine
+                             swarm`; default 10.215.0.0/24)
 
 The ports and subnets are defaults: `lab up --https-port` and a params file still choose per deployment, and a
 deployment's own choice (var/deploy/params.json) is what `lab down` and `lab status` use.
@@ -43,19 +45,22 @@ HTTPS_PORT_VAR = "PRETIX_LAB_HTTPS_PORT"
 HTTP_PORT_VAR = "PRETIX_LAB_HTTP_PORT"
 EDGE_SUBNET_VAR = "PRETIX_LAB_EDGE_SUBNET"
 BACKEND_SUBNET_VAR = "PRETIX_LAB_BACKEND_SUBNET"
+NODE_SUBNET_VAR = "PRETIX_LAB_NODE_SUBNET"
 
 DEFAULT_PROJECT = "pretix-lab"
 DEFAULT_HTTPS_PORT = 8443
 DEFAULT_HTTP_PORT = 8080
 DEFAULT_EDGE_SUBNET = "10.213.0.0/24"
 DEFAULT_BACKEND_SUBNET = "10.214.0.0/24"
+DEFAULT_NODE_SUBNET = "10.215.0.0/24"
+NODE_LARGEST_PREFIX = 27  # the nodes have fixed addresses (.11 upwards)
 PORT_MIN, PORT_MAX = 1024, 65535
 EDGE_LARGEST_PREFIX = 28  # the proxy and the web instances have fixed addresses
 BACKEND_LARGEST_PREFIX = 25  # redis and its sentinels have fixed addresses in the lower half
 
 # Every variable that chooses a world: what a caller strips to reach the default world (the cache is shared).
 WORLD_VARS = (PROJECT_VAR, VAR_VAR, DATA_VAR, REPORTS_VAR, HTTPS_PORT_VAR, HTTP_PORT_VAR, EDGE_SUBNET_VAR,
-              BACKEND_SUBNET_VAR)
+              BACKEND_SUBNET_VAR, NODE_SUBNET_VAR)
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # what compose accepts as a project name
 
@@ -158,6 +163,10 @@ def backend_subnet() -> str:
     return _subnet(BACKEND_SUBNET_VAR, DEFAULT_BACKEND_SUBNET, BACKEND_LARGEST_PREFIX, BACKEND_WHY)
 
 
+def node_subnet() -> str:
+    return _subnet(NODE_SUBNET_VAR, DEFAULT_NODE_SUBNET, NODE_LARGEST_PREFIX)
+
+
 def check() -> None:
     """Read every variable once, so a bad one stops a command before it does anything."""
     project()
@@ -168,6 +177,7 @@ def check() -> None:
     if ipaddress.ip_network(edge_subnet()).overlaps(ipaddress.ip_network(backend_subnet())):
         raise WorldError(f"{EDGE_SUBNET_VAR}={edge_subnet()} and {BACKEND_SUBNET_VAR}={backend_subnet()} overlap: "
                          "choose two networks that do not")
+    node_subnet()
 
 
 def describe() -> str:

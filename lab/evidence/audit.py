@@ -35,11 +35,11 @@ def query_frame(docker_client, sql: str, service: str = "postgres-primary",
                 text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A query's result as a DataFrame, via psql in the database container (no port is published).
     `text_columns` are read as text whatever they look like (an order code or customer id may be all digits)."""
-    from lab.stack.containers import container
+    from lab.stack.containers import container, docker_cli
 
     node = container(docker_client, service)
     out = subprocess.run(
-        ["docker", "exec", node.id, "psql", "-U", "postgres", "-d", "pretix", "-v", "ON_ERROR_STOP=1",
+        [*docker_cli(node), "exec", node.id, "psql", "-U", "postgres", "-d", "pretix", "-v", "ON_ERROR_STOP=1",
          "-c", f"COPY ({sql}) TO STDOUT WITH CSV HEADER"],
         check=True, capture_output=True, text=True,
     )

@@ -13,7 +13,7 @@
   analysis   per-fault error window, time to recover, latency during vs before (pure functions)
 """
 
-from lab.faults import builtin, postgres, redis  # noqa: F401 - the built-ins register themselves
+from lab.faults import builtin, nodes, postgres, redis  # noqa: F401 - the built-ins register themselves
 from lab.faults.analysis import (
     ErrorWindow,
     Recovery,

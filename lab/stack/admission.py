@@ -302,7 +302,10 @@ def current(directory: Path | None = None) -> Admission:
 
 
 def _exec(container, *command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", "exec", container.id, *command], capture_output=True, text=True, timeout=30)
+    from lab.stack.containers import docker_cli
+
+    return subprocess.run([*docker_cli(container), "exec", container.id, *command], capture_output=True, text=True,
+                          timeout=30)
 
 
 def _state_url(access) -> str:

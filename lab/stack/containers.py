@@ -3,8 +3,13 @@ kept apart from deploy.py so that reading a container never imports the machiner
 
 from __future__ import annotations
 
-import docker
+import json
+from pathlib import Path
 
+import docker
+from docker.errors import DockerException
+
+from lab.common.paths import deploy_dir
 from lab.errors import LabError
 from lab.stack.topology import project
 
@@ -21,11 +26,65 @@ class ContainerMissing(DeployError):
     """A service the lab needs has no running container."""
 
 
+NODE_ATTRIBUTE = "lab_node"  # set on a container found on a swarm node: the node's name
+SOCKET_ATTRIBUTE = "lab_engine_socket"  # and the host socket of that node's engine
+_node_clients: dict[Path, docker.DockerClient] = {}
+
+
+def deployed_engine(directory: Path | None = None) -> str:
+    """The engine the deployment was made with ("compose" or "swarm"), from its saved parameters."""
+    path = (directory or deploy_dir()) / "params.json"
+    try:
+        return str(json.loads(path.read_text()).get("engine") or "compose")
+    except (OSError, ValueError):
+        return "compose"
+
+
+def engines(client: docker.DockerClient) -> list[tuple[str, str, docker.DockerClient]]:
+    """(node name, socket url, client) of every engine the deployment's containers live on: this machine's, or
+    each swarm node's inner engine through its host socket."""
+    if deployed_engine() != "swarm":
+        return [("", "", client)]
+    from lab.stack.swarm.nodes import API_VERSION, node_sockets
+
+    found = []
+    for name, sock in node_sockets().items():
+        if sock not in _node_clients:
+            _node_clients[sock] = docker.DockerClient(base_url=f"unix://{sock}", version=API_VERSION, timeout=60)
+        found.append((name, f"unix://{sock}", _node_clients[sock]))
+    return found
+
+
 def project_containers(client: docker.DockerClient, service: str | None = None) -> list:
+    """The deployment's containers (of one service), on whichever engine or swarm node they run."""
     filters = {"label": [f"{LABEL_PROJECT}={project()}"]}
     if service:
         filters["label"].append(f"{LABEL_SERVICE}={service}")
-    return client.containers.list(all=True, filters=filters)
+    found = []
+    for node, sock, engine in engines(client):
+        try:
+            listed = engine.containers.list(all=True, filters=filters)
+        except (DockerException, OSError):
+            if not node:
+                raise
+            continue  # a killed node: its containers are gone from the deployment's view
+        for c in listed:
+            setattr(c, NODE_ATTRIBUTE, node)
+            if node:
+                setattr(c, SOCKET_ATTRIBUTE, sock)
+        found += listed
+    return found
+
+
+def docker_cli(c) -> list[str]:
+    """The docker CLI's argv start that reaches container `c` (`docker exec` a swarm node's container with -H)."""
+    sock = getattr(c, SOCKET_ATTRIBUTE, "")
+    return ["docker", "-H", sock] if sock else ["docker"]
+
+
+def node_of(c) -> str:
+    """The swarm node a container runs on ("" on the compose engine)."""
+    return getattr(c, NODE_ATTRIBUTE, "")
 
 
 def container(client: docker.DockerClient, service: str):

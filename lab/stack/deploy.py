@@ -1,171 +1,53 @@
-"""Bring the stack up and down, and say how it is: the lab's handle on the one compose project."""
+"""Bring the stack up and down, and say how it is: the lab's handle on the one compose project (a swarm
+deployment is handed to lab/stack/swarm/deploy.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import time
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-import httpx
-import yaml
 
-from lab.common.paths import cache_dir, deploy_dir
-from lab.pretix.bootstrap import PretixAccess, bootstrap
-from lab.stack import admission, alone, hacost, pybuild, secrets, tuning
+from lab.common.paths import deploy_dir
+from lab.pretix.bootstrap import bootstrap
+from lab.stack import admission, alone, pybuild, secrets, tuning
 from lab.stack.compose import Compose
 from lab.stack.containers import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     DeployError,
     container,
+    deployed_engine,
+    node_of,
     project_containers,
     remove_fault_helpers,
 )
+from lab.stack.deploy_common import (  # noqa: F401 - re-exported: the lab and its tests reach them here
+    COPY_STATIC,
+    MIGRATED_STAMP,
+    REDIS_SERVICES,
+    Log,
+    UpReport,
+    check_ports,
+    compose_for,
+    dump_template,
+    phase,
+    saved_params,
+    template_dir,
+    wait_https,
+    write_limits,
+)
 from lab.stack.engine import ensure_engine
 from lab.stack.images import ensure_images
-from lab.stack.params import StackParams, parse_memory
-from lab.stack.pgstat import PG_STAT_STATEMENTS
-from lab.stack.redis_ha import PRIMARY_SERVICE, REPLICA_SERVICE, SENTINEL_SERVICES, RedisTopology
+from lab.stack.params import StackParams
+from lab.stack.redis_ha import RedisTopology
 from lab.stack.topology import long_running, project
-
-REDIS_SERVICES = (PRIMARY_SERVICE, REPLICA_SERVICE, *SENTINEL_SERVICES)
-Log = Callable[[str], None]
-
-
-@dataclass
-class UpReport:
-    cold: bool
-    phases: dict[str, float] = field(default_factory=dict)
-    migrations: str = ""  # "ran", "template" (restored, already migrated) or "kept" (migrated by this image)
-    access: PretixAccess | None = None
-    restored: list[str] = field(default_factory=list)  # what the fault journal restored (lines to print)
-
-    @property
-    def total(self) -> float:
-        return sum(self.phases.values())
-
-    def describe(self) -> str:
-        kind = "cold (migrations from scratch)" if self.cold else "warm (migrated state reused)"
-        parts = ", ".join(f"{name} {secs:.1f}s" for name, secs in self.phases.items())
-        return f"deploy {kind}: {self.total:.1f}s total ({parts}; migrations: {self.migrations})"
-
-
-@contextmanager
-def _phase(report: UpReport, name: str, log: Log) -> Iterator[None]:
-    log(f"[{name}] ...")
-    start = time.monotonic()
-    yield
-    report.phases[name] = time.monotonic() - start
 
 
 def _volume_exists(client: docker.DockerClient, name: str) -> bool:
     return bool(client.volumes.list(filters={"name": f"^{project()}_{name}$"}))
-
-
-def saved_params(directory: Path | None = None) -> StackParams | None:
-    path = (directory or deploy_dir()) / "params.json"
-    return StackParams.model_validate_json(path.read_text()) if path.exists() else None
-
-
-def compose_for(params: StackParams, directory: Path | None = None, template: str = "") -> Compose:
-    directory = directory or deploy_dir()
-    env = {
-        "LAB_DEPLOY_DIR": str(directory),
-        "LAB_PRETIX_IMAGE": pybuild.pretix_tag(params.python),
-        "LAB_HTTPS_PORT": str(params.https_port),
-        "LAB_HTTP_PORT": str(params.http_port),
-        "LAB_WEB_WORKERS": str(params.web_workers),
-        "LAB_WORKER_CONCURRENCY": str(params.worker_concurrency),
-        "LAB_PG_REPLICATION_MODE": params.replication,
-        "LAB_PG_PRELOAD": PG_STAT_STATEMENTS if params.pg_stat_statements else "",
-        "LAB_EDGE_SUBNET": params.edge_subnet,
-        "LAB_PROXY_ADDR": params.address(10),
-        "LAB_WEB_1_ADDR": params.address(11),
-        "LAB_WEB_2_ADDR": params.address(12),
-        "LAB_PG_TEMPLATE_DIR": str(template_dir()),
-        "LAB_PG_TEMPLATE_DUMP": template,
-        "LAB_BACKEND_SUBNET": params.backend_subnet,
-        "LAB_BACKEND_DYNAMIC_RANGE": params.backend_dynamic_range(),
-        **RedisTopology.of(params).compose_env(),
-    }
-    return Compose(env, override=directory / "compose.limits.yaml")
-
-
-def template_dir() -> Path:
-    path = cache_dir() / "pg-template"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _write_limits(params: StackParams, path: Path) -> None:
-    """The chosen limits and HA/lab knobs (lab/stack/hacost.py) as a compose override: compose.yaml stays the one
-    topology."""
-    services: dict = {}
-    for name in params.limits:
-        limits = params.effective_limits(name)
-        entry = {}
-        if limits.cpus is not None:
-            entry["cpus"] = str(limits.cpus)
-        if limits.memory is not None:
-            entry["memory"] = f"{parse_memory(limits.memory)}b"
-        services[name] = {"deploy": {"resources": {"limits": entry}}}
-    services = hacost.merge(services, hacost.override(params))
-    secrets.write_private(path, yaml.safe_dump({"services": services} if services else {"services": {}}))
-
-
-def _port_owner(client: docker.DockerClient, port: int) -> str | None:
-    for c in client.containers.list(filters={"publish": str(port)}):
-        return c.name
-    return None
-
-
-def check_ports(client: docker.DockerClient, params: StackParams) -> None:
-    """A published port already taken by something else stops us before anything changes."""
-    for name in ("https_port", "http_port"):
-        port = getattr(params, name)
-        owner = _port_owner(client, port)
-        if owner is not None:
-            if owner.startswith(f"{project()}-proxy"):
-                continue
-            raise DeployError(
-                f"{name}={port}: 127.0.0.1:{port} is already published by container {owner}; "
-                f"choose another port (e.g. --{name.replace('_', '-')} {port + 1}) or stop that container")
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                raise DeployError(
-                    f"{name}={port}: 127.0.0.1:{port} is already in use by another program; "
-                    f"choose another port (e.g. --{name.replace('_', '-')} {port + 1}) or stop that program"
-                ) from None
-
-
-def _wait_https(access: PretixAccess, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        try:
-            r = httpx.get(f"{access.base_url}/healthcheck/", verify=access.tls(), timeout=5)
-            if r.status_code == 200:
-                return
-            last = f"HTTP {r.status_code}"
-        except httpx.HTTPError as error:
-            last = repr(error)
-        time.sleep(1)
-    raise DeployError(f"pretix did not answer /healthcheck/ through the proxy within {timeout:.0f}s: {last}")
-
-
-MIGRATED_STAMP = "migrated-by"  # in the deploy folder: the pretix image whose migrate role last completed
-COPY_STATIC = 'cp -R --preserve=mode,timestamps "$PRETIX_LAB_STATIC_DIST/." /static/'
 
 
 def _migrate(compose: Compose, directory: Path, pretix_id: str, fresh_db: bool, from_template: bool,
@@ -192,16 +74,6 @@ def _migrate(compose: Compose, directory: Path, pretix_id: str, fresh_db: bool, 
     return done
 
 
-def _dump_template(client: docker.DockerClient, target: Path) -> None:
-    """Keep the freshly migrated (still empty) database so later deployments skip migrations."""
-    primary = container(client, "postgres-primary")
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # worlds may share the cache
-    with partial.open("wb") as out:
-        subprocess.run(["docker", "exec", primary.id, "pg_dump", "-Fc", "-U", "postgres", "pretix"],
-                       stdout=out, check=True)
-    partial.rename(target)
-
-
 def foreign_deployment(client: docker.DockerClient) -> str | None:
     """Why the compose project holds a deployment that is not this checkout's (its database volume exists but the
     secrets that open it are not in this deploy folder), or None. Nothing may deploy over it or tear it down."""
@@ -215,8 +87,16 @@ def foreign_deployment(client: docker.DockerClient) -> str | None:
 
 def up(params: StackParams, log: Log = print) -> UpReport:
     """Deploy (or converge) the stack: engine, images, secrets, database, migrations, services, pretix."""
+    if params.engine != deployed_engine() and (deploy_dir() / "params.json").exists():
+        raise DeployError(f"engine={params.engine}: this world's deployment was made with engine "
+                          f"{deployed_engine()}; remove it first (`lab down --volumes`), or deploy with --engine "
+                          f"{deployed_engine()}")
+    if params.engine == "swarm":
+        from lab.stack.swarm import deploy as swarm
+
+        return swarm.up(params, log)
     report = UpReport(cold=False)
-    with _phase(report, "engine", log):
+    with phase(report, "engine", log):
         client = ensure_engine(log=log)
         report.restored += _undo_faults_left(client, log)  # before compose looks at the containers
         check_ports(client, params)
@@ -225,14 +105,14 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         foreign = foreign_deployment(client)
         if foreign:
             raise DeployError(foreign)
-    with _phase(report, "images", log):
+    with phase(report, "images", log):
         image_ids = ensure_images(client, log, params.python)
-    with _phase(report, "secrets", log):
+    with phase(report, "secrets", log):
         found = secrets.load_or_create(directory)
         secrets.write_env_files(found, directory, RedisTopology.of(params))
         tls = secrets.ensure_tls(directory)
         secrets.write_private(directory / "params.json", params.model_dump_json(indent=2))
-        _write_limits(params, directory / "compose.limits.yaml")
+        write_limits(params, directory / "compose.limits.yaml")
         secrets.write_private(directory / "pretix-tuning.env", tuning.env_file_text(params))  # no secret in it
         admission.ensure(directory)  # the proxy mounts it; off unless a configuration is already there
         pretix_id = image_ids[pybuild.pretix_tag(params.python)].split(":")[-1][:16]
@@ -240,19 +120,19 @@ def up(params: StackParams, log: Log = print) -> UpReport:
         use_template = fresh_db and template.exists()
         report.cold = fresh_db and not use_template
         compose = compose_for(params, directory, f"/template/{template.name}" if use_template else "")
-    with _phase(report, "database", log):
+    with phase(report, "database", log):
         compose.run("up", "-d", "--wait", "--wait-timeout", "300", "postgres-primary", *REDIS_SERVICES)
-    with _phase(report, "migrate", log):
+    with phase(report, "migrate", log):
         report.migrations = _migrate(compose, directory, pretix_id, fresh_db, use_template, log)
         if report.cold:
-            _dump_template(client, template)
-    with _phase(report, "services", log):
+            dump_template(client, template)
+    with phase(report, "services", log):
         compose.run("up", "-d", "--wait", "--wait-timeout", "300", *long_running())
         report.restored += _undo_faults_left(client, log, again=True)
-    with _phase(report, "bootstrap", log):
+    with phase(report, "bootstrap", log):
         base_url = f"https://127.0.0.1:{params.https_port}"
         report.access = bootstrap(container(client, "pretix-web-1"), base_url, tls / "ca.crt", directory)
-        _wait_https(report.access)
+        wait_https(report.access)
         # a deployment starts with admission control off, whatever an interrupted run left configured
         admission.apply(admission.OFF, docker_client=client, access=report.access, directory=directory,
                         log=lambda _m: None, if_changed=True)
@@ -281,6 +161,12 @@ def down(volumes: bool = False, log: Log = print) -> list[str]:
     Returns what of the project is still left (empty when clean), secret files that could not be removed included.
     """
     client = ensure_engine(log=log)
+    from lab.stack.swarm import nodes
+
+    if deployed_engine() == "swarm" or nodes.existing_nodes(client):
+        from lab.stack.swarm import deploy as swarm
+
+        return swarm.down(volumes=volumes, log=log)
     directory = deploy_dir()
     params = saved_params(directory) or StackParams()
     scratch = None
@@ -320,6 +206,7 @@ class ServiceStatus:
     memory_mib: float | None
     memory_limit_mib: float | None
     addresses: dict[str, str]
+    node: str = ""  # the swarm node it runs on ("" on the compose engine)
 
 
 def _cpu_percent(stats: dict) -> float | None:
@@ -350,6 +237,7 @@ def _status_of(c) -> ServiceStatus:
         service=c.labels.get(LABEL_SERVICE, "?"), container=c.name, state=c.status, health=health,
         cpu_percent=cpu, memory_mib=mem, memory_limit_mib=limit,
         addresses={name.removeprefix(f"{project()}_"): n.get("IPAddress", "") for name, n in nets.items()},
+        node=node_of(c),
     )
 
 

@@ -18,6 +18,7 @@ from lab.stack.topology import services
 MIB = 1024 * 1024
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _UNIT = {"b": 1, "k": 1024, "m": MIB, "g": 1024 * MIB}
+MAX_NODES = 9  # Docker-in-Docker nodes on one machine: each holds a copy of the images (about 1.5 GB)
 
 
 class ParamsError(InputError):
@@ -132,6 +133,14 @@ class StackParams(BaseModel):
     worker_gossip: bool = Field(default=False, description=(
         "celery workers' gossip, mingle and event heartbeats (celery's default: on; pretix uses none of them)"))
     limits: dict[str, ServiceLimits] = Field(default_factory=dict)
+    engine: Literal["compose", "swarm"] = Field(default="compose", description=(
+        "compose: every container on this machine's engine; swarm: a Docker Swarm of `nodes` simulated hosts "
+        "(Docker-in-Docker containers the lab starts), the definition generated from stack/compose.yaml"))
+    nodes: int = Field(default=3, ge=3, le=MAX_NODES, description=(
+        "swarm nodes (engine swarm): at least 3, so that losing one keeps a sentinel quorum and a second instance "
+        "of every module"))
+    node_subnet: str = Field(default_factory=world.node_subnet, description=(
+        "the bridge network the lab makes for the swarm nodes (engine swarm); nodes at .11 upwards"))
 
     @field_validator("python", mode="before")
     @classmethod
@@ -149,6 +158,11 @@ class StackParams(BaseModel):
     def _backend_subnet(cls, value: str) -> str:
         return world.check_subnet(value, world.BACKEND_LARGEST_PREFIX, world.DEFAULT_BACKEND_SUBNET, world.BACKEND_WHY)
 
+    @field_validator("node_subnet")
+    @classmethod
+    def _node_subnet(cls, value: str) -> str:
+        return world.check_subnet(value, world.NODE_LARGEST_PREFIX, world.DEFAULT_NODE_SUBNET)
+
     @field_validator("limits")
     @classmethod
     def _known_services(cls, value: dict[str, ServiceLimits]) -> dict[str, ServiceLimits]:
@@ -165,6 +179,11 @@ class StackParams(BaseModel):
         if ipaddress.ip_network(self.edge_subnet).overlaps(ipaddress.ip_network(self.backend_subnet)):
             raise field_error("backend_subnet", f"edge_subnet {self.edge_subnet} and backend_subnet "
                               f"{self.backend_subnet} overlap")
+        for name in ("edge_subnet", "backend_subnet"):
+            if self.engine == "swarm" and ipaddress.ip_network(self.node_subnet).overlaps(
+                    ipaddress.ip_network(getattr(self, name))):
+                raise field_error("node_subnet", f"node_subnet {self.node_subnet} and {name} "
+                                  f"{getattr(self, name)} overlap")
         if self.web_threads > 1 and self.web_worker_class != "gthread":
             raise field_error("web_threads", f"{self.web_threads} threads need web_worker_class gthread "
                               f"(got {self.web_worker_class}); allowed: 1 with sync, 1-16 with gthread",
@@ -199,6 +218,10 @@ class StackParams(BaseModel):
     def address(self, host: int) -> str:
         """A fixed address on the edge network (the proxy maps instances by address)."""
         return str(ipaddress.ip_network(self.edge_subnet)[host])
+
+    def node_address(self, index: int) -> str:
+        """The fixed address of swarm node `index` (1-based) on the node network."""
+        return str(ipaddress.ip_network(self.node_subnet)[10 + index])
 
     def backend_address(self, host: int) -> str:
         """A fixed address on the backend network (redis and its sentinels: nothing resolves them by name)."""
