@@ -87,7 +87,8 @@ def test_the_cli_refuses_bad_parameters_before_anything_is_deployed(tmp_path, mo
     assert result.exit_code == 2, result.output
     assert "capacity_shop.users: every step needs 1 to 200 users" in result.output
     unknown = CliRunner().invoke(main, ["study", "--preset", "huge"])
-    assert unknown.exit_code == 2 and "no preset named 'huge'; known: default, quick" in unknown.output
+    assert unknown.exit_code == 2 and "no preset named 'huge'; known: default, " in unknown.output
+    assert ", quick" in unknown.output
     assert called == [] and not (tmp_path / "var").exists() and not (tmp_path / "data").exists()
 
 
