@@ -88,7 +88,7 @@ def test_compose_and_alone_take_the_parameters_image():
 def test_the_studys_python_file_sets_only_the_python_knob():
     from lab.experiments.bench_tuning import tuned_params
 
-    p = tuned_params(str(pybuild.PRETIX_DIR.parents[2] / "studies" / "python-3.13.yaml"))
+    p = tuned_params(str(pybuild.PRETIX_DIR.parents[2] / "studies" / "tuning-python-3.13.yaml"))
     assert tuning.changed(tuning.knobs(p)) == {"python": "3.13"}
 
 
