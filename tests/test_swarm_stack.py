@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -86,7 +87,8 @@ def test_swarm_deploys_places_serves_and_goes_without_a_trace(swarm):
     assert one["proxy"] == f"{PROJECT}-node-1"
 
     ca = VAR / "deploy" / "tls" / "ca.crt"
-    r = httpx.get(f"https://127.0.0.1:{WORLD['PRETIX_LAB_HTTPS_PORT']}/healthcheck/", verify=str(ca), timeout=10)
+    tls = ssl.create_default_context(cafile=str(ca))
+    r = httpx.get(f"https://127.0.0.1:{WORLD['PRETIX_LAB_HTTPS_PORT']}/healthcheck/", verify=tls, timeout=10)
     assert r.status_code == 200
 
     node1 = docker.from_env().containers.get(f"{PROJECT}-node-1")
