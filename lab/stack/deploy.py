@@ -33,6 +33,7 @@ from lab.stack.deploy_common import (  # noqa: F401 - re-exported: the lab and i
     check_ports,
     compose_for,
     dump_template,
+    migrate_if_needed,
     phase,
     saved_params,
     template_dir,
@@ -52,26 +53,9 @@ def _volume_exists(client: docker.DockerClient, name: str) -> bool:
 
 def _migrate(compose: Compose, directory: Path, pretix_id: str, fresh_db: bool, from_template: bool,
              log: Log) -> str:
-    """Run pretix's migrate role only when the database may lack what this image needs (~10-30 s saved).
-
-    A database restored from this image's template holds exactly what its migrate role left (only the static
-    volume is new, so it gets the files); a kept database whose stamp names this image was migrated by it.
-    The stamp lives in the deploy folder, which goes with the volumes (`lab down --volumes`). Returns which case.
-    """
-    stamp = directory / MIGRATED_STAMP
-    if fresh_db and from_template:
-        compose.run("run", "--rm", "--no-deps", "pretix-migrate", "sh", "-c", COPY_STATIC)
-        log("migrate: skipped (database restored from this image's migrated template); static files copied")
-        done = "template"
-    elif not fresh_db and stamp.exists() and stamp.read_text().strip() == pretix_id:
-        log("migrate: skipped (this database was migrated by this pretix image)")
-        return "kept"
-    else:
-        stamp.unlink(missing_ok=True)
-        compose.run("run", "--rm", "--no-deps", "pretix-migrate")
-        done = "ran"
-    stamp.write_text(pretix_id + "\n")
-    return done
+    """deploy_common.migrate_if_needed with compose running the role."""
+    return migrate_if_needed(lambda cmd: compose.run("run", "--rm", "--no-deps", "pretix-migrate", *(cmd or [])),
+                             directory, pretix_id, fresh_db, from_template, log)
 
 
 def foreign_deployment(client: docker.DockerClient) -> str | None:

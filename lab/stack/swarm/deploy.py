@@ -23,14 +23,13 @@ from lab.pretix.bootstrap import bootstrap
 from lab.stack import admission, pybuild, secrets, tuning
 from lab.stack.containers import DeployError, container, project_containers, service_of
 from lab.stack.deploy_common import (
-    COPY_STATIC,
-    MIGRATED_STAMP,
     REDIS_SERVICES,
     Log,
     UpReport,
     check_ports,
     compose_for,
     dump_template,
+    migrate_if_needed,
     phase,
     saved_params,
     template_dir,
@@ -138,21 +137,9 @@ def _volume_on_nodes(params: StackParams, name: str) -> bool:
 
 
 def _migrate(config: dict, directory: Path, pretix_id: str, fresh_db: bool, from_template: bool, log: Log) -> str:
-    """The compose path's rule (lab/stack/deploy.py _migrate): run migrations only when the database may lack them."""
-    stamp = directory / MIGRATED_STAMP
-    if fresh_db and from_template:
-        run_job(config, "pretix-migrate", directory, ["sh", "-c", COPY_STATIC])
-        log("migrate: skipped (database restored from this image's migrated template); static files copied")
-        done = "template"
-    elif not fresh_db and stamp.exists() and stamp.read_text().strip() == pretix_id:
-        log("migrate: skipped (this database was migrated by this pretix image)")
-        return "kept"
-    else:
-        stamp.unlink(missing_ok=True)
-        run_job(config, "pretix-migrate", directory)
-        done = "ran"
-    stamp.write_text(pretix_id + "\n")
-    return done
+    """deploy_common.migrate_if_needed with the role run as a job on node 1."""
+    return migrate_if_needed(lambda cmd: run_job(config, "pretix-migrate", directory, *([cmd] if cmd else [])),
+                             directory, pretix_id, fresh_db, from_template, log)
 
 
 def _check_ports(host: docker.DockerClient, params: StackParams) -> None:
